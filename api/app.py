@@ -1,0 +1,58 @@
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from store import Database
+
+from api import errors
+from api.launcher import Launcher, load_launcher
+from api.routers import artifacts, logs, metrics, projects, runs
+from api.run_service import RunService
+from ltm.settings import Settings
+
+log = logging.getLogger("ltm.api")
+
+DESCRIPTION = "LLM 训练管理 API：项目、训练运行（Prefect 流程）、日志、指标与工件。"
+
+
+async def _reconcile_forever(service: RunService, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(service.reconcile)
+        except Exception:
+            log.exception("与编排服务同步运行状态失败")
+
+
+def create_app(settings: Settings | None = None, launcher: Launcher | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = Database(settings.db_path)
+        app.state.db = db
+        app.state.settings = settings
+        app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
+        reconciler = asyncio.create_task(_reconcile_forever(app.state.runs, settings.reconcile_seconds))
+        try:
+            yield
+        finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+            app.state.runs.launcher.close()
+            db.close()
+
+    app = FastAPI(title="ltm — LLM 训练管理 API", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
+    errors.install(app)
+    for module in (projects, runs, logs, metrics, artifacts):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["系统"], summary="健康检查")
+    def health() -> dict:
+        return {"status": "ok", "schema_version": app.state.db.schema_version}
+
+    return app

@@ -1,0 +1,57 @@
+"""How the API hands runs to an orchestrator. Only flows/ knows Prefect; the API knows this interface."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ltm.models import RunStatus
+from ltm.settings import Settings
+
+
+class LauncherUnavailable(Exception):
+    """The orchestrator cannot be reached; the API answers 503 and writes nothing."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    run_id: str
+    status: RunStatus
+    message: str | None = None
+
+
+class Launcher(Protocol):
+    def submit(self, run: dict) -> str | None:
+        """Start the run; returns the orchestrator's id for it."""
+
+    def cancel(self, run: dict) -> None:
+        """Ask the orchestrator to stop the run."""
+
+    def observe(self, runs: list[dict]) -> list[Observation]:
+        """Orchestrator states of active runs that the store should catch up with."""
+
+    def close(self) -> None: ...
+
+
+class NoopLauncher:
+    """Runs wait for someone to call the training flow directly (embedded use, tests)."""
+
+    def submit(self, run: dict) -> str | None:
+        return None
+
+    def cancel(self, run: dict) -> None:
+        return None
+
+    def observe(self, runs: list[dict]) -> list[Observation]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def load_launcher(settings: Settings) -> Launcher:
+    if settings.launcher == "none":
+        return NoopLauncher()
+    if settings.launcher == "prefect":
+        from flows.launcher import PrefectLauncher
+
+        return PrefectLauncher(settings)
+    raise ValueError(f"LTM_LAUNCHER must be 'none' or 'prefect', not {settings.launcher!r}")

@@ -1,0 +1,59 @@
+import os
+import posixpath
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from store import artifacts as artifact_store
+from store import utc_now
+
+from api import examples
+from api.deps import CurrentSettings, Db, RunRow
+from api.errors import not_found, unprocessable
+from ltm.ids import new_id
+from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest
+
+router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"])
+
+
+def within_root(path: str, root: str) -> bool:
+    """True when `path` names something inside the artifact root, after resolving '..' and links."""
+    if "://" in root:
+        scheme, _, rest = root.partition("://")
+        if not path.startswith(scheme + "://"):
+            return False
+        inner = posixpath.normpath(path[len(scheme) + 3:])
+        base = posixpath.normpath(rest)
+        return inner.startswith(base.rstrip("/") + "/")
+    if "://" in path and not path.startswith("file://"):
+        return False
+    local = os.path.realpath(path.removeprefix("file://"))
+    base = os.path.realpath(root)
+    return local.startswith(base.rstrip(os.sep) + os.sep)
+
+
+@router.get("", response_model=ArtifactList, summary="列出运行工件")
+def list_artifacts(db: Db, run: RunRow):
+    return {"items": artifact_store.list_for_run(db, run["id"])}
+
+
+@router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）")
+def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: ArtifactCreate):
+    if not within_root(body.path, settings.artifact_root_url):
+        raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下")
+    artifact = {**body.model_dump(mode="json"), "id": new_id(body.type.value), "run_id": run["id"],
+                "project_id": run["project_id"], "created_at": utc_now()}
+    artifact_store.insert(db, artifact)
+    return artifact_store.get(db, artifact["id"])
+
+
+@router.post("/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签")
+def tag_artifact(db: Db, run: RunRow, artifact_id: str,
+                 body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})]):
+    artifact = artifact_store.get(db, artifact_id)
+    if artifact is None or artifact["run_id"] != run["id"]:
+        raise not_found(f"运行 {run['id']} 的工件", artifact_id)
+    if artifact["type"] != ArtifactType.CHECKPOINT.value:
+        raise unprocessable(f"工件 {artifact_id} 的类型是 {artifact['type']}，只能为检查点打标签")
+    artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now())
+    return artifact_store.get(db, artifact_id)

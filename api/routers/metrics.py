@@ -1,0 +1,39 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from store import ingest, to_db_time
+from store import metrics as metric_store
+
+from api.deps import Db, RunRow, Runs
+from ltm.models import IngestResult, MetricBatch, MetricSeriesList
+
+router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"])
+
+
+@router.get("", response_model=MetricSeriesList, summary="获取降采样后的指标曲线")
+def get_metrics(
+    db: Db,
+    run: RunRow,
+    names: Annotated[list[str] | None, Query(description="指标名称，可重复或用逗号分隔；缺省为全部")] = None,
+    max_points: Annotated[int, Query(ge=1, le=10_000, description="每条曲线最多返回的点数")] = 1000,
+):
+    wanted = [n.strip() for item in names or [] for n in item.split(",") if n.strip()]
+    return {"series": metric_store.downsample(db, run["id"], wanted or None, max_points)}
+
+
+@router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）")
+def ingest_metrics(db: Db, runs: Runs, run: RunRow, batch: MetricBatch):
+    points = batch.points
+    stored = ingest.append_metrics(
+        db, run["id"], batch.batch_id,
+        names=[p.name for p in points], steps=[p.step for p in points], values=[p.value for p in points],
+        ts=[to_db_time(p.timestamp) for p in points],
+    )
+    if stored and points:
+        latest: dict[str, tuple[int, float]] = {}
+        for p in points:
+            if p.name not in latest or p.step >= latest[p.name][0]:
+                latest[p.name] = (p.step, p.value)
+        runs.merge_metrics(run["id"], {name: value for name, (_, value) in latest.items()})
+    return {"batch_id": batch.batch_id, "accepted": len(points) if stored else 0, "duplicate": not stored}

@@ -1,0 +1,67 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from store import runs as run_store
+from store import projects as project_store
+from store import utc_now
+
+from api import examples
+from api.deps import Db, ProjectRow
+from api.errors import conflict
+from ltm.ids import new_id
+from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
+
+router = APIRouter(prefix="/projects", tags=["项目"])
+
+
+def project_view(db, project: dict) -> dict:
+    runs = run_store.list_for_project(db, project["id"])
+    return {**project, "runs": runs, "versions": project_store.versions(db, project["id"])}
+
+
+@router.post("", status_code=201, response_model=Project, summary="创建项目")
+def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
+    now = utc_now()
+    project = {**body.model_dump(), "id": new_id("project"), "archived": False, "created_at": now, "updated_at": now}
+    with db.write_lock:
+        if project_store.name_taken(db, body.name):
+            raise conflict(f"项目名称“{body.name}”已存在，请换一个名称")
+        project_store.insert(db, project)
+    return project_view(db, project_store.get(db, project["id"]))
+
+
+@router.get("", response_model=list[ProjectListItem], summary="列出项目")
+def list_projects(
+    db: Db,
+    owner: Annotated[str | None, Query(max_length=200, description="按负责人过滤")] = None,
+    status: Annotated[ProjectStatus | None, Query(description="按状态过滤")] = None,
+    tag: Annotated[str | None, Query(max_length=64, description="按标签过滤")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="按名称搜索")] = None,
+):
+    return project_store.list_(db, owner=owner, status=status.value if status else None, tag=tag, query=q)
+
+
+@router.get("/{project_id}", response_model=Project, summary="获取项目详情")
+def get_project(db: Db, project: ProjectRow):
+    return project_view(db, project)
+
+
+@router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）")
+def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
+    requested = body.model_dump(exclude_unset=True)
+    for key, empty in (("tags", []), ("default_hyperparameters", {})):
+        if key in requested and requested[key] is None:
+            requested[key] = empty
+    if "status" in requested:
+        requested["archived"] = requested.pop("status") == "已归档"
+    changes = {k: v for k, v in requested.items() if v != project[k]}
+    if changes:
+        with db.write_lock:
+            project_store.update(db, project["id"], changes, utc_now())
+    return project_view(db, project_store.get(db, project["id"]))
+
+
+@router.get("/{project_id}/versions", response_model=list[ProjectVersion], summary="项目版本历史")
+def list_versions(db: Db, project: ProjectRow):
+    return project_store.versions(db, project["id"])

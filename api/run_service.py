@@ -1,0 +1,169 @@
+"""Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
+
+from store import Database, utc_now
+from store import artifacts as artifact_store
+from store import projects as project_store
+from store import runs as run_store
+
+from api.errors import ApiError, conflict, not_found
+from api.launcher import Launcher, LauncherUnavailable, Observation
+from api.run_state import StatusWatch, can_move, stamps
+from ltm.ids import new_id
+from ltm.models import RunStatus
+from ltm.settings import Settings
+
+
+class RunService:
+    def __init__(self, db: Database, launcher: Launcher, settings: Settings) -> None:
+        self.db = db
+        self.launcher = launcher
+        self.settings = settings
+        self.watch = StatusWatch()
+
+    def get(self, project_id: str, run_id: str) -> dict:
+        run = run_store.get(self.db, run_id)
+        if run is None or run["project_id"] != project_id:
+            raise not_found("运行", run_id)
+        return run
+
+    def with_artifacts(self, run: dict) -> dict:
+        return {**run, "artifacts": artifact_store.list_for_run(self.db, run["id"])}
+
+    def create(self, project: dict, config: dict, resumed_from: dict | None = None) -> dict:
+        """Store a queued run and hand it to the launcher; nothing stays stored if the launcher fails."""
+        if project["archived"]:
+            raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
+        now = utc_now()
+        with self.db.write_lock:
+            number = run_store.count_for_project(self.db, project["id"]) + 1
+            run = {
+                "id": new_id("run"),
+                "project_id": project["id"],
+                "name": config.get("name") or f"run-{number:03d}",
+                "status": RunStatus.QUEUED.value,
+                "progress": 0.0,
+                "model": config["model"],
+                "dataset": config["dataset"],
+                "hyperparameters": config["hyperparameters"],
+                "resources": config["resources"],
+                "metrics": {},
+                "gpu_utilization": None,
+                "created_at": now,
+                "started_at": None,
+                "updated_at": now,
+                "finished_at": None,
+                "cancelled_at": None,
+                "resumed_from": resumed_from["id"] if resumed_from else None,
+                "parent_run_id": resumed_from["run_id"] if resumed_from else None,
+                "start_step": (resumed_from or {}).get("step") or 0,
+                "current_step": (resumed_from or {}).get("step") or 0,
+                "total_steps": None,
+                "project_version": project["version"],
+                "message": None,
+                "flow_run_id": None,
+            }
+            run_store.insert(self.db, run)
+        try:
+            flow_run_id = self.launcher.submit(run)
+        except LauncherUnavailable as exc:
+            run_store.delete(self.db, run["id"])
+            raise ApiError(503, f"编排服务不可用，运行未创建：{exc}") from exc
+        if flow_run_id:
+            self.update(run["id"], {"flow_run_id": flow_run_id})
+            run["flow_run_id"] = flow_run_id
+        return self.get(project["id"], run["id"])
+
+    def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict) -> dict:
+        artifact = artifact_store.get(self.db, artifact_id)
+        if artifact is None or artifact["run_id"] != source_run["id"]:
+            raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
+        if artifact["type"] != "checkpoint":
+            raise ApiError(422, f"工件 {artifact_id} 的类型是 {artifact['type']}，只能从检查点（checkpoint）恢复")
+        config = {
+            "name": overrides.get("name"),
+            "model": overrides.get("model") or source_run["model"],
+            "dataset": overrides.get("dataset") or source_run["dataset"],
+            "hyperparameters": {**source_run["hyperparameters"], **(overrides.get("hyperparameters") or {})},
+            "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
+        }
+        return self.create(project, config, resumed_from=artifact)
+
+    def update(self, run_id: str, values: dict) -> None:
+        with self.db.write_lock:
+            run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
+
+    def report(self, project_id: str, run_id: str, values: dict) -> dict:
+        """Apply what a flow reports: an optional status move plus progress fields."""
+        status = values.pop("status", None)
+        with self.db.write_lock:
+            run = self.get(project_id, run_id)
+            current = RunStatus(run["status"])
+            if status is None and current.is_terminal:
+                raise conflict(f"运行 {run_id} 已结束（{current.value}），不再接受进度上报")
+            if status is not None:
+                values.update(self._checked_move(run, RunStatus(status)))
+            run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
+        if status is not None:
+            self.watch.notify()
+        return self.get(project_id, run_id)
+
+    def move(self, run: dict, new: RunStatus, message: str | None = None) -> None:
+        with self.db.write_lock:
+            fresh = run_store.get(self.db, run["id"])
+            values = self._checked_move(fresh, new)
+            if message is not None:
+                values["message"] = message
+            run_store.update(self.db, run["id"], values)
+        self.watch.notify()
+
+    def _checked_move(self, run: dict, new: RunStatus) -> dict:
+        current = RunStatus(run["status"])
+        if not can_move(current, new):
+            raise conflict(f"运行 {run['id']} 当前状态为 {current.value}，不能变为 {new.value}")
+        return stamps(run, new, utc_now()) if new != current else {}
+
+    def cancel(self, project_id: str, run_id: str) -> tuple[int, dict]:
+        """200 with the stopped run, or 202 while it is still saving its checkpoint."""
+        run = self.get(project_id, run_id)
+        status = RunStatus(run["status"])
+        if status.is_terminal:
+            raise conflict(f"运行 {run_id} 已结束（{status.value}），无法取消")
+        try:
+            self.launcher.cancel(run)
+        except LauncherUnavailable as exc:
+            raise ApiError(503, f"编排服务不可用，未能取消运行：{exc}") from exc
+        if status == RunStatus.QUEUED:
+            self._move_quietly(run_id, RunStatus.CANCELLED)
+        else:
+            self._move_quietly(run_id, RunStatus.CANCELLING)
+            self.watch.wait_for(lambda: self._is_terminal(run_id), timeout=self.settings.cancel_wait_seconds)
+        run = self.get(project_id, run_id)
+        return (202 if run["status"] == RunStatus.CANCELLING.value else 200), self.with_artifacts(run)
+
+    def _move_quietly(self, run_id: str, new: RunStatus) -> None:
+        """Move unless the run got somewhere else first (e.g. it finished meanwhile)."""
+        try:
+            self.move(run_store.get(self.db, run_id), new)
+        except ApiError:
+            pass
+
+    def _is_terminal(self, run_id: str) -> bool:
+        return RunStatus(run_store.get(self.db, run_id)["status"]).is_terminal
+
+    def reconcile(self) -> list[Observation]:
+        """Catch the store up with the orchestrator for runs it still thinks are active."""
+        active = run_store.list_by_status(self.db, [s.value for s in RunStatus if s.is_active])
+        observations = self.launcher.observe(active)
+        for observation in observations:
+            run = run_store.get(self.db, observation.run_id)
+            if run and not RunStatus(run["status"]).is_terminal:
+                try:
+                    self.move(run, observation.status, observation.message)
+                except ApiError:
+                    pass
+        return observations
+
+    def merge_metrics(self, run_id: str, latest: dict[str, float]) -> None:
+        with self.db.write_lock:
+            run = run_store.get(self.db, run_id)
+            run_store.update(self.db, run_id, {"metrics": {**run["metrics"], **latest}, "updated_at": utc_now()})

@@ -1,0 +1,190 @@
+"""Typed SDK over the REST API; `Client.local()` serves the same app in-process on the embedded store."""
+
+import atexit
+import functools
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from ltm import models
+from ltm.settings import Settings
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+_embedded: dict[Path, httpx.Client] = {}
+_embedded_lock = threading.Lock()
+
+
+def _embedded_http(home: Path) -> httpx.Client:
+    """One in-process app per store folder, shared by every local client of this process."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    key = home.resolve()
+    with _embedded_lock:
+        if key not in _embedded:
+            http = TestClient(create_app(Settings(home=key, api_url=None, launcher="none")), base_url="http://ltm.local")
+            http.__enter__()
+            atexit.register(http.__exit__, None, None, None)
+            _embedded[key] = http
+        return _embedded[key]
+
+
+def _drop_none(params: dict) -> dict:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0,
+                 http: httpx.Client | None = None) -> None:
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self.base_url = str(self.http.base_url)
+
+    @classmethod
+    def local(cls, home: str | Path | None = None) -> "Client":
+        return cls(http=_embedded_http(Path(home) if home else Settings().home))
+
+    @classmethod
+    def from_env(cls) -> "Client":
+        settings = Settings()
+        return cls(settings.api_url) if settings.api_url else cls.local(settings.home)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, str(detail))
+        return response
+
+    def _get(self, model, path: str, **params: Any):
+        return _parse(model, self.request("GET", path, params=_drop_none(params)).json())
+
+    def _send(self, method: str, model, path: str, body: Any = None, **params: Any):
+        response = self.request(method, path, json=body, params=_drop_none(params))
+        return _parse(model, response.json())
+
+    # Projects
+
+    def create_project(self, name: str, owner: str, **fields: Any) -> models.Project:
+        body = models.ProjectCreate(name=name, owner=owner, **fields).model_dump(mode="json")
+        return self._send("POST", models.Project, "/projects", body)
+
+    def list_projects(self, owner: str | None = None, status: str | None = None, tag: str | None = None,
+                      q: str | None = None) -> list[models.ProjectListItem]:
+        return self._get(list[models.ProjectListItem], "/projects", owner=owner, status=status, tag=tag, q=q)
+
+    def get_project(self, project_id: str) -> models.Project:
+        return self._get(models.Project, f"/projects/{project_id}")
+
+    def update_project(self, project_id: str, **changes: Any) -> models.Project:
+        body = models.ProjectUpdate(**changes).model_dump(mode="json", exclude_unset=True)
+        return self._send("PATCH", models.Project, f"/projects/{project_id}", body)
+
+    def list_versions(self, project_id: str) -> list[models.ProjectVersion]:
+        return self._get(list[models.ProjectVersion], f"/projects/{project_id}/versions")
+
+    # Runs
+
+    def create_run(self, project_id: str, model: str, dataset: str, **fields: Any) -> models.Run:
+        body = models.RunCreate(model=model, dataset=dataset, **fields).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.Run, f"/projects/{project_id}/runs", body)
+
+    def list_runs(self, project_id: str) -> list[models.RunOverview]:
+        return self._get(list[models.RunOverview], f"/projects/{project_id}/runs")
+
+    def get_run(self, project_id: str, run_id: str) -> models.Run:
+        return self._get(models.Run, f"/projects/{project_id}/runs/{run_id}")
+
+    def find_run(self, run_id: str) -> models.Run:
+        return self._get(models.Run, f"/runs/{run_id}")
+
+    def cancel_run(self, project_id: str, run_id: str) -> models.Run:
+        return self._send("POST", models.Run, f"/projects/{project_id}/runs/{run_id}/cancel")
+
+    def resume_run(self, project_id: str, run_id: str, source_artifact_id: str, **overrides: Any) -> models.Run:
+        body = models.RunResume(**overrides).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.Run, f"/projects/{project_id}/runs/{run_id}/resume", body,
+                          source_artifact_id=source_artifact_id)
+
+    def report(self, project_id: str, run_id: str, **values: Any) -> models.Run:
+        body = models.RunUpdate(**values).model_dump(mode="json", exclude_unset=True)
+        return self._send("PATCH", models.Run, f"/projects/{project_id}/runs/{run_id}", body)
+
+    # Logs and metrics
+
+    def get_logs(self, project_id: str, run_id: str, page: int = 1, page_size: int = 50,
+                 start_time: datetime | None = None, end_time: datetime | None = None,
+                 level: str | None = None, q: str | None = None) -> models.LogPage:
+        return self._get(models.LogPage, f"/projects/{project_id}/runs/{run_id}/logs", page=page,
+                         page_size=page_size, start_time=_iso(start_time), end_time=_iso(end_time), level=level, q=q)
+
+    def get_metrics(self, project_id: str, run_id: str, names: list[str] | None = None,
+                    max_points: int = 1000) -> models.MetricSeriesList:
+        return self._get(models.MetricSeriesList, f"/projects/{project_id}/runs/{run_id}/metrics",
+                         names=",".join(names) if names else None, max_points=max_points)
+
+    def send_logs(self, project_id: str, run_id: str, batch: models.LogBatch) -> models.IngestResult:
+        return self._send("POST", models.IngestResult, f"/projects/{project_id}/runs/{run_id}/logs",
+                          batch.model_dump(mode="json"))
+
+    def send_metrics(self, project_id: str, run_id: str, batch: models.MetricBatch) -> models.IngestResult:
+        return self._send("POST", models.IngestResult, f"/projects/{project_id}/runs/{run_id}/metrics",
+                          batch.model_dump(mode="json"))
+
+    # Artifacts
+
+    def list_artifacts(self, project_id: str, run_id: str) -> list[models.Artifact]:
+        return self._get(models.ArtifactList, f"/projects/{project_id}/runs/{run_id}/artifacts").items
+
+    def register_artifact(self, project_id: str, run_id: str, type: str, name: str, path: str,
+                          size_bytes: int | None = None, step: int | None = None) -> models.Artifact:
+        body = models.ArtifactCreate(type=type, name=name, path=path, size_bytes=size_bytes, step=step)
+        return self._send("POST", models.Artifact, f"/projects/{project_id}/runs/{run_id}/artifacts",
+                          body.model_dump(mode="json"))
+
+    def tag_artifact(self, project_id: str, run_id: str, artifact_id: str, tag: str,
+                     notes: str | None = None) -> models.Artifact:
+        body = models.TagRequest(tag=tag, notes=notes).model_dump(mode="json")
+        return self._send("POST", models.Artifact, f"/projects/{project_id}/runs/{run_id}/artifacts/{artifact_id}/tag",
+                          body)
+
+    def health(self) -> dict:
+        return self.request("GET", "/health").json()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@functools.cache
+def _adapter(model) -> TypeAdapter:
+    return TypeAdapter(model)
+
+
+def _parse(model, data: Any):
+    return _adapter(model).validate_python(data)

@@ -1,0 +1,346 @@
+"""The wire contract: the seed's JSON shapes plus the endpoints the flows and console need."""
+
+import math
+from datetime import datetime
+from enum import Enum
+from typing import Any, Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_JSON_OBJECT_BYTES = 64 * 1024
+MAX_BATCH_ITEMS = 50_000
+
+
+class RunStatus(str, Enum):
+    QUEUED = "排队中"
+    RUNNING = "运行中"
+    CANCELLING = "取消中"
+    CANCELLED = "已取消"
+    COMPLETED = "已完成"
+    FAILED = "失败"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_terminal
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.CANCELLED, RunStatus.COMPLETED, RunStatus.FAILED})
+
+
+class ProjectStatus(str, Enum):
+    DRAFT = "草稿"
+    ACTIVE = "进行中"
+    IDLE = "空闲"
+    ARCHIVED = "已归档"
+
+
+class TagValue(str, Enum):
+    CANDIDATE = "候选"
+    RELEASE = "发布"
+    ARCHIVE = "归档"
+
+
+class ArtifactType(str, Enum):
+    CHECKPOINT = "checkpoint"
+    EVENT = "event"
+    EVALUATION = "evaluation"
+    CONFIG = "config"
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+def _strip_nonempty(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("不能为空")
+    return value
+
+
+def _bounded_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ValueError("不能包含 NaN 或 Infinity") from None
+    if len(encoded.encode()) > MAX_JSON_OBJECT_BYTES:
+        raise ValueError(f"JSON 对象过大（上限 {MAX_JSON_OBJECT_BYTES // 1024} KB）")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("必须是有限数值")
+    return value
+
+
+Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_strip_nonempty)]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+LongText = Annotated[str, StringConstraints(max_length=5000)]
+Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_nonempty)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+BatchId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Projects
+
+
+class ProjectCreate(Contract):
+    name: Name
+    description: LongText | None = None
+    objective: LongText | None = None
+    task_type: ShortText | None = None
+    base_model: ShortText | None = None
+    owner: Name
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    default_hyperparameters: JsonObject = Field(default_factory=dict)
+
+
+class ProjectUpdate(Contract):
+    description: LongText | None = None
+    objective: LongText | None = None
+    task_type: ShortText | None = None
+    base_model: ShortText | None = None
+    tags: list[Tag] | None = Field(None, max_length=50)
+    default_hyperparameters: JsonObject | None = None
+    status: Annotated[str, Field(pattern="^(已归档|未归档)$")] | None = Field(
+        None, description="`已归档` archives the project, `未归档` restores it"
+    )
+
+
+class FieldChange(BaseModel):
+    old: Any = None
+    new: Any = None
+
+
+class ProjectVersion(BaseModel):
+    version: int
+    created_at: datetime
+    changes: dict[str, FieldChange]
+    snapshot: dict[str, Any]
+
+
+class RunSummary(BaseModel):
+    id: str
+    name: str
+    status: RunStatus
+    progress: float
+    created_at: datetime
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ProjectListItem(BaseModel):
+    id: str
+    name: str
+    status: ProjectStatus
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    task_type: str | None = None
+    tags: list[str]
+    run_count: int
+
+
+class Project(BaseModel):
+    id: str
+    name: str
+    description: str | None = None
+    status: ProjectStatus
+    objective: str | None = None
+    task_type: str | None = None
+    base_model: str | None = None
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+    tags: list[str]
+    default_hyperparameters: dict[str, Any]
+    version: int
+    run_count: int
+    runs: list[RunSummary]
+    versions: list[ProjectVersion]
+
+
+# Runs
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    gpu_type: ShortText | None = None
+    gpu_count: int | None = Field(None, ge=0, le=4096)
+
+
+class RunCreate(Contract):
+    name: Name | None = None
+    model: Name
+    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)]
+    hyperparameters: JsonObject = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class RunResume(Contract):
+    name: Name | None = None
+    model: Name | None = None
+    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)] | None = None
+    hyperparameters: JsonObject | None = None
+    resources: Resources | None = None
+
+
+class TagEvent(BaseModel):
+    value: TagValue
+    notes: str | None = None
+    applied_at: datetime
+
+
+class Artifact(BaseModel):
+    id: str
+    run_id: str
+    name: str
+    type: ArtifactType
+    path: str
+    created_at: datetime
+    size_bytes: int | None = None
+    step: int | None = None
+    tags: list[TagEvent] = Field(default_factory=list)
+
+
+class RunOverview(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    status: RunStatus
+    progress: float
+    model: str
+    dataset: str
+    hyperparameters: dict[str, Any]
+    resources: dict[str, Any]
+    metrics: dict[str, float]
+    gpu_utilization: float | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    updated_at: datetime
+    finished_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    resumed_from: str | None = None
+    parent_run_id: str | None = None
+    start_step: int = 0
+    current_step: int = 0
+    total_steps: int | None = None
+    project_version: int
+    message: str | None = None
+    flow_run_id: str | None = None
+
+
+class Run(RunOverview):
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+
+class RunUpdate(Contract):
+    """What a training flow reports about its run."""
+
+    status: RunStatus | None = None
+    progress: Fraction | None = None
+    gpu_utilization: Fraction | None = None
+    current_step: int | None = Field(None, ge=0)
+    total_steps: int | None = Field(None, ge=0)
+    message: LongText | None = None
+    flow_run_id: ShortText | None = None
+
+
+# Logs and metrics
+
+
+class LogEntry(BaseModel):
+    timestamp: datetime
+    level: LogLevel
+    message: str
+
+
+class LogPage(BaseModel):
+    page: int
+    page_size: int
+    total: int
+    items: list[LogEntry]
+
+
+class LogLine(Contract):
+    timestamp: datetime
+    level: LogLevel = LogLevel.INFO
+    message: Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class LogBatch(Contract):
+    batch_id: BatchId
+    lines: list[LogLine] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+class MetricPoint(Contract):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    step: int = Field(ge=0)
+    value: Annotated[float, AfterValidator(_finite)]
+    timestamp: datetime
+
+
+class MetricBatch(Contract):
+    batch_id: BatchId
+    points: list[MetricPoint] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+class IngestResult(BaseModel):
+    batch_id: str
+    accepted: int
+    duplicate: bool
+
+
+class MetricBucket(BaseModel):
+    step: int
+    min: float
+    max: float
+    last: float
+    timestamp: datetime
+
+
+class MetricSeries(BaseModel):
+    name: str
+    total_points: int
+    points: list[MetricBucket]
+
+
+class MetricSeriesList(BaseModel):
+    series: list[MetricSeries]
+
+
+# Artifacts
+
+
+class ArtifactCreate(Contract):
+    type: ArtifactType
+    name: Name
+    path: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    size_bytes: int | None = Field(None, ge=0)
+    step: int | None = Field(None, ge=0)
+
+
+class ArtifactList(BaseModel):
+    items: list[Artifact]
+
+
+class TagRequest(Contract):
+    tag: TagValue
+    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None

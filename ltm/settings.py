@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration, read from LTM_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LTM_")
+
+    home: Path = Field(Path(".ltm"), description="Folder holding the store, artifacts and service state")
+    api_url: str | None = Field(None, description="API base URL; unset means the embedded store under home")
+    artifact_root: str | None = Field(None, description="fsspec URL for artifacts; default <home>/artifacts")
+    launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
+    deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
+    console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
+    cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")
+    reconcile_seconds: float = Field(5.0, gt=0, description="How often the API syncs run status with Prefect")
+    stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "ltm.duckdb"
+
+    @property
+    def artifact_root_url(self) -> str:
+        return self.artifact_root or str((self.home / "artifacts").resolve())

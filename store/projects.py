@@ -1,0 +1,118 @@
+import json
+
+from store.db import Database, from_db_time
+
+ACTIVE_RUN_STATUSES = ("排队中", "运行中", "取消中")
+
+_SELECT = """
+SELECT p.*, coalesce(r.run_count, 0) AS run_count,
+       CASE WHEN p.archived THEN '已归档'
+            WHEN coalesce(r.active_count, 0) > 0 THEN '进行中'
+            WHEN coalesce(r.run_count, 0) > 0 THEN '空闲'
+            ELSE '草稿' END AS status
+FROM projects p
+LEFT JOIN (SELECT project_id, count(*) AS run_count,
+                  count(*) FILTER (WHERE status IN (?, ?, ?)) AS active_count
+           FROM runs GROUP BY project_id) r ON r.project_id = p.id
+"""
+
+
+def _decode(row: dict) -> dict:
+    row["default_hyperparameters"] = json.loads(row["default_hyperparameters"])
+    row["tags"] = list(row["tags"])
+    for key in ("created_at", "updated_at"):
+        row[key] = from_db_time(row[key])
+    return row
+
+
+def _snapshot(project: dict) -> dict:
+    keys = ("name", "description", "objective", "task_type", "base_model", "owner", "tags",
+            "default_hyperparameters", "archived")
+    return {k: project[k] for k in keys}
+
+
+def insert(db: Database, project: dict) -> None:
+    """Insert a new project and its version 1 in one transaction."""
+    with db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [project["id"], project["name"], project["description"], project["objective"],
+             project["task_type"], project["base_model"], project["owner"], project["tags"],
+             json.dumps(project["default_hyperparameters"], ensure_ascii=False), project["archived"],
+             1, project["created_at"], project["updated_at"]],
+        )
+        changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
+        _insert_version(cur, project["id"], 1, project["created_at"], changes, _snapshot(project))
+
+
+def _insert_version(cur, project_id: str, version: int, at, changes: dict, snapshot: dict) -> None:
+    cur.execute(
+        "INSERT INTO project_versions VALUES (?, ?, ?, ?, ?)",
+        [project_id, version, at, json.dumps(changes, ensure_ascii=False), json.dumps(snapshot, ensure_ascii=False)],
+    )
+
+
+def name_taken(db: Database, name: str) -> bool:
+    return db.fetch_one("SELECT count(*) FROM projects WHERE name = ?", [name])[0] > 0
+
+
+def get(db: Database, project_id: str) -> dict | None:
+    rows = db.fetch_dicts(_SELECT + " WHERE p.id = ?", [*ACTIVE_RUN_STATUSES, project_id])
+    return _decode(rows[0]) if rows else None
+
+
+def list_(db: Database, owner: str | None = None, status: str | None = None, tag: str | None = None,
+          query: str | None = None) -> list[dict]:
+    sql = "SELECT * FROM (" + _SELECT + ") WHERE true"
+    params: list = [*ACTIVE_RUN_STATUSES]
+    if owner is not None:
+        sql += " AND owner = ?"
+        params.append(owner)
+    if status is not None:
+        sql += " AND status = ?"
+        params.append(status)
+    if tag is not None:
+        sql += " AND list_contains(tags, ?)"
+        params.append(tag)
+    if query:
+        sql += " AND contains(lower(name), lower(?))"
+        params.append(query)
+    sql += " ORDER BY created_at DESC, id"
+    return [_decode(row) for row in db.fetch_dicts(sql, params)]
+
+
+UPDATABLE_COLUMNS = frozenset({"description", "objective", "task_type", "base_model", "tags",
+                               "default_hyperparameters", "archived"})
+
+
+def update(db: Database, project_id: str, changes: dict, at) -> int:
+    """Apply `changes` ({column: new value}) and record them as the next version; returns it."""
+    assert changes and set(changes) <= UPDATABLE_COLUMNS, changes
+    with db.transaction() as cur:
+        current = cur.execute("SELECT * FROM projects WHERE id = ?", [project_id])
+        columns = [d[0] for d in current.description]
+        project = _decode(dict(zip(columns, current.fetchone())))
+        recorded = {k: {"old": project[k], "new": v} for k, v in changes.items()}
+        project.update(changes)
+        version = project["version"] + 1
+        stored = {k: json.dumps(v, ensure_ascii=False) if k == "default_hyperparameters" else v
+                  for k, v in changes.items()}
+        assignments = ", ".join(f"{column} = ?" for column in stored)
+        cur.execute(
+            f"UPDATE projects SET {assignments}, version = ?, updated_at = ? WHERE id = ?",
+            [*stored.values(), version, at, project_id],
+        )
+        _insert_version(cur, project_id, version, at, recorded, _snapshot(project))
+        return version
+
+
+def versions(db: Database, project_id: str) -> list[dict]:
+    rows = db.fetch_dicts(
+        "SELECT version, created_at, changes, snapshot FROM project_versions WHERE project_id = ? ORDER BY version",
+        [project_id],
+    )
+    for row in rows:
+        row["created_at"] = from_db_time(row["created_at"])
+        row["changes"] = json.loads(row["changes"])
+        row["snapshot"] = json.loads(row["snapshot"])
+    return rows

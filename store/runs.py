@@ -1,0 +1,66 @@
+import json
+
+from store.db import Database, from_db_time
+
+_JSON_COLUMNS = ("hyperparameters", "resources", "metrics")
+_TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at")
+COLUMNS = (
+    "id", "project_id", "name", "status", "progress", "model", "dataset", "hyperparameters", "resources",
+    "metrics", "gpu_utilization", "created_at", "started_at", "updated_at", "finished_at", "cancelled_at",
+    "resumed_from", "parent_run_id", "start_step", "current_step", "total_steps", "project_version",
+    "message", "flow_run_id",
+)
+UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
+
+
+def _encode(values: dict) -> dict:
+    return {k: json.dumps(v, ensure_ascii=False) if k in _JSON_COLUMNS else v for k, v in values.items()}
+
+
+def _decode(row: dict) -> dict:
+    for key in _JSON_COLUMNS:
+        row[key] = json.loads(row[key])
+    for key in _TIME_COLUMNS:
+        row[key] = from_db_time(row[key])
+    return row
+
+
+def insert(db: Database, run: dict) -> None:
+    values = _encode(run)
+    placeholders = ", ".join("?" for _ in COLUMNS)
+    with db.cursor() as cur:
+        cur.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({placeholders})", [values[c] for c in COLUMNS])
+
+
+def get(db: Database, run_id: str) -> dict | None:
+    rows = db.fetch_dicts("SELECT * FROM runs WHERE id = ?", [run_id])
+    return _decode(rows[0]) if rows else None
+
+
+def list_for_project(db: Database, project_id: str) -> list[dict]:
+    rows = db.fetch_dicts("SELECT * FROM runs WHERE project_id = ? ORDER BY created_at, id", [project_id])
+    return [_decode(row) for row in rows]
+
+
+def list_by_status(db: Database, statuses: list[str]) -> list[dict]:
+    placeholders = ", ".join("?" for _ in statuses)
+    rows = db.fetch_dicts(f"SELECT * FROM runs WHERE status IN ({placeholders}) ORDER BY created_at", statuses)
+    return [_decode(row) for row in rows]
+
+
+def count_for_project(db: Database, project_id: str) -> int:
+    return db.fetch_one("SELECT count(*) FROM runs WHERE project_id = ?", [project_id])[0]
+
+
+def update(db: Database, run_id: str, values: dict) -> None:
+    """Caller holds `db.write_lock`: concurrent UPDATEs of one DuckDB row conflict."""
+    assert values and set(values) <= UPDATABLE_COLUMNS, values
+    encoded = _encode(values)
+    assignments = ", ".join(f"{column} = ?" for column in encoded)
+    with db.cursor() as cur:
+        cur.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*encoded.values(), run_id])
+
+
+def delete(db: Database, run_id: str) -> None:
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM runs WHERE id = ?", [run_id])

@@ -1,0 +1,83 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ltm import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class ApiProcess:
+    """The real API served by uvicorn in its own process, on a real DuckDB file."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LTM_HOME": str(home), "LTM_CANCEL_WAIT_SECONDS": "1",
+                    "LTM_ARTIFACT_ROOT": "s3://artifacts", **env}
+        self.env.pop("LTM_API_URL", None)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ApiProcess":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ltm.cli", "api", "--port", str(self.port)], cwd=ROOT, env=self.env,
+        )
+        wait_until(self._healthy, timeout=60, message="the API to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, "API process exited during start-up"
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def api_server(tmp_path):
+    server = ApiProcess(tmp_path / "home").start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def http(api_server):
+    with httpx.Client(base_url=api_server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def client(api_server):
+    with Client(api_server.url) as sdk:
+        yield sdk

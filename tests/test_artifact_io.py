@@ -1,0 +1,92 @@
+import json
+import os
+
+import fsspec
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from flows.trainers import TrainerConfig
+from flows.trainers.simulated import SimulatedTrainer
+
+
+def test_checkpoint_round_trip_with_real_size(tmp_path):
+    trainer = SimulatedTrainer(TrainerConfig("Qwen2-7B", "news", "文本摘要", {"steps_per_epoch": 10}, {}))
+    for _ in range(10):
+        trainer.train_step()
+    state = trainer.state_dict()
+
+    written = ArtifactWriter(str(tmp_path), "proj-1", "run-1").write_checkpoint("step-10", state)
+
+    assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt.json")
+    assert written.size_bytes == os.path.getsize(written.path) > 0
+    assert read_checkpoint(written.path) == state
+    assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt.json"]
+
+
+def test_checkpoint_overwrite_replaces_content(tmp_path):
+    writer = ArtifactWriter(f"file://{tmp_path}", "p", "r")
+    writer.write_checkpoint("latest", {"step": 1})
+    written = writer.write_checkpoint("latest.ckpt.json", {"step": 2, "note": "第二次"})
+    assert read_checkpoint(written.path) == {"step": 2, "note": "第二次"}
+
+
+def test_non_local_root_returns_url():
+    writer = ArtifactWriter("memory://artifact-io-test", "p", "r")
+    try:
+        written = writer.write_checkpoint("c", {"step": 3})
+        assert written.path.startswith("memory://")
+        assert written.path.endswith("/artifact-io-test/p/r/c.ckpt.json")
+        assert written.size_bytes > 0
+        assert read_checkpoint(written.path) == {"step": 3}
+        assert writer.tensorboard_dir.endswith("/artifact-io-test/p/r/tensorboard")
+    finally:
+        fsspec.filesystem("memory").rm("/artifact-io-test", recursive=True)
+
+
+def test_unsafe_ids_are_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        ArtifactWriter(str(tmp_path), "..", "run")
+    with pytest.raises(ValueError):
+        ArtifactWriter(str(tmp_path), "p", "r").write_checkpoint("../escape", {})
+
+
+def test_config_and_evaluation_json(tmp_path):
+    writer = ArtifactWriter(str(tmp_path), "p", "r")
+    config = {"model": "Qwen2-7B", "task_type": "文本摘要", "hyperparameters": {"learning_rate": 3e-5}}
+
+    written_config = writer.write_config(config)
+    written_evaluation = writer.write_evaluation(2, 200, {"eval_loss": 1.5, "eval_rouge_l": 38.2})
+
+    assert written_config.path.endswith("config.json")
+    with open(written_config.path, encoding="utf-8") as handle:
+        assert json.load(handle) == config
+    assert written_evaluation.path.endswith("eval_epoch2.json")
+    with open(written_evaluation.path, encoding="utf-8") as handle:
+        assert json.load(handle) == {"epoch": 2, "step": 200, "metrics": {"eval_loss": 1.5, "eval_rouge_l": 38.2}}
+    assert written_evaluation.size_bytes == os.path.getsize(written_evaluation.path)
+
+
+def test_tensorboard_scalars_are_readable(tmp_path):
+    writer = ArtifactWriter(str(tmp_path), "p", "r")
+    logged = {step: {"train_loss": 3.0 / step, "learning_rate": 1e-4 * step} for step in range(1, 6)}
+
+    with TensorBoardWriter(writer.tensorboard_dir) as tensorboard:
+        for step, metrics in logged.items():
+            tensorboard.add_scalars(step, metrics, wall_time=1_700_000_000.0 + step)
+        tensorboard.flush()
+        assert tensorboard.size_bytes() > 0
+
+    accumulator = EventAccumulator(writer.tensorboard_dir)
+    accumulator.Reload()
+    assert set(accumulator.Tags()["scalars"]) == {"train_loss", "learning_rate"}
+    train_loss_events = accumulator.Scalars("train_loss")
+    assert [event.step for event in train_loss_events] == [1, 2, 3, 4, 5]
+    assert [event.value for event in train_loss_events] == pytest.approx([3.0 / step for step in range(1, 6)])
+    assert train_loss_events[0].wall_time == 1_700_000_001.0
+    assert accumulator.Scalars("learning_rate")[-1].value == pytest.approx(5e-4)
+
+
+def test_tensorboard_requires_local_directory():
+    with pytest.raises(ValueError, match="本地"):
+        TensorBoardWriter("memory://somewhere/tensorboard")
