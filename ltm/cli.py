@@ -13,6 +13,16 @@ def serve_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_all(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ltm.settings import Settings
+    from ltm.up import Ports, up
+
+    home = Path(args.home) if args.home else Settings().home
+    return up(home, Ports(prefect=args.prefect_port, api=args.api_port, console=args.console_port))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltm", description="LLM 训练管理")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -20,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(handler=serve_api)
+    everything = commands.add_parser("up", help="启动 Prefect、训练部署与 worker、API 和控制台")
+    everything.add_argument("--home", help="数据目录（默认 $LTM_HOME 或 ./.ltm）")
+    everything.add_argument("--prefect-port", type=int, default=4200)
+    everything.add_argument("--api-port", type=int, default=8000)
+    everything.add_argument("--console-port", type=int, default=8501)
+    everything.set_defaults(handler=start_all)
     args = parser.parse_args(argv)
     return args.handler(args)
 

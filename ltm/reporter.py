@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ltm.client import ApiError, Client
-from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint, RunStatus
+from ltm.models import LogBatch, LogLevel, LogLine, MetricBatch, MetricPoint, RunStatus
 
 MAX_BATCH = 5000
 
@@ -35,7 +35,7 @@ class RunReporter:
         self._thread.start()
 
     def log(self, message: str, level: str = "INFO", timestamp: datetime | None = None) -> None:
-        line = LogLine.model_construct(timestamp=timestamp or _now(), level=level, message=message)
+        line = LogLine.model_construct(timestamp=timestamp or _now(), level=LogLevel(level), message=message)
         with self._buffer_lock:
             self._lines.append(line)
 

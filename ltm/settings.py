@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")
     reconcile_seconds: float = Field(5.0, gt=0, description="How often the API syncs run status with Prefect")
+    step_seconds: float = Field(0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds")
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
 
     @property

@@ -1,0 +1,98 @@
+"""The API's launcher backed by Prefect: submit to the training deployment, cancel, and observe states."""
+
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Cancelled, Cancelling, Crashed
+
+from api.launcher import LauncherUnavailable, Observation
+from ltm.models import RunStatus
+from ltm.settings import Settings
+
+_PREFECT_ERRORS = (httpx.HTTPError, PrefectHTTPStatusError, ObjectNotFound, RuntimeError)
+
+TERMINAL = {
+    StateType.COMPLETED: RunStatus.COMPLETED,
+    StateType.CANCELLED: RunStatus.CANCELLED,
+    StateType.FAILED: RunStatus.FAILED,
+    StateType.CRASHED: RunStatus.FAILED,
+}
+
+
+class PrefectLauncher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def submit(self, run: dict) -> str:
+        try:
+            flow_run = run_deployment(
+                name=self.settings.deployment,
+                parameters={"run_id": run["id"]},
+                timeout=0,
+                flow_run_name=f"{run['name']} · {run['id']}",
+                tags=[f"project:{run['project_id']}", f"model:{run['model']}"],
+            )
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_describe(exc)) from exc
+        return str(flow_run.id)
+
+    def cancel(self, run: dict) -> None:
+        if not run.get("flow_run_id"):
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(UUID(run["flow_run_id"]))
+                state = flow_run.state.type if flow_run.state else None
+                if state in (StateType.SCHEDULED, StateType.PENDING, None):
+                    client.set_flow_run_state(flow_run.id, Cancelled(message="用户在开始前取消"), force=True)
+                elif state in (StateType.RUNNING, StateType.PAUSED):
+                    client.set_flow_run_state(flow_run.id, Cancelling(message="用户请求取消"))
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_describe(exc)) from exc
+
+    def observe(self, runs: list[dict]) -> list[Observation]:
+        tracked = {run["flow_run_id"]: run for run in runs if run.get("flow_run_id")}
+        if not tracked:
+            return []
+        with get_client(sync_client=True) as client:
+            flow_runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in tracked])))
+            observations = []
+            for flow_run in flow_runs:
+                run = tracked[str(flow_run.id)]
+                observation = self._observe_one(client, run, flow_run)
+                if observation:
+                    observations.append(observation)
+        return observations
+
+    def _observe_one(self, client, run: dict, flow_run) -> Observation | None:
+        state = flow_run.state
+        if state is None:
+            return None
+        if state.type in TERMINAL:
+            message = state.message or None
+            if state.type == StateType.CRASHED:
+                message = f"训练进程意外退出：{state.message or '没有退出信息'}"
+            return Observation(run["id"], TERMINAL[state.type], message)
+        silent_for = datetime.now(timezone.utc) - run["updated_at"]
+        reporting = run["status"] in (RunStatus.RUNNING.value, RunStatus.CANCELLING.value)
+        if reporting and state.type == StateType.RUNNING and silent_for > timedelta(seconds=self.settings.stale_after_seconds):
+            message = f"训练进程失联：超过 {int(silent_for.total_seconds())} 秒没有上报"
+            client.set_flow_run_state(flow_run.id, Crashed(message=message), force=True)
+            return Observation(run["id"], RunStatus.FAILED, message)
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ObjectNotFound):
+        return "找不到训练部署，请先运行 `ltm up` 或 `prefect deploy --all`"
+    return f"无法连接 Prefect（{type(exc).__name__}）"

@@ -1,0 +1,126 @@
+"""One training run as seen from inside its flow: trainer, reporter and artifact files together."""
+
+import os
+import time
+from dataclasses import dataclass
+
+from flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from flows.trainers import DEFAULT_TRAINER, InvalidConfig, Trainer, TrainerConfig, get_trainer
+from ltm.client import Client
+from ltm.models import Run, RunStatus
+from ltm.reporter import RunReporter
+from ltm.settings import Settings
+
+
+class CancelRequested(Exception):
+    """The API marked the run 取消中 (a cancel that did not come through a signal)."""
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    step: int
+    evaluation: dict[str, float]
+    checkpoint_id: str
+
+
+class TrainingSession:
+    def __init__(self, client: Client, run: Run, trainer: Trainer, settings: Settings) -> None:
+        self.client = client
+        self.run = run
+        self.trainer = trainer
+        self.files = ArtifactWriter(settings.artifact_root_url, run.project_id, run.id)
+        self.reporter = RunReporter(client, run.project_id, run.id)
+        self.tensorboard: TensorBoardWriter | None = None
+        self._tensorboard_registered = False
+        explicit = "step_seconds" in run.hyperparameters
+        self.pace = getattr(trainer, "step_seconds", 0.0) if explicit else settings.step_seconds
+
+    @classmethod
+    def open(cls, client: Client, run: Run, task_type: str | None, settings: Settings) -> "TrainingSession":
+        """Build the trainer from the run's config; restore it when the run resumes a checkpoint."""
+        config = TrainerConfig(model=run.model, dataset=run.dataset, task_type=task_type,
+                               hyperparameters=run.hyperparameters, resources=run.resources)
+        trainer = get_trainer(str(run.hyperparameters.get("trainer", DEFAULT_TRAINER)))(config)
+        if run.resumed_from:
+            trainer.load_state_dict(read_checkpoint(_checkpoint_path(client, run)))
+        return cls(client, run, trainer, settings)
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return self.run.project_id, self.run.id
+
+    def start(self, flow_run_id: str | None) -> None:
+        self.tensorboard = TensorBoardWriter(self.files.tensorboard_dir)
+        config = self.run.model_dump(mode="json", include={"id", "project_id", "name", "model", "dataset",
+                                                            "hyperparameters", "resources", "resumed_from"})
+        written = self.files.write_config(config)
+        self.client.register_artifact(*self.label, type="config", name="运行配置", path=written.path,
+                                      size_bytes=written.size_bytes)
+        self.client.report(*self.label, status=RunStatus.RUNNING, flow_run_id=flow_run_id,
+                           total_steps=self.trainer.total_steps, current_step=self.trainer.step,
+                           progress=self.trainer.step / self.trainer.total_steps)
+        where = f"从第 {self.trainer.step} 步恢复" if self.run.resumed_from else "从头开始"
+        self.reporter.log(f"训练开始（{where}），共 {self.trainer.total_steps} 步，进程 {os.getpid()}")
+
+    def remaining_epochs(self) -> range:
+        first = self.trainer.step // self.trainer.steps_per_epoch + 1
+        last = self.trainer.total_steps // self.trainer.steps_per_epoch
+        return range(first, last + 1)
+
+    def train_epoch(self, epoch: int) -> EpochResult:
+        """Train to the end of `epoch`, then evaluate and checkpoint; raises CancelRequested between steps."""
+        end = epoch * self.trainer.steps_per_epoch
+        while self.trainer.step < end:
+            if self.reporter.remote_status == RunStatus.CANCELLING:
+                raise CancelRequested
+            started = time.monotonic()
+            out = self.trainer.train_step()
+            self.reporter.metrics(out.step, out.metrics)
+            self.tensorboard.add_scalars(out.step, out.metrics)
+            if out.log:
+                self.reporter.log(out.log)
+            self.reporter.progress(progress=out.step / self.trainer.total_steps, current_step=out.step,
+                                   gpu_utilization=out.gpu_utilization)
+            if self.pace:
+                time.sleep(max(0.0, self.pace - (time.monotonic() - started)))
+        evaluation = self.trainer.evaluate()
+        self.reporter.metrics(self.trainer.step, evaluation)
+        self.tensorboard.add_scalars(self.trainer.step, evaluation)
+        written = self.files.write_evaluation(epoch, self.trainer.step, evaluation)
+        self.client.register_artifact(*self.label, type="evaluation", name=f"第 {epoch} 轮评估结果",
+                                      path=written.path, size_bytes=written.size_bytes, step=self.trainer.step)
+        summary = "，".join(f"{k}={v:.4g}" for k, v in evaluation.items())
+        self.reporter.log(f"第 {epoch} 轮结束（第 {self.trainer.step} 步）：{summary}")
+        checkpoint = self.save_checkpoint(f"第 {self.trainer.step} 步检查点")
+        return EpochResult(epoch, self.trainer.step, evaluation, checkpoint)
+
+    def save_checkpoint(self, name: str) -> str:
+        written = self.files.write_checkpoint(f"step-{self.trainer.step:08d}", self.trainer.state_dict())
+        artifact = self.client.register_artifact(*self.label, type="checkpoint", name=name, path=written.path,
+                                                 size_bytes=written.size_bytes, step=self.trainer.step)
+        self.reporter.log(f"已保存检查点 {artifact.id}（第 {self.trainer.step} 步）")
+        return artifact.id
+
+    def finish(self, status: RunStatus, message: str | None = None) -> None:
+        """Flush everything, list the TensorBoard logs, and record the final status."""
+        if message:
+            self.reporter.log(message, level="ERROR" if status == RunStatus.FAILED else "WARNING")
+        self.reporter.close()
+        self._register_tensorboard()
+        self.client.report(*self.label, status=status, message=message)
+
+    def _register_tensorboard(self) -> None:
+        if self.tensorboard is None or self._tensorboard_registered:
+            return
+        self.tensorboard.close()
+        self.client.register_artifact(*self.label, type="event", name="TensorBoard 日志",
+                                      path=self.files.tensorboard_dir, size_bytes=self.tensorboard.size_bytes())
+        self._tensorboard_registered = True
+
+
+def _checkpoint_path(client: Client, run: Run) -> str:
+    for artifact in client.list_artifacts(run.project_id, run.parent_run_id):
+        if artifact.id == run.resumed_from:
+            return artifact.path
+    raise InvalidConfig(f"找不到要恢复的检查点 {run.resumed_from}")

@@ -1,0 +1,121 @@
+"""`training_run`: one training run is one Prefect flow run; one task per epoch, in the main thread."""
+
+import signal
+from contextlib import contextmanager
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
+from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Cancelled
+
+from flows.prefect_state import flow_run_is_cancelling, tag_flow_run
+from flows.session import CancelRequested, EpochResult, TrainingSession
+from flows.trainers import InvalidConfig
+from ltm.client import ApiError, Client
+from ltm.models import RunStatus
+from ltm.settings import Settings
+
+
+@task(name="epoch", task_run_name="epoch-{epoch}", cache_policy=NO_CACHE, persist_result=False)
+def train_epoch(session: TrainingSession, epoch: int) -> EpochResult:
+    result = session.train_epoch(epoch)
+    get_run_logger().info("第 %s 轮完成：第 %s 步，评估 %s，检查点 %s", epoch, result.step, result.evaluation,
+                          result.checkpoint_id)
+    return result
+
+
+def _finalise_from_hook(status: RunStatus):
+    def hook(flow, flow_run, state) -> None:
+        """Runs where the flow process may be gone: only records the end the flow could not record."""
+        client = Client.from_env()
+        run = client.find_run(flow_run.parameters["run_id"])
+        if not run.status.is_terminal:
+            message = f"训练进程意外退出：{state.message}" if status == RunStatus.FAILED else state.message
+            client.report(run.project_id, run.id, status=status, message=message)
+
+    return hook
+
+
+def _flow_run_name() -> str:
+    run_id = current_flow_run.parameters["run_id"]
+    try:
+        return f"{Client.from_env().find_run(run_id).name} · {run_id}"
+    except (ApiError, httpx.HTTPError):
+        return run_id
+
+
+@flow(name="training-run", flow_run_name=_flow_run_name, persist_result=False, log_prints=True,
+      on_cancellation=[_finalise_from_hook(RunStatus.CANCELLED)],
+      on_crashed=[_finalise_from_hook(RunStatus.FAILED)])
+def training_run(run_id: str):
+    """Train run `run_id` as recorded by the API (LTM_API_URL, or the embedded store under LTM_HOME)."""
+    logger = get_run_logger()
+    settings = Settings()
+    client = Client.from_env()
+    run = client.find_run(run_id)
+    if run.status.is_terminal:
+        logger.warning("运行 %s 已结束（%s），不再训练", run_id, run.status.value)
+        return Cancelled(message=f"运行已是 {run.status.value}") if run.status == RunStatus.CANCELLED else None
+    flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
+    if flow_run_id:
+        tag_flow_run(flow_run_id, [f"project:{run.project_id}", f"model:{run.model}"])
+    try:
+        project = client.get_project(run.project_id)
+        session = TrainingSession.open(client, run, project.task_type, settings)
+    except (InvalidConfig, ValueError) as exc:
+        client.report(run.project_id, run_id, status=RunStatus.FAILED, message=f"配置无效：{exc}")
+        raise
+    session.start(flow_run_id)
+    create_link_artifact(f"{settings.console_url}/run?project_id={run.project_id}&run_id={run_id}",
+                         link_text=f"在控制台查看 {run.name}", description="ltm 控制台中的运行详情")
+    progress = create_progress_artifact(100 * run.current_step / session.trainer.total_steps,
+                                        description=f"{run.name} 训练进度")
+    logger.info("开始训练 %s：%s 步，模型 %s，数据集 %s", run.name, session.trainer.total_steps, run.model, run.dataset)
+    try:
+        for epoch in session.remaining_epochs():
+            train_epoch(session, epoch)
+            update_progress_artifact(progress, 100 * session.trainer.step / session.trainer.total_steps)
+    except CancelRequested:
+        with _sigterm_deferred():
+            _stop_cancelled(session, logger)
+        return Cancelled(message=f"用户取消，已在第 {session.trainer.step} 步保存检查点")
+    except TerminationSignal:
+        with _sigterm_deferred():
+            if flow_run_is_cancelling(flow_run_id) or session.reporter.remote_status == RunStatus.CANCELLING:
+                _stop_cancelled(session, logger)
+            else:
+                session.save_checkpoint(f"终止前的检查点（第 {session.trainer.step} 步）")
+                session.finish(RunStatus.FAILED, "训练进程收到终止信号，已保存检查点")
+        raise
+    except Exception as exc:
+        session.finish(RunStatus.FAILED, f"训练失败：{exc}")
+        raise
+    session.finish(RunStatus.COMPLETED)
+    logger.info("训练完成：%s 步", session.trainer.step)
+    return {"run_id": run_id, "steps": session.trainer.step}
+
+
+def _stop_cancelled(session: TrainingSession, logger) -> None:
+    checkpoint = session.save_checkpoint("取消前的检查点")
+    logger.info("已取消：在第 %s 步保存检查点 %s", session.trainer.step, checkpoint)
+    try:
+        session.finish(RunStatus.CANCELLED, f"用户取消，已在第 {session.trainer.step} 步保存检查点")
+    except ApiError as exc:
+        if exc.status_code != 409:
+            raise
+
+
+@contextmanager
+def _sigterm_deferred():
+    """A second SIGTERM must not interrupt saving the cancel checkpoint; it is re-raised afterwards."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            raise TerminationSignal(signal=received[0])

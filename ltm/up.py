@@ -1,0 +1,148 @@
+"""`ltm up` / `make up`: Prefect server, training deployment, worker, API and console on 127.0.0.1."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Ports:
+    prefect: int = 4200
+    api: int = 8000
+    console: int = 8501
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, env: dict, log_dir: Path) -> None:
+        log = open(log_dir / f"{self.name}.log", "ab")
+        self.process = subprocess.Popen(self.argv, env=env, cwd=SOURCE_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} 启动失败（退出码 {self.process.returncode}），请查看日志")
+            try:
+                if httpx.get(self.health_url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} 在 {timeout:.0f} 秒内没有就绪")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        group = os.getpgid(self.process.pid)
+        os.killpg(group, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            self.process.wait()
+        _kill_group_leftovers(group)
+
+
+def _kill_group_leftovers(group: int) -> None:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def environment(home: Path, ports: Ports) -> dict[str, str]:
+    prefect_api = f"http://127.0.0.1:{ports.prefect}/api"
+    return {
+        **os.environ,
+        "LTM_HOME": str(home),
+        "LTM_API_URL": f"http://127.0.0.1:{ports.api}",
+        "LTM_LAUNCHER": "prefect",
+        "LTM_CONSOLE_URL": f"http://127.0.0.1:{ports.console}",
+        "LTM_SOURCE_DIR": str(SOURCE_DIR),
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_UI_API_URL": prefect_api,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(ports.prefect),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def services(ports: Ports) -> list[Service]:
+    python = sys.executable
+    found = [
+        Service("prefect-server", [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(ports.prefect)], f"http://127.0.0.1:{ports.prefect}/api/health"),
+        Service("deploy", [python, "-m", "flows.deploy"]),
+        Service("worker", [python, "-m", "prefect", "worker", "start", "--pool", "ltm-process", "--type", "process"]),
+        Service("api", [python, "-m", "ltm.cli", "api", "--port", str(ports.api)],
+                f"http://127.0.0.1:{ports.api}/health"),
+    ]
+    if (SOURCE_DIR / "console" / "app.py").exists():
+        found.append(Service("console", [
+            python, "-m", "streamlit", "run", str(SOURCE_DIR / "console" / "app.py"),
+            "--server.address", "127.0.0.1", "--server.port", str(ports.console), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false"], f"http://127.0.0.1:{ports.console}/_stcore/health"))
+    return found
+
+
+def up(home: Path, ports: Ports) -> int:
+    home = home.resolve()
+    log_dir = home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = environment(home, ports)
+    running: list[Service] = []
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        for service in services(ports):
+            print(f"启动 {service.name} …", flush=True)
+            service.start(env, log_dir)
+            if service.name == "deploy":
+                if service.process.wait() != 0:
+                    raise RuntimeError("注册训练部署失败，请查看 deploy.log")
+                continue
+            running.append(service)
+            if service.health_url:
+                service.wait_healthy()
+        print(f"\nltm 已启动（日志：{log_dir}）", flush=True)
+        print(f"  Prefect UI : http://127.0.0.1:{ports.prefect}", flush=True)
+        print(f"  API        : http://127.0.0.1:{ports.api}/docs", flush=True)
+        if any(s.name == "console" for s in running):
+            print(f"  控制台     : http://127.0.0.1:{ports.console}", flush=True)
+        print("按 Ctrl-C 停止全部服务。", flush=True)
+        while not stop.wait(1.0):
+            dead = [s.name for s in running if s.process.poll() is not None]
+            if dead:
+                print(f"{', '.join(dead)} 已退出，正在停止全部服务", flush=True)
+                return 1
+        return 0
+    except RuntimeError as exc:
+        print(f"启动失败：{exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        # Workers stop before the API so their flows can still record a last checkpoint.
+        order = ["console", "worker", "api", "prefect-server"]
+        for service in sorted(running, key=lambda s: order.index(s.name)):
+            service.stop()
+        print("已停止。", flush=True)
