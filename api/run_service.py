@@ -98,8 +98,8 @@ class RunService:
         with self.db.write_lock:
             run = self.get(project_id, run_id)
             current = RunStatus(run["status"])
-            if status is None and current.is_terminal:
-                raise conflict(f"运行 {run_id} 已结束（{current.value}），不再接受进度上报")
+            if current.is_terminal:
+                raise conflict(f"运行 {run_id} 已结束（{current.value}），不再接受上报")
             if status is not None:
                 values.update(self._checked_move(run, RunStatus(status)))
             run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})

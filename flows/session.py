@@ -21,7 +21,7 @@ class EpochResult:
     epoch: int
     step: int
     evaluation: dict[str, float]
-    checkpoint_id: str
+    checkpoint_path: str
 
 
 class TrainingSession:
@@ -88,15 +88,20 @@ class TrainingSession:
         self.reporter.metrics(self.trainer.step, evaluation)
         self.tensorboard.add_scalars(self.trainer.step, evaluation)
         written = self.files.write_evaluation(epoch, self.trainer.step, evaluation)
-        self.client.register_artifact(*self.label, type="evaluation", name=f"第 {epoch} 轮评估结果",
-                                      path=written.path, size_bytes=written.size_bytes, step=self.trainer.step)
+        self.reporter.artifact(type="evaluation", name=f"第 {epoch} 轮评估结果", path=written.path,
+                               size_bytes=written.size_bytes, step=self.trainer.step)
         summary = "，".join(f"{k}={v:.4g}" for k, v in evaluation.items())
         self.reporter.log(f"第 {epoch} 轮结束（第 {self.trainer.step} 步）：{summary}")
-        checkpoint = self.save_checkpoint(f"第 {self.trainer.step} 步检查点")
-        return EpochResult(epoch, self.trainer.step, evaluation, checkpoint)
-
-    def save_checkpoint(self, name: str) -> str:
         written = self.files.write_checkpoint(f"step-{self.trainer.step:08d}", self.trainer.state_dict())
+        self.reporter.artifact(type="checkpoint", name=f"第 {self.trainer.step} 步检查点", path=written.path,
+                               size_bytes=written.size_bytes, step=self.trainer.step)
+        self.reporter.log(f"已保存检查点（第 {self.trainer.step} 步）：{written.path}")
+        return EpochResult(epoch, self.trainer.step, evaluation, written.path)
+
+    def save_stop_checkpoint(self, name: str) -> str:
+        """Checkpoint where training stopped, registered before the run's final status is recorded."""
+        written = self.files.write_checkpoint(f"stop-step-{self.trainer.step:08d}", self.trainer.state_dict())
+        self.reporter.flush()
         artifact = self.client.register_artifact(*self.label, type="checkpoint", name=name, path=written.path,
                                                  size_bytes=written.size_bytes, step=self.trainer.step)
         self.reporter.log(f"已保存检查点 {artifact.id}（第 {self.trainer.step} 步）")

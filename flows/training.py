@@ -1,6 +1,7 @@
 """`training_run`: one training run is one Prefect flow run; one task per epoch, in the main thread."""
 
 import signal
+import time
 from contextlib import contextmanager
 
 import httpx
@@ -23,7 +24,7 @@ from ltm.settings import Settings
 def train_epoch(session: TrainingSession, epoch: int) -> EpochResult:
     result = session.train_epoch(epoch)
     get_run_logger().info("第 %s 轮完成：第 %s 步，评估 %s，检查点 %s", epoch, result.step, result.evaluation,
-                          result.checkpoint_id)
+                          result.checkpoint_path)
     return result
 
 
@@ -71,13 +72,12 @@ def training_run(run_id: str):
     session.start(flow_run_id)
     create_link_artifact(f"{settings.console_url}/run?project_id={run.project_id}&run_id={run_id}",
                          link_text=f"在控制台查看 {run.name}", description="ltm 控制台中的运行详情")
-    progress = create_progress_artifact(100 * run.current_step / session.trainer.total_steps,
-                                        description=f"{run.name} 训练进度")
+    progress = ProgressArtifact(session, f"{run.name} 训练进度")
     logger.info("开始训练 %s：%s 步，模型 %s，数据集 %s", run.name, session.trainer.total_steps, run.model, run.dataset)
     try:
         for epoch in session.remaining_epochs():
             train_epoch(session, epoch)
-            update_progress_artifact(progress, 100 * session.trainer.step / session.trainer.total_steps)
+            progress.update()
     except CancelRequested:
         with _sigterm_deferred():
             _stop_cancelled(session, logger)
@@ -87,19 +87,38 @@ def training_run(run_id: str):
             if flow_run_is_cancelling(flow_run_id) or session.reporter.remote_status == RunStatus.CANCELLING:
                 _stop_cancelled(session, logger)
             else:
-                session.save_checkpoint(f"终止前的检查点（第 {session.trainer.step} 步）")
+                session.save_stop_checkpoint(f"终止前的检查点（第 {session.trainer.step} 步）")
                 session.finish(RunStatus.FAILED, "训练进程收到终止信号，已保存检查点")
         raise
     except Exception as exc:
         session.finish(RunStatus.FAILED, f"训练失败：{exc}")
         raise
+    progress.update(force=True)
     session.finish(RunStatus.COMPLETED)
     logger.info("训练完成：%s 步", session.trainer.step)
     return {"run_id": run_id, "steps": session.trainer.step}
 
 
+class ProgressArtifact:
+    """Prefect UI progress bar; updated at most every few seconds so short epochs stay cheap."""
+
+    def __init__(self, session: TrainingSession, description: str, every: float = 2.0) -> None:
+        self.session = session
+        self.every = every
+        self.last = time.monotonic()
+        self.id = create_progress_artifact(self._percent(), description=description)
+
+    def _percent(self) -> float:
+        return 100 * self.session.trainer.step / self.session.trainer.total_steps
+
+    def update(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.every:
+            update_progress_artifact(self.id, self._percent())
+            self.last = time.monotonic()
+
+
 def _stop_cancelled(session: TrainingSession, logger) -> None:
-    checkpoint = session.save_checkpoint("取消前的检查点")
+    checkpoint = session.save_stop_checkpoint("取消前的检查点")
     logger.info("已取消：在第 %s 步保存检查点 %s", session.trainer.step, checkpoint)
     try:
         session.finish(RunStatus.CANCELLED, f"用户取消，已在第 {session.trainer.step} 步保存检查点")

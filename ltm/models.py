@@ -91,6 +91,7 @@ Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_non
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
 
 
 class Contract(BaseModel):
@@ -257,8 +258,8 @@ class RunUpdate(Contract):
     status: RunStatus | None = None
     progress: Fraction | None = None
     gpu_utilization: Fraction | None = None
-    current_step: int | None = Field(None, ge=0)
-    total_steps: int | None = Field(None, ge=0)
+    current_step: Count | None = None
+    total_steps: Count | None = None
     message: LongText | None = None
     flow_run_id: ShortText | None = None
 
@@ -292,7 +293,7 @@ class LogBatch(Contract):
 
 class MetricPoint(Contract):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    step: int = Field(ge=0)
+    step: Count
     value: Annotated[float, AfterValidator(_finite)]
     timestamp: datetime
 
@@ -333,8 +334,8 @@ class ArtifactCreate(Contract):
     type: ArtifactType
     name: Name
     path: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-    size_bytes: int | None = Field(None, ge=0)
-    step: int | None = Field(None, ge=0)
+    size_bytes: Count | None = None
+    step: Count | None = None
 
 
 class ArtifactList(BaseModel):

@@ -16,7 +16,7 @@ MAX_BATCH = 5000
 
 
 class RunReporter:
-    """A retried batch keeps its id, so the API stores it once however often it is sent."""
+    """A retried batch keeps its id and a retried artifact its path, so the API stores each once."""
 
     def __init__(self, client: Client, project_id: str, run_id: str, interval: float = 0.5) -> None:
         self.client = client
@@ -27,6 +27,7 @@ class RunReporter:
         self._lines: list[LogLine] = []
         self._points: list[MetricPoint] = []
         self._progress: dict[str, Any] = {}
+        self._artifacts: list[dict] = []
         self._outbox: deque = deque()
         self._buffer_lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -46,6 +47,11 @@ class RunReporter:
         with self._buffer_lock:
             self._points.extend(points)
 
+    def artifact(self, **fields: Any) -> None:
+        """Register an artifact file in order with the logs and metrics around it."""
+        with self._buffer_lock:
+            self._artifacts.append(fields)
+
     def progress(self, **values: Any) -> None:
         with self._buffer_lock:
             self._progress.update(values)
@@ -60,6 +66,8 @@ class RunReporter:
                     self.client.send_logs(self.project_id, self.run_id, batch)
                 elif kind == "metrics":
                     self.client.send_metrics(self.project_id, self.run_id, batch)
+                elif kind == "artifact":
+                    self.client.register_artifact(self.project_id, self.run_id, **batch)
                 else:
                     self._send_progress(batch)
                 self._outbox.popleft()
@@ -82,12 +90,14 @@ class RunReporter:
             lines, self._lines = self._lines, []
             points, self._points = self._points, []
             progress, self._progress = self._progress, {}
+            artifacts, self._artifacts = self._artifacts, []
         for start in range(0, len(lines), MAX_BATCH):
             batch = LogBatch.model_construct(batch_id=uuid.uuid4().hex, lines=lines[start:start + MAX_BATCH])
             self._outbox.append(("logs", batch))
         for start in range(0, len(points), MAX_BATCH):
             batch = MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=points[start:start + MAX_BATCH])
             self._outbox.append(("metrics", batch))
+        self._outbox.extend(("artifact", fields) for fields in artifacts)
         if progress:
             self._outbox.append(("progress", progress))
 

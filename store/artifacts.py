@@ -14,6 +14,11 @@ def get(db: Database, artifact_id: str) -> dict | None:
     return _with_tags(db, rows)[0] if rows else None
 
 
+def find_by_path(db: Database, run_id: str, type_: str, path: str) -> dict | None:
+    rows = db.fetch_dicts("SELECT * FROM artifacts WHERE run_id = ? AND type = ? AND path = ?", [run_id, type_, path])
+    return _with_tags(db, rows)[0] if rows else None
+
+
 def list_for_run(db: Database, run_id: str) -> list[dict]:
     rows = db.fetch_dicts("SELECT * FROM artifacts WHERE run_id = ? ORDER BY created_at, id", [run_id])
     return _with_tags(db, rows)

@@ -3,7 +3,7 @@ from store.db import Database, from_db_time
 _DOWNSAMPLE = """
 WITH s AS (SELECT name, step, value, ts FROM metrics WHERE run_id = ? {names}),
      b AS (SELECT name, min(step) AS lo, max(step) AS hi, count(*) AS n FROM s GROUP BY name)
-SELECT s.name, (s.step - b.lo) * ? // (b.hi - b.lo + 1) AS bucket, max(s.step) AS step,
+SELECT s.name, (s.step - b.lo)::HUGEINT * ? // ((b.hi - b.lo)::HUGEINT + 1) AS bucket, max(s.step) AS step,
        min(s.value) AS min, max(s.value) AS max, arg_max(s.value, s.step) AS last,
        arg_max(s.ts, s.step) AS timestamp, any_value(b.n) AS total_points
 FROM s JOIN b USING (name)

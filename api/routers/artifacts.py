@@ -3,6 +3,7 @@ import posixpath
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
 
 from store import artifacts as artifact_store
 from store import utc_now
@@ -37,13 +38,18 @@ def list_artifacts(db: Db, run: RunRow):
     return {"items": artifact_store.list_for_run(db, run["id"])}
 
 
-@router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）")
+@router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）",
+             responses={200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"}})
 def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: ArtifactCreate):
     if not within_root(body.path, settings.artifact_root_url):
         raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下")
-    artifact = {**body.model_dump(mode="json"), "id": new_id(body.type.value), "run_id": run["id"],
-                "project_id": run["project_id"], "created_at": utc_now()}
-    artifact_store.insert(db, artifact)
+    with db.write_lock:
+        existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
+        if existing:
+            return JSONResponse(Artifact.model_validate(existing).model_dump(mode="json"), status_code=200)
+        artifact = {**body.model_dump(mode="json"), "id": new_id(body.type.value), "run_id": run["id"],
+                    "project_id": run["project_id"], "created_at": utc_now()}
+        artifact_store.insert(db, artifact)
     return artifact_store.get(db, artifact["id"])
 
 

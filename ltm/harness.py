@@ -1,0 +1,80 @@
+"""Start ltm processes on free loopback ports and wait on conditions: shared by tests and benchmarks."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class LtmSystem:
+    """`ltm up` as a user runs it: Prefect server, deployment, worker, API (and console), on free ports."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        self.ports = {"prefect": free_port(), "api": free_port(), "console": free_port()}
+        self.api_url = f"http://127.0.0.1:{self.ports['api']}"
+        self.prefect_api_url = f"http://127.0.0.1:{self.ports['prefect']}/api"
+        self.console_url = f"http://127.0.0.1:{self.ports['console']}"
+        self.env = {**os.environ, "LTM_RECONCILE_SECONDS": "1", **env}
+        for key in ("LTM_API_URL", "LTM_HOME", "PREFECT_API_URL", "PREFECT_HOME"):
+            self.env.pop(key, None)
+        self.process: subprocess.Popen | None = None
+        self.output: list[str] = []
+
+    def start(self) -> "LtmSystem":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ltm.cli", "up", "--home", str(self.home),
+             "--prefect-port", str(self.ports["prefect"]), "--api-port", str(self.ports["api"]),
+             "--console-port", str(self.ports["console"])],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "按 Ctrl-C 停止" in line:
+                return self
+        raise AssertionError("ltm up exited before it was ready:\n" + "".join(self.output) + self.logs())
+
+    def logs(self) -> str:
+        return "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (self.home / "logs").glob("*.log"))
+
+    def processes(self) -> list[int]:
+        """Live processes started for this system (found by the LTM_HOME in their environment)."""
+        marker = f"LTM_HOME={self.home.resolve()}".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        found.append(int(entry.name))
+                except OSError:
+                    pass
+        return found
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        rest = self.process.stdout.read()
+        self.output.append(rest)
+        return self.process.wait(timeout=90)
