@@ -4,6 +4,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
@@ -17,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ltm import Client
 from ltm.models import RunStatus
-from tests.conftest import wait_until
+from tests.conftest import ROOT, wait_until
 
 FAST = {"num_epochs": 2, "steps_per_epoch": 10, "step_seconds": 0.02, "seed": 7}
 SLOW = {"num_epochs": 3, "steps_per_epoch": 200, "step_seconds": 0.05, "seed": 11}
@@ -177,3 +179,15 @@ def test_a_config_that_cannot_work_fails_fast_with_a_clear_message(api, project,
     failed = wait_status(api, run, ["失败"], timeout=30)
     assert "配置无效" in failed.message and expected in failed.message
     assert failed.started_at is None
+
+
+def test_prefect_yaml_deploys_without_prompts(ltm_system, tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": ltm_system.prefect_api_url, "LTM_SOURCE_DIR": str(ROOT),
+           "PREFECT_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with prefect_client(ltm_system) as client:
+        deployment = client.read_deployment_by_name("training-run/ltm-training")
+    assert deployment.work_pool_name == "ltm-process"
+    assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
