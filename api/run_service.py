@@ -61,6 +61,7 @@ class RunService:
                 "project_version": project["version"],
                 "message": None,
                 "flow_run_id": None,
+                "metric_steps": {},
             }
             run_store.insert(self.db, run)
         try:
@@ -163,7 +164,12 @@ class RunService:
                     pass
         return observations
 
-    def merge_metrics(self, run_id: str, latest: dict[str, float]) -> None:
+    def merge_metrics(self, run_id: str, points) -> None:
+        """Keep the value at the largest step of each series, whatever order batches arrive in."""
         with self.db.write_lock:
             run = run_store.get(self.db, run_id)
-            run_store.update(self.db, run_id, {"metrics": {**run["metrics"], **latest}, "updated_at": utc_now()})
+            metrics, steps = run["metrics"], run["metric_steps"]
+            for point in points:
+                if point.step >= steps.get(point.name, -1):
+                    metrics[point.name], steps[point.name] = point.value, point.step
+            run_store.update(self.db, run_id, {"metrics": metrics, "metric_steps": steps, "updated_at": utc_now()})

@@ -35,7 +35,7 @@ def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
     ids = [row["id"] for row in rows]
     tags = db.fetch_dicts(
         f"SELECT artifact_id, value, notes, applied_at FROM artifact_tags "
-        f"WHERE artifact_id IN ({', '.join('?' for _ in ids)}) ORDER BY applied_at",
+        f"WHERE artifact_id IN ({', '.join('?' for _ in ids)}) ORDER BY applied_at, rowid",
         ids,
     )
     by_artifact: dict[str, list] = {}

@@ -85,4 +85,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 applied_at TIMESTAMP NOT NULL)""",
         ],
     ),
+    (
+        2,
+        ["ALTER TABLE runs ADD COLUMN metric_steps VARCHAR NOT NULL DEFAULT '{}'"],
+    ),
 ]

@@ -31,9 +31,5 @@ def ingest_metrics(db: Db, runs: Runs, run: RunRow, batch: MetricBatch):
         ts=[to_db_time(p.timestamp) for p in points],
     )
     if stored and points:
-        latest: dict[str, tuple[int, float]] = {}
-        for p in points:
-            if p.name not in latest or p.step >= latest[p.name][0]:
-                latest[p.name] = (p.step, p.value)
-        runs.merge_metrics(run["id"], {name: value for name, (_, value) in latest.items()})
+        runs.merge_metrics(run["id"], points)
     return {"batch_id": batch.batch_id, "accepted": len(points) if stored else 0, "duplicate": not stored}

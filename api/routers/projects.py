@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query
 
@@ -35,10 +35,13 @@ def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples=
 def list_projects(
     db: Db,
     owner: Annotated[str | None, Query(max_length=200, description="按负责人过滤")] = None,
-    status: Annotated[ProjectStatus | None, Query(description="按状态过滤")] = None,
+    status: Annotated[ProjectStatus | Literal["运行中"] | None,
+                      Query(description="按状态过滤：草稿、进行中（也可写作 运行中）、空闲、已归档")] = None,
     tag: Annotated[str | None, Query(max_length=64, description="按标签过滤")] = None,
     q: Annotated[str | None, Query(max_length=200, description="按名称搜索")] = None,
 ):
+    if status == "运行中":
+        status = ProjectStatus.ACTIVE
     return project_store.list_(db, owner=owner, status=status.value if status else None, tag=tag, query=q)
 
 
