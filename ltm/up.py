@@ -74,6 +74,7 @@ def environment(home: Path, ports: Ports) -> dict[str, str]:
         "LTM_API_URL": f"http://127.0.0.1:{ports.api}",
         "LTM_LAUNCHER": "prefect",
         "LTM_CONSOLE_URL": f"http://127.0.0.1:{ports.console}",
+        "LTM_PREFECT_UI_URL": f"http://127.0.0.1:{ports.prefect}",
         "LTM_SOURCE_DIR": str(SOURCE_DIR),
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": prefect_api,
