@@ -1,0 +1,1 @@
+"""Streamlit console of ltm: `streamlit run console/app.py`."""

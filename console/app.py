@@ -1,0 +1,31 @@
+"""Entry point: `streamlit run console/app.py` (API address from env LTM_API_URL)."""
+
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import streamlit as st  # noqa: E402
+
+from console import links  # noqa: E402
+
+st.set_page_config(page_title="ltm 训练管理", layout="wide")
+
+# Page modules live in views/, not pages/: a pages/ folder beside the main script switches a fresh server into
+# Streamlit's legacy multipage mode, so a first deep link (/run?…) would run the page without this entry script.
+
+
+def landing() -> None:
+    st.switch_page(links.PROJECTS_PAGE, query_params=st.query_params.to_dict())
+
+
+pages = [
+    st.Page(landing, title="ltm", url_path="home", default=True, visibility="hidden"),
+    st.Page(links.PROJECTS_PAGE, title="项目", icon="📁", url_path="projects"),
+    st.Page(links.PROJECT_PAGE, title="项目详情", icon="📂", url_path="project"),
+    st.Page(links.RUN_PAGE, title="运行详情", icon="🏃", url_path="run"),
+    st.Page(links.COMPARE_PAGE, title="对比", icon="📊", url_path="compare"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,95 @@
+"""The console's only way to the API: one cached SDK client and helpers that turn failures into Chinese messages."""
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import pydantic
+import streamlit as st
+
+from ltm import ApiError, Client
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+RETRY_SECONDS = 5
+UNREACHABLE = "暂时无法连接 API，稍后自动重试"
+T = TypeVar("T")
+STATUS_LABELS = {400: "请求有误", 404: "未找到", 409: "操作冲突", 422: "输入有误", 503: "服务暂不可用"}
+FAILURES = (ApiError, httpx.HTTPError, pydantic.ValidationError)
+VALIDATION_MESSAGES = {
+    "missing": "缺少必填字段", "string_too_long": "长度不能超过 {max_length}", "too_long": "元素数量不能超过 {max_length}",
+    "greater_than_equal": "必须大于或等于 {ge}", "less_than_equal": "必须小于或等于 {le}",
+}
+
+
+def api_url() -> str:
+    return os.environ.get("LTM_API_URL") or DEFAULT_API_URL
+
+
+@st.cache_resource(show_spinner=False)
+def _client(url: str) -> Client:
+    return Client(url, timeout=15)
+
+
+def get_client() -> Client:
+    return _client(api_url())
+
+
+def describe(exc: Exception) -> str:
+    """A Chinese sentence for an SDK failure."""
+    if isinstance(exc, ApiError):
+        label = STATUS_LABELS.get(exc.status_code, "API 出错" if exc.status_code >= 500 else "请求失败")
+        return f"{label}（{exc.status_code}）：{exc.detail}"
+    if isinstance(exc, httpx.TimeoutException):
+        return "API 响应超时，请稍后重试"
+    if isinstance(exc, httpx.TransportError):
+        return f"{UNREACHABLE}（{api_url()}）"
+    if isinstance(exc, pydantic.ValidationError):
+        return "输入有误：" + "；".join(_validation_message(error) for error in exc.errors()[:5])
+    raise exc
+
+
+def _validation_message(error: dict) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "输入"
+    if error["type"] == "value_error":
+        return f"{field}：{error['ctx']['error']}"
+    template = VALIDATION_MESSAGES.get(error["type"])
+    return f"{field}：{template.format(**error.get('ctx', {})) if template else '取值无效'}"
+
+
+def _show(exc: Exception) -> None:
+    message = describe(exc)
+    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException):
+        st.warning(message, icon="🔌")
+    else:
+        st.error(message)
+
+
+def call(action: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Run `action(client, *args, **kwargs)`; on failure show why and return None."""
+    try:
+        return action(get_client(), *args, **kwargs)
+    except FAILURES as exc:
+        _show(exc)
+        return None
+
+
+def require(action: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Like `call`, but the page cannot go on without the answer: stop it, retrying on its own if the API is down."""
+    try:
+        return action(get_client(), *args, **kwargs)
+    except FAILURES as exc:
+        _show(exc)
+        if isinstance(exc, httpx.TransportError):
+            _retry_when_reachable()
+        st.stop()
+
+
+@st.fragment(run_every=RETRY_SECONDS)
+def _retry_when_reachable() -> None:
+    try:
+        get_client().health()
+    except FAILURES:
+        st.caption(f"每 {RETRY_SECONDS} 秒重新连接一次 …")
+        return
+    st.rerun()

@@ -1,0 +1,57 @@
+"""Page addresses and links between pages; the deep-link URLs are part of the console's interface."""
+
+import os
+from urllib.parse import urlencode
+
+import streamlit as st
+
+PROJECTS_PAGE = "views/projects.py"
+PROJECT_PAGE = "views/project.py"
+RUN_PAGE = "views/run.py"
+COMPARE_PAGE = "views/compare.py"
+DEFAULT_PREFECT_UI_URL = "http://127.0.0.1:4200"
+
+
+def project_params(project_id: str) -> dict:
+    return {"project_id": project_id}
+
+
+def run_params(project_id: str, run_id: str) -> dict:
+    return {"project_id": project_id, "run_id": run_id}
+
+
+def compare_params(project_id: str, run_ids: list[str]) -> dict:
+    return {"project_id": project_id, "runs": ",".join(run_ids)}
+
+
+def project_url(project_id: str) -> str:
+    return "project?" + urlencode(project_params(project_id))
+
+
+def run_url(project_id: str, run_id: str) -> str:
+    return "run?" + urlencode(run_params(project_id, run_id))
+
+
+def prefect_flow_run_url(flow_run_id: str) -> str:
+    base = os.environ.get("LTM_PREFECT_UI_URL") or DEFAULT_PREFECT_UI_URL
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
+
+
+def to_projects(label: str = "全部项目") -> dict:
+    return {"page": PROJECTS_PAGE, "label": label, "icon": "📁"}
+
+
+def to_project(project_id: str, label: str) -> dict:
+    return {"page": PROJECT_PAGE, "label": label, "icon": "📂", "query_params": project_params(project_id)}
+
+
+def to_run(project_id: str, run_id: str, label: str) -> dict:
+    return {"page": RUN_PAGE, "label": label, "icon": "🏃", "query_params": run_params(project_id, run_id)}
+
+
+def to_compare(project_id: str, run_ids: list[str], label: str = "对比运行") -> dict:
+    return {"page": COMPARE_PAGE, "label": label, "icon": "📊", "query_params": compare_params(project_id, run_ids)}
+
+
+def page_link(target: dict) -> None:
+    st.page_link(**target)

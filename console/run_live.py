@@ -1,0 +1,90 @@
+"""The live part of the run page: status, progress, latest metrics, charts and artifacts, refreshed while the run is active."""
+
+import pandas as pd
+import streamlit as st
+
+from console import charts, ui
+from console.client import call
+from ltm import Client
+from ltm.models import Artifact, Run, RunStatus
+
+REFRESH_SECONDS = 2
+POINT_CHOICES = [250, 500, 1000, 2000]
+METRICS_PER_ROW = 6
+ARTIFACT_TYPES = {"checkpoint": "检查点", "event": "TensorBoard 日志", "evaluation": "评估结果", "config": "配置文件"}
+
+
+def live_section(project_id: str, run_id: str, active: bool) -> None:
+    """Render the live area; it reruns itself every REFRESH_SECONDS only while the run was active at page render."""
+    st.fragment(_live, run_every=REFRESH_SECONDS if active else None)(project_id, run_id, active)
+
+
+def _live(project_id: str, run_id: str, active: bool) -> None:
+    run = call(Client.get_run, project_id, run_id)
+    if run is None:
+        return
+    if active and run.status.is_terminal:
+        st.rerun()
+    status_panel(run)
+    latest_metrics(run)
+    metric_charts(project_id, run)
+    artifacts_table(run.artifacts)
+
+
+def status_panel(run: Run) -> None:
+    status, progress, gpu = st.columns([1, 4, 1], vertical_alignment="center")
+    with status:
+        ui.status_badge(run.status)
+    steps = f"第 {run.current_step} / {run.total_steps} 步" if run.total_steps else f"第 {run.current_step} 步"
+    progress.progress(min(max(run.progress, 0.0), 1.0), text=f"进度 {run.progress:.0%} · {steps}")
+    gpu.metric("GPU 利用率", ui.fmt_percent(run.gpu_utilization))
+    stamps = [("创建", run.created_at), ("开始", run.started_at), ("更新", run.updated_at), ("结束", run.finished_at)]
+    if run.cancelled_at:
+        stamps.append(("取消", run.cancelled_at))
+    st.caption(" · ".join(f"{label}时间 {ui.fmt_time(value)}" for label, value in stamps))
+    if run.message:
+        (st.error if run.status == RunStatus.FAILED else st.caption)(f"说明：{run.message}")
+
+
+def latest_metrics(run: Run) -> None:
+    st.subheader("最新指标")
+    if not run.metrics:
+        st.caption("暂无指标。")
+        return
+    items = sorted(run.metrics.items())
+    for start in range(0, len(items), METRICS_PER_ROW):
+        for column, (name, value) in zip(st.columns(METRICS_PER_ROW), items[start:start + METRICS_PER_ROW]):
+            column.metric(name, ui.fmt_metric(value))
+
+
+def metric_charts(project_id: str, run: Run) -> None:
+    st.subheader("指标曲线")
+    names = sorted(run.metrics)
+    if not names:
+        st.caption("运行上报指标后会在这里显示曲线。")
+        return
+    pick, points = st.columns([4, 1])
+    chosen = pick.multiselect("显示的指标", names, key=f"series_{run.id}", placeholder="默认显示全部指标")
+    max_points = points.selectbox("每条曲线最多点数", POINT_CHOICES, index=POINT_CHOICES.index(1000), key=f"points_{run.id}")
+    result = call(Client.get_metrics, project_id, run.id, names=chosen or None, max_points=max_points)
+    if result is None:
+        return
+    drawn = [series for series in result.series if series.points]
+    for start in range(0, len(drawn), 2):
+        for column, series in zip(st.columns(2), drawn[start:start + 2]):
+            column.altair_chart(charts.metric_chart(charts.series_frame(series), series.name), width="stretch")
+            column.caption(f"{series.name}：共 {series.total_points} 个点，显示 {len(series.points)} 个（服务端降采样）")
+
+
+def artifacts_table(artifacts: list[Artifact]) -> None:
+    st.subheader("工件")
+    if not artifacts:
+        st.caption("暂无工件。")
+        return
+    frame = pd.DataFrame([{
+        "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value), "名称": a.name,
+        "步数": a.step, "大小": ui.fmt_size(a.size_bytes), "创建时间": ui.fmt_time(a.created_at),
+        "标签": " → ".join(tag.value.value for tag in a.tags) or ui.EMPTY, "路径": a.path, "ID": a.id,
+    } for a in artifacts])
+    frame["步数"] = frame["步数"].astype("Int64")
+    st.dataframe(frame, hide_index=True)

@@ -1,0 +1,72 @@
+import streamlit as st
+
+from console import links, pickers, run_actions, run_live, run_logs, ui
+from console.client import require
+from ltm import Client
+from ltm.models import Run, RunOverview
+
+
+def header(run: Run) -> None:
+    st.title(f"运行 {run.name}")
+    st.caption(f"ID {run.id} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}")
+    targets = [links.to_project(run.project_id, "所属项目")]
+    if run.parent_run_id:
+        targets.append(links.to_compare(run.project_id, [run.parent_run_id, run.id], "与父运行对比"))
+    columns = st.columns(len(targets) + 1)
+    for column, target in zip(columns, targets):
+        with column:
+            links.page_link(target)
+    if run.flow_run_id:
+        columns[-1].link_button("在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon="🔗")
+
+
+def lineage(run: Run, runs: list[RunOverview]) -> None:
+    by_id = {r.id: r for r in runs}
+    children = [r for r in runs if r.parent_run_id == run.id]
+    if not run.resumed_from and not children:
+        return
+    st.subheader("谱系")
+    if run.resumed_from:
+        parent = by_id.get(run.parent_run_id)
+        st.markdown(f"从检查点 `{run.resumed_from}`（第 {run.start_step} 步）恢复，父运行：")
+        if parent:
+            links.page_link(links.to_run(run.project_id, parent.id, f"{parent.name}（{parent.status.value}）"))
+        else:
+            st.caption(run.parent_run_id or ui.EMPTY)
+    if children:
+        st.markdown(f"从本运行恢复的子运行（{len(children)} 个）：")
+        for child in children:
+            links.page_link(links.to_run(run.project_id, child.id,
+                                         f"{child.name}（{child.status.value}，检查点 {child.resumed_from}）"))
+
+
+def configuration(run: Run) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**超参数**")
+        st.json(run.hyperparameters)
+    with right:
+        st.markdown("**资源**")
+        st.json(run.resources)
+        st.markdown(f"**起始步数**：{run.start_step}")
+
+
+project_id = pickers.project_id()
+run_id = pickers.run_id(project_id)
+run = require(Client.get_run, project_id, run_id)
+runs = require(Client.list_runs, project_id)
+header(run)
+ui.show_flash()
+lineage(run, runs)
+run_actions.cancel_control(run)
+run_live.live_section(project_id, run_id, active=not run.status.is_terminal)
+st.divider()
+tab_logs, tab_tag, tab_resume, tab_config = st.tabs(["日志", "检查点标签", "从检查点恢复", "运行配置"])
+with tab_logs:
+    run_logs.logs_section(project_id, run_id)
+with tab_tag:
+    run_actions.tag_section(run)
+with tab_resume:
+    run_actions.resume_section(run)
+with tab_config:
+    configuration(run)
