@@ -23,9 +23,9 @@ def landing() -> None:
 
 pages = [
     st.Page(landing, title="ltm", url_path="home", default=True, visibility="hidden"),
-    st.Page(links.PROJECTS_PAGE, title="项目", icon="📁", url_path="projects"),
-    st.Page(links.PROJECT_PAGE, title="项目详情", icon="📂", url_path="project"),
-    st.Page(links.RUN_PAGE, title="运行详情", icon="🏃", url_path="run"),
-    st.Page(links.COMPARE_PAGE, title="对比", icon="📊", url_path="compare"),
+    st.Page(links.PROJECTS_PAGE, title="项目", icon=":material/folder:", url_path="projects"),
+    st.Page(links.PROJECT_PAGE, title="项目详情", icon=":material/folder_open:", url_path="project"),
+    st.Page(links.RUN_PAGE, title="运行详情", icon=":material/model_training:", url_path="run"),
+    st.Page(links.COMPARE_PAGE, title="对比", icon=":material/compare:", url_path="compare"),
 ]
 st.navigation(pages).run()

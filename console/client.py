@@ -60,7 +60,7 @@ def _validation_message(error: dict) -> str:
 def _show(exc: Exception) -> None:
     message = describe(exc)
     if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException):
-        st.warning(message, icon="🔌")
+        st.warning(message, icon=":material/cloud_off:")
     else:
         st.error(message)
 

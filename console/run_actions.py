@@ -24,7 +24,7 @@ def cancel_control(run: Run) -> None:
     if run.status.is_terminal:
         return
     if st.session_state.get(CONFIRM_KEY) != run.id:
-        if st.button("取消运行", key="cancel_run", icon="⏹️"):
+        if st.button("取消运行", key="cancel_run", icon=":material/stop_circle:"):
             st.session_state[CONFIRM_KEY] = run.id
             st.rerun()
         return

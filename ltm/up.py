@@ -102,7 +102,7 @@ def services(ports: Ports) -> list[Service]:
         found.append(Service("console", [
             python, "-m", "streamlit", "run", str(SOURCE_DIR / "console" / "app.py"),
             "--server.address", "127.0.0.1", "--server.port", str(ports.console), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false"], f"http://127.0.0.1:{ports.console}/_stcore/health"))
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"], f"http://127.0.0.1:{ports.console}/_stcore/health"))
     return found
 
 

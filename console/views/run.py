@@ -17,7 +17,7 @@ def header(run: Run) -> None:
         with column:
             links.page_link(target)
     if run.flow_run_id:
-        columns[-1].link_button("在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon="🔗")
+        columns[-1].link_button("在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon=":material/open_in_new:")
 
 
 def lineage(run: Run, runs: list[RunOverview]) -> None:

@@ -1,0 +1,110 @@
+"""The real console in headless Chromium (Debian's), driven by Playwright against `ltm up`."""
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from ltm import Client
+from ltm.models import RunStatus
+from tests.conftest import ROOT, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = ROOT / "test-output" / "screenshots"
+STEP = re.compile(r"第 (\d+) / \d+ 步")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required: apt-get install chromium fonts-noto-cjk"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, locale="zh-CN")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def current_step(page) -> int:
+    text = page.get_by_text(STEP).first.inner_text()
+    return int(STEP.search(text).group(1))
+
+
+def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_system, page):
+    api = Client(ltm_system.api_url)
+    page.goto(ltm_system.console_url)
+    expect(page.get_by_role("heading", name="项目").first).to_be_visible()
+    shot(page, "1-projects-empty")
+
+    page.get_by_label("项目名称 *").fill("浏览器端到端项目")
+    page.get_by_label("负责人 *").fill("小王")
+    page.get_by_label("任务类型").fill("文本摘要")
+    page.get_by_label("基线模型").fill("llama-2-7b")
+    page.get_by_label("默认超参数（JSON 对象）").fill('{"num_epochs": 3, "steps_per_epoch": 100, "step_seconds": 0.1}')
+    page.get_by_role("button", name="创建项目").click()
+    page.get_by_role("link", name="打开项目详情").click()
+    expect(page.get_by_role("heading", name=re.compile("浏览器端到端项目"))).to_be_visible()
+    shot(page, "2-project")
+
+    page.get_by_role("tab", name="发起运行").click()
+    page.get_by_label("数据集 *").fill("中文科技论文语料")
+    page.get_by_role("button", name="发起运行").click()
+    page.get_by_role("link", name=re.compile("查看运行")).click()
+
+    expect(page.get_by_text(STEP).first).to_be_visible(timeout=60_000)
+    first = wait_until(lambda: current_step(page) > 0 and current_step(page), timeout=60, interval=0.2,
+                       message="the run page to show training progress")
+    wait_until(lambda: current_step(page) > first, timeout=30, interval=0.2, message="progress to move without reload")
+    shot(page, "3-run-training")
+
+    page.get_by_role("button", name="取消运行").click()
+    page.get_by_role("button", name="确认取消").click()
+    expect(page.get_by_text("已取消").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("取消前的检查点").first).to_be_attached()  # a cell of the artifacts grid
+    shot(page, "4-run-cancelled")
+
+    project = next(p for p in api.list_projects(q="浏览器端到端项目"))
+    run = api.list_runs(project.id)[0]
+    cancelled = api.get_run(project.id, run.id)
+    assert cancelled.status == RunStatus.CANCELLED
+    checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
+
+    page.get_by_role("tab", name="检查点标签").click()
+    page.get_by_text("发布", exact=True).click()
+    page.get_by_label("备注（可选）").fill("验证集表现最好")
+    page.get_by_role("button", name="打标签").click()
+    expect(page.get_by_text("验证集表现最好").first).to_be_attached()
+    tags = api.get_run(project.id, run.id).artifacts
+    assert [t.value.value for a in tags if a.id == checkpoint.id for t in a.tags] == ["发布"]
+    shot(page, "5-run-tagged")
+
+    page.get_by_role("tab", name="从检查点恢复").click()
+    page.get_by_role("button", name="从检查点恢复").click()
+    page.get_by_role("link", name=re.compile("查看新运行")).click()
+    resumed = wait_until(lambda: [r for r in api.list_runs(project.id) if r.resumed_from], message="the resumed run")[0]
+    assert resumed.resumed_from == checkpoint.id and resumed.parent_run_id == run.id
+    expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
+    expect(page.get_by_text(checkpoint.id).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^(排队中|运行中)$")).first).to_be_visible()
+    shot(page, "6-run-resumed")
+
+    page.goto(f"{ltm_system.console_url}/compare?project_id={project.id}&runs={run.id},{resumed.id}")
+    expect(page.get_by_role("heading", name="超参数差异")).to_be_visible()
+    expect(page.get_by_role("heading", name="指标曲线")).to_be_visible()
+    shot(page, "7-compare")
+    api.cancel_run(project.id, resumed.id)
