@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test up api bench-smoke clean
+.PHONY: install test up api bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,3 +23,7 @@ api: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .ltm test-output
+
+bench: $(STAMP)
+	$(PY) -m bench.bench_flows
+	$(PY) -m bench.bench_console

@@ -1,0 +1,86 @@
+"""Console benchmarks in headless Chromium: first page load, and a run page whose series hold 1M points each.
+
+Run with `python -m bench.bench_console [--points N] [--series N] [--loads N]`; starts its own `ltm up`.
+"""
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+from playwright.sync_api import sync_playwright
+
+from bench.common import figure
+from ltm import Client
+from ltm.harness import LtmSystem
+from ltm.models import MetricBatch, MetricPoint
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+BATCH = 50_000
+
+
+def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
+    project = api.create_project(name=f"bench-console-{uuid.uuid4().hex[:6]}", owner="bench")
+    run = api.create_run(project.id, model="m", dataset="d")
+    api.cancel_run(project.id, run.id)
+    start = datetime.now(timezone.utc)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for index in range(series):
+        name = f"series_{index}"
+        values = np.cumsum(rng.standard_normal(points)) * 0.01 + 3.0
+        for first in range(0, points, BATCH):
+            chunk = [MetricPoint.model_construct(name=name, step=step, value=float(values[step]),
+                                                 timestamp=start + timedelta(milliseconds=step))
+                     for step in range(first, min(points, first + BATCH))]
+            api.send_metrics(project.id, run.id, MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=chunk))
+    return project.id, run.id, time.perf_counter() - started
+
+
+def load_seconds(browser, url: str, ready) -> float:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    started = time.perf_counter()
+    page.goto(url)
+    ready(page)
+    elapsed = time.perf_counter() - started
+    context.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--series", type=int, default=3)
+    parser.add_argument("--loads", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        system = LtmSystem(Path(tmp) / "home").start()
+        try:
+            with Client(system.api_url, timeout=120) as api:
+                project_id, run_id, seeded = seed_run(api, args.points, args.series)
+            print(f"seeded {args.series} × {args.points:,} points in {seeded:.1f} s", flush=True)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                projects_ready = lambda page: page.get_by_role("button", name="创建项目").wait_for(timeout=30_000)
+                run_url = f"{system.console_url}/run?project_id={project_id}&run_id={run_id}"
+
+                def charts_ready(page):
+                    page.locator(".vega-embed").nth(args.series - 1).wait_for(timeout=60_000)
+
+                load_seconds(browser, system.console_url, projects_ready)  # warm-up: Streamlit's first script run
+                first = [load_seconds(browser, system.console_url, projects_ready) for _ in range(args.loads)]
+                figure("10a console first page (项目) in headless Chromium", first, "≤ 3 s")
+                runs = [load_seconds(browser, run_url, charts_ready) for _ in range(args.loads)]
+                figure(f"10b run page, {args.series} series × {args.points:,} points, charts drawn", runs, "≤ 3 s")
+                browser.close()
+        finally:
+            system.stop()
+
+
+if __name__ == "__main__":
+    main()
