@@ -106,6 +106,25 @@ def services(ports: Ports) -> list[Service]:
     return found
 
 
+def cancel_active_runs(api_url: str) -> None:
+    """A stopping Prefect worker kills its flows outright; cancel them first so each keeps a checkpoint."""
+    from ltm.client import ApiError, Client
+
+    with Client(api_url, timeout=60) as client:
+        try:
+            active = [run for project in client.list_projects(status="进行中") for run in client.list_runs(project.id)
+                      if run.status.is_active]
+        except (ApiError, httpx.HTTPError):
+            return
+        if active:
+            print(f"正在取消 {len(active)} 个进行中的运行并保存检查点 …", flush=True)
+        for run in active:
+            try:
+                client.cancel_run(run.project_id, run.id)
+            except (ApiError, httpx.HTTPError) as exc:
+                print(f"  {run.id}：{exc}", flush=True)
+
+
 def up(home: Path, ports: Ports) -> int:
     home = home.resolve()
     log_dir = home / "logs"
@@ -142,7 +161,8 @@ def up(home: Path, ports: Ports) -> int:
         print(f"启动失败：{exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        # Workers stop before the API so their flows can still record a last checkpoint.
+        if {"api", "worker"} <= {s.name for s in running if s.process.poll() is None}:
+            cancel_active_runs(env["LTM_API_URL"])
         order = ["console", "worker", "api", "prefect-server"]
         for service in sorted(running, key=lambda s: order.index(s.name)):
             service.stop()
