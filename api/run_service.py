@@ -44,6 +44,7 @@ class RunService:
                 "progress": 0.0,
                 "model": config["model"],
                 "dataset": config["dataset"],
+                "trainer": config["trainer"],
                 "hyperparameters": config["hyperparameters"],
                 "resources": config["resources"],
                 "metrics": {},
@@ -84,6 +85,7 @@ class RunService:
             "name": overrides.get("name"),
             "model": overrides.get("model") or source_run["model"],
             "dataset": overrides.get("dataset") or source_run["dataset"],
+            "trainer": overrides.get("trainer") or source_run["trainer"],
             "hyperparameters": {**source_run["hyperparameters"], **(overrides.get("hyperparameters") or {})},
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
         }

@@ -14,7 +14,7 @@ from fsspec.implementations.local import LocalFileSystem
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-CHECKPOINT_SUFFIX = ".ckpt.json"
+CHECKPOINT_SUFFIX = ".ckpt"
 CONFIG_FILE_NAME = "config.json"
 TENSORBOARD_DIR_NAME = "tensorboard"
 
@@ -52,9 +52,24 @@ class ArtifactWriter:
     def tensorboard_dir(self) -> str:
         return _public_path(self._fs, posixpath.join(self._run_dir, TENSORBOARD_DIR_NAME))
 
-    def write_checkpoint(self, name: str, state: dict) -> WrittenArtifact:
-        file_name = name if name.endswith(CHECKPOINT_SUFFIX) else name + CHECKPOINT_SUFFIX
-        return self._write_json(_require_safe_name("检查点名称", file_name), state)
+    def write_checkpoint(self, name: str, files: dict[str, bytes]) -> WrittenArtifact:
+        """A checkpoint is a folder of the trainer's files, moved into place only once all are written."""
+        folder = name if name.endswith(CHECKPOINT_SUFFIX) else name + CHECKPOINT_SUFFIX
+        final_path = posixpath.join(self._run_dir, _require_safe_name("检查点名称", folder))
+        temporary_path = posixpath.join(self._run_dir, f".{folder}.{uuid.uuid4().hex}.tmp")
+        self._fs.makedirs(temporary_path, exist_ok=True)
+        try:
+            for file_name, payload in files.items():
+                with self._fs.open(posixpath.join(temporary_path, _require_safe_name("文件名", file_name)), "wb") as f:
+                    f.write(payload)
+            if self._fs.exists(final_path):
+                self._fs.rm(final_path, recursive=True)
+            self._fs.mv(temporary_path, final_path, recursive=True)
+        finally:
+            if self._fs.exists(temporary_path):
+                self._fs.rm(temporary_path, recursive=True)
+        size = sum(self._fs.size(posixpath.join(final_path, file_name)) for file_name in files)
+        return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=size)
 
     def write_config(self, config: dict) -> WrittenArtifact:
         return self._write_json(CONFIG_FILE_NAME, config)
@@ -78,10 +93,10 @@ class ArtifactWriter:
         return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=self._fs.size(final_path))
 
 
-def read_checkpoint(path: str) -> dict:
+def read_checkpoint(path: str) -> dict[str, bytes]:
+    """The files of a checkpoint folder, by name."""
     fs, fs_path = url_to_fs(path)
-    with fs.open(fs_path, "rb") as handle:
-        return json.loads(handle.read().decode("utf-8"))
+    return {posixpath.basename(entry): fs.cat_file(entry) for entry in fs.ls(fs_path, detail=False)}
 
 
 class TensorBoardWriter:

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
-from flows.trainers import DEFAULT_TRAINER, InvalidConfig, Trainer, TrainerConfig, get_trainer
+from flows.trainers import InvalidConfig, Trainer, TrainerConfig, get_trainer
 from ltm.client import Client
 from ltm.models import Run, RunStatus
 from ltm.reporter import RunReporter
@@ -41,9 +41,9 @@ class TrainingSession:
         """Build the trainer from the run's config; restore it when the run resumes a checkpoint."""
         config = TrainerConfig(model=run.model, dataset=run.dataset, task_type=task_type,
                                hyperparameters=run.hyperparameters, resources=run.resources)
-        trainer = get_trainer(str(run.hyperparameters.get("trainer", DEFAULT_TRAINER)))(config)
+        trainer = get_trainer(run.trainer)(config)
         if run.resumed_from:
-            trainer.load_state_dict(read_checkpoint(_checkpoint_path(client, run)))
+            trainer.restore_files(read_checkpoint(_checkpoint_path(client, run)))
         return cls(client, run, trainer, settings)
 
     @property
@@ -92,7 +92,7 @@ class TrainingSession:
                                size_bytes=written.size_bytes, step=self.trainer.step)
         summary = "，".join(f"{k}={v:.4g}" for k, v in evaluation.items())
         self.reporter.log(f"第 {epoch} 轮结束（第 {self.trainer.step} 步）：{summary}")
-        written = self.files.write_checkpoint(f"step-{self.trainer.step:08d}", self.trainer.state_dict())
+        written = self.files.write_checkpoint(f"step-{self.trainer.step:08d}", self.trainer.checkpoint_files())
         self.reporter.artifact(type="checkpoint", name=f"第 {self.trainer.step} 步检查点", path=written.path,
                                size_bytes=written.size_bytes, step=self.trainer.step)
         self.reporter.log(f"已保存检查点（第 {self.trainer.step} 步）：{written.path}")
@@ -100,7 +100,7 @@ class TrainingSession:
 
     def save_stop_checkpoint(self, name: str) -> str:
         """Checkpoint where training stopped, registered before the run's final status is recorded."""
-        written = self.files.write_checkpoint(f"stop-step-{self.trainer.step:08d}", self.trainer.state_dict())
+        written = self.files.write_checkpoint(f"stop-step-{self.trainer.step:08d}", self.trainer.checkpoint_files())
         self.reporter.flush()
         artifact = self.client.register_artifact(*self.label, type="checkpoint", name=name, path=written.path,
                                                  size_bytes=written.size_bytes, step=self.trainer.step)

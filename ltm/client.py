@@ -173,6 +173,9 @@ class Client:
         return self._send("POST", models.Artifact, f"/projects/{project_id}/runs/{run_id}/artifacts/{artifact_id}/tag",
                           body)
 
+    def list_trainers(self) -> list[models.TrainerInfo]:
+        return self._get(list[models.TrainerInfo], "/trainers")
+
     def health(self) -> dict:
         return self.request("GET", "/health").json()
 

@@ -90,6 +90,7 @@ LongText = Annotated[str, StringConstraints(max_length=5000)]
 Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_nonempty)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
 
@@ -110,6 +111,7 @@ class ProjectCreate(Contract):
     owner: Name
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     default_hyperparameters: JsonObject = Field(default_factory=dict)
+    default_trainer: TrainerName | None = None
 
 
 class ProjectUpdate(Contract):
@@ -119,6 +121,7 @@ class ProjectUpdate(Contract):
     base_model: ShortText | None = None
     tags: list[Tag] | None = Field(None, max_length=50)
     default_hyperparameters: JsonObject | None = None
+    default_trainer: TrainerName | None = None
     status: Annotated[str, Field(pattern="^(已归档|未归档)$")] | None = Field(
         None, description="`已归档` archives the project, `未归档` restores it"
     )
@@ -171,6 +174,7 @@ class Project(BaseModel):
     updated_at: datetime
     tags: list[str]
     default_hyperparameters: dict[str, Any]
+    default_trainer: str | None = None
     version: int
     run_count: int
     runs: list[RunSummary]
@@ -193,6 +197,7 @@ class RunCreate(Contract):
     dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)]
     hyperparameters: JsonObject = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
+    trainer: TrainerName | None = Field(None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers")
 
 
 class RunResume(Contract):
@@ -201,6 +206,7 @@ class RunResume(Contract):
     dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)] | None = None
     hyperparameters: JsonObject | None = None
     resources: Resources | None = None
+    trainer: TrainerName | None = None
 
 
 class TagEvent(BaseModel):
@@ -229,6 +235,7 @@ class RunOverview(BaseModel):
     progress: float
     model: str
     dataset: str
+    trainer: str = "simulated"
     hyperparameters: dict[str, Any]
     resources: dict[str, Any]
     metrics: dict[str, float]
@@ -345,3 +352,19 @@ class ArtifactList(BaseModel):
 class TagRequest(Contract):
     tag: TagValue
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+# Trainers
+
+
+class TrainerHyperparameter(BaseModel):
+    name: str
+    type: str
+    default: Any = None
+    description: str
+
+
+class TrainerInfo(BaseModel):
+    name: str
+    description: str
+    hyperparameters: list[TrainerHyperparameter]

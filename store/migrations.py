@@ -89,4 +89,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         2,
         ["ALTER TABLE runs ADD COLUMN metric_steps VARCHAR NOT NULL DEFAULT '{}'"],
     ),
+    (
+        3,
+        [
+            "ALTER TABLE runs ADD COLUMN trainer VARCHAR NOT NULL DEFAULT 'simulated'",
+            "ALTER TABLE projects ADD COLUMN default_trainer VARCHAR",
+        ],
+    ),
 ]

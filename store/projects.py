@@ -27,7 +27,7 @@ def _decode(row: dict) -> dict:
 
 def _snapshot(project: dict) -> dict:
     keys = ("name", "description", "objective", "task_type", "base_model", "owner", "tags",
-            "default_hyperparameters", "archived")
+            "default_hyperparameters", "default_trainer", "archived")
     return {k: project[k] for k in keys}
 
 
@@ -35,11 +35,13 @@ def insert(db: Database, project: dict) -> None:
     """Insert a new project and its version 1 in one transaction."""
     with db.transaction() as cur:
         cur.execute(
-            "INSERT INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
+            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [project["id"], project["name"], project["description"], project["objective"],
              project["task_type"], project["base_model"], project["owner"], project["tags"],
              json.dumps(project["default_hyperparameters"], ensure_ascii=False), project["archived"],
-             1, project["created_at"], project["updated_at"]],
+             1, project["created_at"], project["updated_at"], project["default_trainer"]],
         )
         changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
         _insert_version(cur, project["id"], 1, project["created_at"], changes, _snapshot(project))
@@ -82,7 +84,7 @@ def list_(db: Database, owner: str | None = None, status: str | None = None, tag
 
 
 UPDATABLE_COLUMNS = frozenset({"description", "objective", "task_type", "base_model", "tags",
-                               "default_hyperparameters", "archived"})
+                               "default_hyperparameters", "default_trainer", "archived"})
 
 
 def update(db: Database, project_id: str, changes: dict, at) -> int:

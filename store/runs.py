@@ -8,7 +8,7 @@ COLUMNS = (
     "id", "project_id", "name", "status", "progress", "model", "dataset", "hyperparameters", "resources",
     "metrics", "gpu_utilization", "created_at", "started_at", "updated_at", "finished_at", "cancelled_at",
     "resumed_from", "parent_run_id", "start_step", "current_step", "total_steps", "project_version",
-    "message", "flow_run_id", "metric_steps",
+    "message", "flow_run_id", "metric_steps", "trainer",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

@@ -14,31 +14,35 @@ def test_checkpoint_round_trip_with_real_size(tmp_path):
     trainer = SimulatedTrainer(TrainerConfig("Qwen2-7B", "news", "文本摘要", {"steps_per_epoch": 10}, {}))
     for _ in range(10):
         trainer.train_step()
-    state = trainer.state_dict()
+    files = trainer.checkpoint_files()
 
-    written = ArtifactWriter(str(tmp_path), "proj-1", "run-1").write_checkpoint("step-10", state)
+    written = ArtifactWriter(str(tmp_path), "proj-1", "run-1").write_checkpoint("step-10", files)
 
-    assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt.json")
-    assert written.size_bytes == os.path.getsize(written.path) > 0
-    assert read_checkpoint(written.path) == state
-    assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt.json"]
+    assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt")
+    assert written.size_bytes == sum(os.path.getsize(os.path.join(written.path, f)) for f in files) > 0
+    assert read_checkpoint(written.path) == files
+    assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt"]
+
+    restored = SimulatedTrainer(TrainerConfig("Qwen2-7B", "news", "文本摘要", {"steps_per_epoch": 10}, {}))
+    restored.restore_files(read_checkpoint(written.path))
+    assert restored.state_dict() == trainer.state_dict()
 
 
 def test_checkpoint_overwrite_replaces_content(tmp_path):
     writer = ArtifactWriter(f"file://{tmp_path}", "p", "r")
-    writer.write_checkpoint("latest", {"step": 1})
-    written = writer.write_checkpoint("latest.ckpt.json", {"step": 2, "note": "第二次"})
-    assert read_checkpoint(written.path) == {"step": 2, "note": "第二次"}
+    writer.write_checkpoint("latest", {"a.bin": b"1", "old.bin": b"x"})
+    written = writer.write_checkpoint("latest.ckpt", {"a.bin": "第二次".encode()})
+    assert read_checkpoint(written.path) == {"a.bin": "第二次".encode()}
 
 
 def test_non_local_root_returns_url():
     writer = ArtifactWriter("memory://artifact-io-test", "p", "r")
     try:
-        written = writer.write_checkpoint("c", {"step": 3})
+        written = writer.write_checkpoint("c", {"state.json": b'{"step": 3}'})
         assert written.path.startswith("memory://")
-        assert written.path.endswith("/artifact-io-test/p/r/c.ckpt.json")
-        assert written.size_bytes > 0
-        assert read_checkpoint(written.path) == {"step": 3}
+        assert written.path.endswith("/artifact-io-test/p/r/c.ckpt")
+        assert written.size_bytes == 11
+        assert read_checkpoint(written.path) == {"state.json": b'{"step": 3}'}
         assert writer.tensorboard_dir.endswith("/artifact-io-test/p/r/tensorboard")
     finally:
         fsspec.filesystem("memory").rm("/artifact-io-test", recursive=True)
@@ -49,6 +53,8 @@ def test_unsafe_ids_are_rejected(tmp_path):
         ArtifactWriter(str(tmp_path), "..", "run")
     with pytest.raises(ValueError):
         ArtifactWriter(str(tmp_path), "p", "r").write_checkpoint("../escape", {})
+    with pytest.raises(ValueError):
+        ArtifactWriter(str(tmp_path), "p", "r").write_checkpoint("c", {"../x": b""})
 
 
 def test_config_and_evaluation_json(tmp_path):

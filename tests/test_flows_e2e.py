@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ltm import Client
+from ltm import ApiError, Client
 from ltm.models import RunStatus
 from tests.conftest import ROOT, wait_until
 
@@ -86,7 +86,7 @@ def test_run_goes_from_queued_to_completed_with_everything_recorded(ltm_system, 
         size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else path.stat().st_size
         assert artifact.size_bytes == size > 0
     checkpoint = max((a for a in done.artifacts if a.type.value == "checkpoint"), key=lambda a: a.step)
-    assert json.loads(Path(checkpoint.path).read_text())["step"] == 20
+    assert json.loads((Path(checkpoint.path) / "state.json").read_text())["step"] == 20
 
     assert len(all_points(api, done, "train_loss")) == 20
     assert api.get_logs(project.id, run.id, page_size=500).total >= 5
@@ -108,7 +108,7 @@ def test_cancel_through_the_api_keeps_a_checkpoint_at_the_stopping_step(ltm_syst
     assert cancelled.status == RunStatus.CANCELLED and cancelled.cancelled_at
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
     assert checkpoint.step == cancelled.current_step == max(all_points(api, run, "train_loss"))
-    assert json.loads(Path(checkpoint.path).read_text())["step"] == checkpoint.step
+    assert json.loads((Path(checkpoint.path) / "state.json").read_text())["step"] == checkpoint.step
     flow_run = wait_until(lambda: (f := prefect_flow_run(ltm_system, run.flow_run_id)).state.is_final() and f)
     assert flow_run.state.type == StateType.CANCELLED
 
@@ -172,13 +172,20 @@ def test_a_silent_process_is_declared_lost_by_the_reconciler(ltm_system, api, pr
 
 @pytest.mark.parametrize("hyperparameters, expected", [
     ({"batch_size": -1}, "batch_size"),
-    ({"trainer": "no-such-trainer"}, "simulated"),
+    ({"learning_rate": "fast"}, "learning_rate"),
 ])
 def test_a_config_that_cannot_work_fails_fast_with_a_clear_message(api, project, hyperparameters, expected):
     run = api.create_run(project.id, model="m", dataset="d", hyperparameters=hyperparameters)
     failed = wait_status(api, run, ["失败"], timeout=30)
     assert "配置无效" in failed.message and expected in failed.message
     assert failed.started_at is None
+
+
+def test_an_unknown_trainer_is_refused_with_the_installed_ones_listed(api, project):
+    with pytest.raises(ApiError) as refused:
+        api.create_run(project.id, model="m", dataset="d", trainer="no-such-trainer")
+    assert refused.value.status_code == 422 and "simulated" in refused.value.detail
+    assert "simulated" in [t.name for t in api.list_trainers()]
 
 
 def test_prefect_yaml_deploys_without_prompts(ltm_system, tmp_path):

@@ -9,6 +9,7 @@ from store import utc_now
 from api import examples
 from api.deps import Db, ProjectRow
 from api.errors import conflict
+from api.routers.trainers import checked_trainer
 from ltm.ids import new_id
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
 
@@ -22,6 +23,8 @@ def project_view(db, project: dict) -> dict:
 
 @router.post("", status_code=201, response_model=Project, summary="创建项目")
 def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
+    if body.default_trainer:
+        checked_trainer(body.default_trainer)
     now = utc_now()
     project = {**body.model_dump(), "id": new_id("project"), "archived": False, "created_at": now, "updated_at": now}
     with db.write_lock:
@@ -58,6 +61,8 @@ def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
             requested[key] = empty
     if "status" in requested:
         requested["archived"] = requested.pop("status") == "已归档"
+    if requested.get("default_trainer"):
+        checked_trainer(requested["default_trainer"])
     changes = {k: v for k, v in requested.items() if v != project[k]}
     if changes:
         with db.write_lock:

@@ -8,6 +8,8 @@ from store import runs as run_store
 from api import examples
 from api.deps import Db, ProjectRow, RunRow, Runs
 from api.errors import not_found
+from api.routers.trainers import checked_trainer
+from flows.trainers import DEFAULT_TRAINER
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
 
 router = APIRouter(tags=["运行"])
@@ -20,6 +22,7 @@ def create_run(runs: Runs, project: ProjectRow,
     config = body.model_dump()
     config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
     config["resources"] = body.resources.model_dump(exclude_none=True)
+    config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
     return runs.with_artifacts(runs.create(project, config))
 
 
@@ -62,6 +65,8 @@ def resume_run(runs: Runs, project: ProjectRow, run: RunRow,
                source_artifact_id: Annotated[str, Query(min_length=1, max_length=100, description="要恢复的检查点工件 ID")],
                body: Annotated[RunResume | None, Body(openapi_examples={"seed": {"value": examples.RUN_RESUME}})] = None):
     overrides = (body or RunResume()).model_dump(exclude_none=True)
+    if "trainer" in overrides:
+        checked_trainer(overrides["trainer"])
     if body is not None and body.resources is not None:
         overrides["resources"] = body.resources.model_dump(exclude_none=True)
     return runs.with_artifacts(runs.resume(project, run, source_artifact_id, overrides))

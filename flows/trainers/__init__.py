@@ -1,28 +1,57 @@
-"""Registry of training backends."""
+"""Trainers are found through the `ltm.trainers` entry-point group, so other packages can add their own."""
 
-from flows.trainers.base import InvalidConfig, StepOutput, Trainer, TrainerConfig
-from flows.trainers.simulated import SimulatedTrainer
+import functools
+from dataclasses import asdict
+from importlib.metadata import entry_points
 
+from flows.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
+
+ENTRY_POINT_GROUP = "ltm.trainers"
 DEFAULT_TRAINER = "simulated"
 
-TRAINERS: dict[str, type[Trainer]] = {SimulatedTrainer.name: SimulatedTrainer}
+
+def _entry_points() -> dict:
+    return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@functools.cache
+def _load(name: str) -> type[Trainer]:
+    return _entry_points()[name].load()
+
+
+def installed() -> dict[str, type[Trainer]]:
+    """Trainers whose entry point loads here (one whose optional dependencies are missing is left out)."""
+    found = {}
+    for name in sorted(_entry_points()):
+        try:
+            found[name] = _load(name)
+        except ImportError:
+            continue
+    return found
 
 
 def get_trainer(name: str) -> type[Trainer]:
-    try:
-        return TRAINERS[name]
-    except KeyError:
-        available = "、".join(sorted(TRAINERS))
-        raise InvalidConfig(f"未知的训练器 {name!r}，可用的训练器：{available}") from None
+    available = installed()
+    if name not in available:
+        names = "、".join(available) or "无"
+        raise InvalidConfig(f"未知的训练器 {name!r}，已安装的训练器：{names}")
+    return available[name]
+
+
+def describe(trainer: type[Trainer]) -> dict:
+    return {"name": trainer.name, "description": trainer.description,
+            "hyperparameters": [asdict(h) for h in trainer.hyperparameters]}
 
 
 __all__ = [
     "DEFAULT_TRAINER",
-    "TRAINERS",
+    "ENTRY_POINT_GROUP",
+    "Hyperparameter",
     "InvalidConfig",
-    "SimulatedTrainer",
     "StepOutput",
     "Trainer",
     "TrainerConfig",
+    "describe",
     "get_trainer",
+    "installed",
 ]

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class InvalidConfig(ValueError):
     """Raised when a trainer cannot run with the given configuration."""
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter a trainer understands, as listed by `GET /trainers`."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class StepOutput:
 
 class Trainer(ABC):
     name: ClassVar[str]
+    description: ClassVar[str] = ""
+    hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = ()
 
     def __init__(self, config: TrainerConfig) -> None:
         self.config = config
@@ -55,8 +67,9 @@ class Trainer(ABC):
         """Evaluation metrics of the current state; every name starts with ``eval_``."""
 
     @abstractmethod
-    def state_dict(self) -> dict:
-        """Full JSON-serialisable state, enough to resume with identical results."""
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """The full state as named files (e.g. weights, optimizer, RNG), enough to resume with identical results."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict) -> None: ...
+    def restore_files(self, files: dict[str, bytes]) -> None:
+        """Continue from files written by `checkpoint_files`."""

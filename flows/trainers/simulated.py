@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from flows.trainers.base import InvalidConfig, StepOutput, Trainer, TrainerConfig
+from flows.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
 
 LOG_EVERY_STEPS = 10
 MAX_LOSS = 50.0
+
+STATE_FILE = "state.json"
 
 _TRAIN_STREAM = 0
 _EVAL_STREAM = 1
@@ -144,6 +146,16 @@ def _rounded(value: float) -> float:
 
 class SimulatedTrainer(Trainer):
     name: ClassVar[str] = "simulated"
+    description: ClassVar[str] = "模拟训练器：不占用 GPU，生成逼真且可复现的训练曲线"
+    hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (
+        Hyperparameter("learning_rate", "float", 3e-5, "学习率，(0, 1]；过高会不稳定"),
+        Hyperparameter("batch_size", "int", 16, "批大小，1–65536；越大噪声越小"),
+        Hyperparameter("num_epochs", "int", 3, "训练轮数，1–1000"),
+        Hyperparameter("steps_per_epoch", "int", 100, "每轮步数"),
+        Hyperparameter("seed", "int", 42, "随机种子，相同种子与状态得到相同曲线"),
+        Hyperparameter("warmup_steps", "int", 0, "学习率线性预热步数"),
+        Hyperparameter("step_seconds", "float", None, "每步模拟耗时（秒），缺省用 LTM_STEP_SECONDS"),
+    )
 
     def __init__(self, config: TrainerConfig) -> None:
         super().__init__(config)
@@ -248,6 +260,14 @@ class SimulatedTrainer(Trainer):
         metrics = {"eval_loss": float(eval_loss)}
         metrics.update(self._task_metric(eval_loss, rng))
         return metrics
+
+    def checkpoint_files(self) -> dict[str, bytes]:
+        return {STATE_FILE: json.dumps(self.state_dict(), ensure_ascii=False, allow_nan=False).encode()}
+
+    def restore_files(self, files: dict[str, bytes]) -> None:
+        if STATE_FILE not in files:
+            raise ValueError(f"检查点缺少 {STATE_FILE}")
+        self.load_state_dict(json.loads(files[STATE_FILE]))
 
     def state_dict(self) -> dict:
         return {
