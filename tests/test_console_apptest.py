@@ -226,9 +226,12 @@ def test_start_run_form_creates_a_run_with_the_merged_hyperparameters(console_en
     labelled(at.text_input, "数据集 *").set_value("中文科技论文语料")
     labelled(at.selectbox, "GPU 类型").select("H100")
     labelled(at.number_input, "GPU 数量").set_value(2)
+    trainer = labelled(at.selectbox, "训练器")
+    assert trainer.value == "simulated" and "simulated" in trainer.options[0]
     at.button(key="start_run_submit").click().run()
 
     [run] = client.list_runs(project.id)
+    assert run.trainer == "simulated"
     assert run.hyperparameters == {"learning_rate": 1e-4, "batch_size": 16, "warmup_steps": 10}
     assert run.resources == {"gpu_type": "H100", "gpu_count": 2}
     assert (run.model, run.dataset, run.status.value) == ("llama-2-13b", "中文科技论文语料", "排队中")

@@ -69,7 +69,16 @@ def start_run_form(project: Project) -> None:
         st.info("项目已归档，恢复后才能发起运行。")
         return
     version = project.version
+    trainers = {t.name: t for t in call(Client.list_trainers) or []}
+    default_trainer = project.default_trainer or "simulated"
     with st.form(f"start_run_{version}"):
+        names = list(trainers) or [default_trainer]
+        trainer = st.selectbox("训练器", names, index=names.index(default_trainer) if default_trainer in names else 0,
+                               format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
+                               key=f"run_trainer_{version}")
+        if trainer in trainers:
+            st.caption("可用超参数：" + "；".join(
+                f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters))
         left, right = st.columns(2)
         name = left.text_input("运行名称（可选）", key=f"run_name_{version}")
         model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}")
@@ -88,6 +97,7 @@ def start_run_form(project: Project) -> None:
             "name": ui.optional_text(name),
             "hyperparameters": ui.parse_json_object(hyperparameters, "超参数"),
             "resources": {"gpu_type": gpu_type, "gpu_count": int(gpu_count)},
+            "trainer": trainer,
         }
     except ui.InputError as exc:
         st.error(str(exc))

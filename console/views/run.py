@@ -8,7 +8,7 @@ from ltm.models import Run, RunOverview
 
 def header(run: Run) -> None:
     st.title(f"运行 {run.name}")
-    st.caption(f"ID {run.id} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}")
+    st.caption(f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}")
     targets = [links.to_project(run.project_id, "所属项目")]
     if run.parent_run_id:
         targets.append(links.to_compare(run.project_id, [run.parent_run_id, run.id], "与父运行对比"))
