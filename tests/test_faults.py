@@ -1,0 +1,83 @@
+"""Faults injected into real processes: the API killed mid-training, Prefect unreachable."""
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+from ltm import ApiError, Client
+from ltm.models import RunStatus
+from tests.conftest import ROOT, ApiProcess, free_port, wait_until
+
+TRAIN = """
+import sys
+from flows.training import training_run
+training_run(sys.argv[1])
+"""
+
+
+def test_api_killed_while_a_run_reports_loses_nothing_and_stores_nothing_twice(tmp_path, ltm_system):
+    api = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(tmp_path / "artifacts")).start()
+    client = Client(api.url)
+    project = client.create_project(name="故障注入", owner="测试")
+    steps = 120
+    run = client.create_run(project.id, model="m", dataset="d",
+                            hyperparameters={"num_epochs": 2, "steps_per_epoch": steps // 2, "step_seconds": 0.04})
+    env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+           "PREFECT_API_URL": ltm_system.prefect_api_url}
+    flow = subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: client.get_run(project.id, run.id).current_step >= 20, timeout=60, message="training")
+        assert api.stop(signal.SIGKILL) == -signal.SIGKILL
+        api.start()
+        assert flow.wait(timeout=120) == 0, flow.stderr.read()[-3000:]
+    finally:
+        if flow.poll() is None:
+            flow.kill()
+
+    done = client.get_run(project.id, run.id)
+    assert done.status == RunStatus.COMPLETED
+    series = {s.name: s for s in client.get_metrics(project.id, run.id, max_points=10_000).series}
+    assert series["train_loss"].total_points == steps
+    assert [p.step for p in series["train_loss"].points] == list(range(1, steps + 1))
+    assert series["eval_loss"].total_points == 2
+    assert sum(a.type.value == "checkpoint" for a in done.artifacts) == 2
+    lines = client.get_logs(project.id, run.id, page_size=500).items
+    assert len(lines) == len({(line.timestamp, line.message) for line in lines})
+    api.stop()
+
+
+def test_prefect_unreachable_answers_503_and_writes_nothing_half_way(tmp_path):
+    home = tmp_path / "home"
+    seeding = ApiProcess(home).start()
+    client = Client(seeding.url)
+    project = client.create_project(name="编排中断", owner="测试")
+    running = client.create_run(project.id, model="m", dataset="d")
+    client.report(project.id, running.id, status="运行中", flow_run_id=str(uuid.uuid4()))
+    checkpoint = client.register_artifact(project.id, running.id, type="checkpoint", name="c", step=5,
+                                          path=f"s3://artifacts/{project.id}/{running.id}/c.ckpt")
+    seeding.stop()
+
+    api = ApiProcess(home, LTM_LAUNCHER="prefect",
+                     PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api").start()
+    client = Client(api.url)
+    attempts = [
+        lambda: client.create_run(project.id, model="m", dataset="d"),
+        lambda: client.resume_run(project.id, running.id, source_artifact_id=checkpoint.id),
+        lambda: client.cancel_run(project.id, running.id),
+    ]
+    for attempt in attempts:
+        try:
+            attempt()
+        except ApiError as error:
+            assert error.status_code == 503 and "编排服务不可用" in error.detail
+        else:
+            raise AssertionError("expected 503 while Prefect is unreachable")
+
+    assert [r.id for r in client.list_runs(project.id)] == [running.id]
+    assert client.get_run(project.id, running.id).status == RunStatus.RUNNING
+    assert client.get_project(project.id).run_count == 1
+    assert client.get_logs(project.id, running.id).total == 0
+    api.stop()
