@@ -112,7 +112,10 @@ class TrainingSession:
         if message:
             self.reporter.log(message, level="ERROR" if status == RunStatus.FAILED else "WARNING")
         self.reporter.close()
-        self._register_tensorboard()
+        try:
+            self._register_tensorboard()
+        except OSError as exc:
+            message = f"{message}；TensorBoard 日志未能写完：{exc}" if message else f"TensorBoard 日志未能写完：{exc}"
         self.client.report(*self.label, status=status, message=message)
 
     def _register_tensorboard(self) -> None:

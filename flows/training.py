@@ -90,6 +90,9 @@ def training_run(run_id: str):
                 session.save_stop_checkpoint(f"终止前的检查点（第 {session.trainer.step} 步）")
                 session.finish(RunStatus.FAILED, "训练进程收到终止信号，已保存检查点")
         raise
+    except OSError as exc:
+        session.finish(RunStatus.FAILED, f"写入工件失败：{exc.strerror or exc}（{exc.filename or '工件目录'}）")
+        raise
     except Exception as exc:
         session.finish(RunStatus.FAILED, f"训练失败：{exc}")
         raise

@@ -81,3 +81,46 @@ def test_prefect_unreachable_answers_503_and_writes_nothing_half_way(tmp_path):
     assert client.get_project(project.id).run_count == 1
     assert client.get_logs(project.id, running.id).total == 0
     api.stop()
+
+
+def fill(path) -> None:
+    """Write until the file system says it is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as error:
+            assert error.errno == 28
+
+
+def test_a_full_artifact_disk_fails_the_run_with_the_reason_and_keeps_earlier_checkpoints(tmp_path, ltm_system):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
+    try:
+        api = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(disk)).start()
+        client = Client(api.url)
+        project = client.create_project(name="磁盘写满", owner="测试")
+        run = client.create_run(project.id, model="m", dataset="d",
+                                hyperparameters={"num_epochs": 3, "steps_per_epoch": 40, "step_seconds": 0.03})
+        env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(disk),
+               "PREFECT_API_URL": ltm_system.prefect_api_url}
+        flow = subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first = wait_until(lambda: [a for a in client.list_artifacts(project.id, run.id) if a.type.value == "checkpoint"],
+                           timeout=60, message="the first checkpoint")[0]
+        fill(disk / "filler")
+        flow.wait(timeout=120)
+
+        failed = client.get_run(project.id, run.id)
+        assert failed.status == RunStatus.FAILED
+        assert "写入工件失败" in failed.message and "No space left" in failed.message
+        checkpoints = [a for a in failed.artifacts if a.type.value == "checkpoint"]
+        assert [c.id for c in checkpoints] == [first.id]
+        (disk / "filler").unlink()
+        resumed = client.resume_run(project.id, run.id, source_artifact_id=first.id)
+        assert resumed.start_step == first.step == 40
+        api.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
