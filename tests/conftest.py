@@ -50,6 +50,21 @@ def api_server(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One API process shared by the tests of a module (each test makes its own uniquely named data)."""
+    api = ApiProcess(tmp_path_factory.mktemp("api") / "home").start()
+    yield api
+    if api.process.poll() is None:
+        api.stop()
+
+
+@pytest.fixture
+def shared_http(server):
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
 @pytest.fixture
 def http(api_server):
     with httpx.Client(base_url=api_server.url, timeout=30) as client:

@@ -6,21 +6,11 @@ from datetime import datetime
 import httpx
 import pytest
 
-from conftest import ApiProcess
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    api = ApiProcess(tmp_path_factory.mktemp("artifacts") / "home").start()  # LTM_ARTIFACT_ROOT=s3://artifacts
-    yield api
-    if api.process.poll() is None:
-        api.stop()
 
 
 @pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+def http(shared_http):
+    return shared_http
 
 
 def new_run(http, project_id: str | None = None) -> dict:

@@ -8,25 +8,15 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from conftest import ApiProcess
 from ltm import Client
 
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=timezone.utc)
 CST = timezone(timedelta(hours=8))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    api = ApiProcess(tmp_path_factory.mktemp("logs") / "home").start()
-    yield api
-    if api.process.poll() is None:
-        api.stop()
-
-
 @pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+def http(shared_http):
+    return shared_http
 
 
 @pytest.fixture

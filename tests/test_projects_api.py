@@ -7,21 +7,11 @@ from datetime import datetime
 import httpx
 import pytest
 
-from conftest import ApiProcess
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    api = ApiProcess(tmp_path_factory.mktemp("projects") / "home").start()
-    yield api
-    if api.process.poll() is None:
-        api.stop()
 
 
 @pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+def http(shared_http):
+    return shared_http
 
 
 def unique(prefix: str = "项目") -> str:

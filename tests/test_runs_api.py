@@ -11,18 +11,9 @@ import pytest
 from conftest import ApiProcess, wait_until
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    api = ApiProcess(tmp_path_factory.mktemp("runs") / "home").start()
-    yield api
-    if api.process.poll() is None:
-        api.stop()
-
-
 @pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
+def http(shared_http):
+    return shared_http
 
 
 def t(value: str | None) -> datetime | None:

@@ -1,0 +1,269 @@
+import json
+import math
+import statistics
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="需要安装 ltm[torch]")
+safetensors_torch = pytest.importorskip("safetensors.torch", reason="需要安装 ltm[torch]")
+
+from flows.trainers.base import InvalidConfig, TrainerConfig  # noqa: E402
+from flows.trainers.tiny_lm import (  # noqa: E402
+    SAMPLE_CORPUS,
+    ModelConfig,
+    TinyLM,
+    TinyLMTrainer,
+    generate,
+    load_checkpoint,
+)
+
+# Small enough for 2 CPU cores; the defaults (d_model=128, context 64, batch 16) are what users get.
+SMALL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "context_length": 32, "batch_size": 8, "eval_batches": 2,
+         "device": "cpu"}
+
+
+def make_trainer(dataset="sample", **hyperparameters) -> TinyLMTrainer:
+    return TinyLMTrainer(TrainerConfig(model="tiny-lm", dataset=dataset, task_type=None,
+                                       hyperparameters={**SMALL, **hyperparameters}, resources={}))
+
+
+def run_to_end(trainer) -> tuple[list, list]:
+    outputs, evaluations = [], []
+    while trainer.step < trainer.total_steps:
+        outputs.append(trainer.train_step())
+        if trainer.step % trainer.steps_per_epoch == 0:
+            evaluations.append(trainer.evaluate())
+    return outputs, evaluations
+
+
+def losses(outputs) -> list[float]:
+    return [output.metrics["train_loss"] for output in outputs]
+
+
+def save_and_reload(files: dict[str, bytes], folder) -> dict[str, bytes]:
+    """What the flow does: every checkpoint file goes to storage and comes back as bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One 80-step run on the bundled corpus, shared by the tests that only read it."""
+    trainer = make_trainer(steps_per_epoch=80, warmup_steps=8, learning_rate=3e-3)
+    before = trainer.evaluate()
+    outputs, evaluations = run_to_end(trainer)
+    return trainer, before, outputs, evaluations
+
+
+def test_loss_falls_on_sample_corpus(trained):
+    trainer, _, outputs, _ = trained
+    assert [output.step for output in outputs] == list(range(1, 81))
+    values = losses(outputs)
+    first, last = statistics.mean(values[:10]), statistics.mean(values[-10:])
+    assert first > math.log(trainer.vocab.size) - 1.0  # starts near chance
+    assert last < first - 1.5, (first, last)
+    assert all(math.isfinite(value) for value in values)
+
+
+def test_step_metrics_and_logs(trained):
+    trainer, _, outputs, _ = trained
+    for output in outputs:
+        assert set(output.metrics) == {"train_loss", "learning_rate", "tokens_per_second"}
+        assert output.metrics["tokens_per_second"] > 0
+        assert output.gpu_utilization == 0.0
+    rates = [output.metrics["learning_rate"] for output in outputs]
+    assert rates[0] == pytest.approx(3e-3 / 8)
+    assert rates[7] == pytest.approx(3e-3)
+    assert rates[-1] == pytest.approx(3e-4, rel=0.05)  # cosine down to 10% of the peak
+    assert max(rates) == pytest.approx(3e-3)
+    logged = [output.step for output in outputs if output.log]
+    assert logged == [1, 10, 20, 30, 40, 50, 60, 70, 80]
+    assert outputs[9].log.startswith("第 10/80 步（第 1 轮）- loss=")
+    assert not hasattr(trainer, "step_seconds")
+
+
+def test_evaluation_is_perplexity_of_held_out_loss(trained):
+    trainer, before, _, evaluations = trained
+    assert len(evaluations) == 1
+    after = trainer.evaluate()
+    assert after == evaluations[0]
+    for metrics in (before, after):
+        assert set(metrics) == {"eval_loss", "eval_perplexity"}
+        assert metrics["eval_perplexity"] == math.exp(metrics["eval_loss"])
+    assert after["eval_loss"] < before["eval_loss"] - 1.5
+    assert after["eval_perplexity"] < before["eval_perplexity"] / 4
+
+
+def test_batches_depend_only_on_seed_and_step():
+    first = losses(run_to_end(make_trainer(steps_per_epoch=4, warmup_steps=0, seed=3))[0])
+    again = losses(run_to_end(make_trainer(steps_per_epoch=4, warmup_steps=0, seed=3))[0])
+    other = losses(run_to_end(make_trainer(steps_per_epoch=4, warmup_steps=0, seed=4))[0])
+    assert first == again
+    assert first != other
+
+
+def test_global_random_state_is_left_alone():
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    trainer = make_trainer(steps_per_epoch=2, warmup_steps=0)
+    run_to_end(trainer)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_restored_trainer_reproduces_uninterrupted_run_exactly(tmp_path):
+    hyperparameters = {"num_epochs": 2, "steps_per_epoch": 12, "warmup_steps": 4, "seed": 7}
+    outputs, evaluations = run_to_end(make_trainer(**hyperparameters))
+
+    interrupted = make_trainer(**hyperparameters)
+    for _ in range(9):
+        interrupted.train_step()
+    files = save_and_reload(interrupted.checkpoint_files(), tmp_path / "step-9")
+    assert set(files) == {"model.safetensors", "optimizer.pt", "scheduler.pt", "state.json"}
+    state = json.loads(files["state.json"])
+    assert state["step"] == 9 and state["seed"] == 7 and state["trainer"] == "tiny-lm"
+
+    restored = make_trainer(**hyperparameters)
+    restored.restore_files(files)
+    assert restored.step == 9
+    assert restored.evaluate() == interrupted.evaluate()
+    resumed_outputs, resumed_evaluations = run_to_end(restored)
+
+    assert losses(resumed_outputs) == losses(outputs)[9:]
+    assert [o.metrics["learning_rate"] for o in resumed_outputs] == [o.metrics["learning_rate"] for o in outputs][9:]
+    assert resumed_evaluations == evaluations
+    # The checkpoint written after the restore is the same as the uninterrupted one's (weights included).
+    assert restored.checkpoint_files()["model.safetensors"] == make_trainer_at_end(hyperparameters)
+
+
+def make_trainer_at_end(hyperparameters) -> bytes:
+    trainer = make_trainer(**hyperparameters)
+    run_to_end(trainer)
+    return trainer.checkpoint_files()["model.safetensors"]
+
+
+def test_restore_rejects_other_checkpoints():
+    trainer = make_trainer(steps_per_epoch=2, warmup_steps=0)
+    trainer.train_step()
+    files = trainer.checkpoint_files()
+    with pytest.raises(ValueError, match="模型结构"):
+        make_trainer(steps_per_epoch=2, warmup_steps=0, d_model=32).restore_files(files)
+    with pytest.raises(ValueError, match="state.json"):
+        make_trainer(steps_per_epoch=2, warmup_steps=0).restore_files({"model.safetensors": b""})
+    simulated = {"state.json": json.dumps({"trainer": "simulated", "step": 1}).encode()}
+    with pytest.raises(ValueError, match="simulated"):
+        make_trainer(steps_per_epoch=2, warmup_steps=0).restore_files({**files, **simulated})
+
+
+def test_checkpoint_weights_load_into_fresh_model(trained):
+    trainer = trained[0]
+    files = trainer.checkpoint_files()
+    state = json.loads(files["state.json"])
+    weights = safetensors_torch.load(files["model.safetensors"])
+    model = TinyLM(ModelConfig(**state["model_config"]))
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    tokens = torch.tensor([trainer.vocab.encode("今天的训练损失明显下降")])
+    with torch.no_grad():
+        assert torch.equal(model(tokens), trainer.model(tokens))
+    assert state["vocab"] == trainer.vocab.chars
+    assert state["num_parameters"] == model.num_parameters()
+
+
+def test_load_checkpoint_folder_and_generate(trained, tmp_path):
+    trainer = trained[0]
+    folder = tmp_path / "step-00000080"
+    save_and_reload(trainer.checkpoint_files(), folder)
+    model = load_checkpoint(folder)
+    text = generate(model, "今天", max_new_tokens=20, seed=1)
+    assert text.startswith("今天") and len(text) == 22
+    assert generate(model, "今天", max_new_tokens=20, seed=1) == text
+    greedy = generate(model, "训练", max_new_tokens=10, temperature=0)
+    assert len(greedy) == 12 and "\ufffd" not in greedy
+    # Characters the corpus never contained are tolerated in the prompt.
+    assert generate(model, "🙂", max_new_tokens=3).startswith("🙂")
+
+
+def test_hyperparameter_declarations_match_defaults():
+    declared = {item.name: item for item in TinyLMTrainer.hyperparameters}
+    assert list(declared) == ["learning_rate", "batch_size", "context_length", "n_layers", "n_heads", "d_model",
+                              "num_epochs", "steps_per_epoch", "warmup_steps", "seed", "eval_batches", "device"]
+    assert all(item.description and item.type in {"int", "float", "str"} for item in declared.values())
+    trainer = TinyLMTrainer(TrainerConfig(model="tiny-lm", dataset="中文示例语料", task_type=None,
+                                          hyperparameters={}, resources={}))
+    used = trainer.state()["hyperparameters"]
+    assert used == {name: item.default for name, item in declared.items() if name != "device"}
+    assert declared["device"].default == "auto"
+    assert trainer.total_steps == 100 and trainer.steps_per_epoch == 100
+    assert TinyLMTrainer.name == "tiny-lm" and TinyLMTrainer.description
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "key"),
+    [
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"context_length": 1}, "context_length"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"d_model": 64, "n_heads": 3}, "d_model"),
+        ({"num_epochs": 0}, "num_epochs"),
+        ({"steps_per_epoch": -1}, "steps_per_epoch"),
+        ({"warmup_steps": 500, "steps_per_epoch": 10}, "warmup_steps"),
+        ({"seed": "abc"}, "seed"),
+        ({"eval_batches": 0}, "eval_batches"),
+        ({"device": "tpu"}, "device"),
+        ({"device": 3}, "device"),
+    ],
+)
+def test_invalid_hyperparameters_name_the_key(hyperparameters, key):
+    with pytest.raises(InvalidConfig, match=key):
+        make_trainer(**hyperparameters)
+
+
+def test_missing_or_bad_dataset_names_the_path(tmp_path):
+    missing = tmp_path / "没有这个文件.txt"
+    with pytest.raises(InvalidConfig, match="无法读取数据集") as error:
+        make_trainer(dataset=str(missing))
+    assert str(missing) in str(error.value)
+
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 100)
+    with pytest.raises(InvalidConfig, match="UTF-8") as error:
+        make_trainer(dataset=str(binary))
+    assert str(binary) in str(error.value)
+
+    short = tmp_path / "short.txt"
+    short.write_text("太短的语料。" * 10, encoding="utf-8")
+    with pytest.raises(InvalidConfig, match="context_length") as error:
+        make_trainer(dataset=str(short), context_length=32)
+    assert str(short) in str(error.value)
+
+    with pytest.raises(InvalidConfig, match="数据集"):
+        make_trainer(dataset="")
+
+
+def test_local_text_file_and_file_url_work_as_dataset(tmp_path):
+    corpus = tmp_path / "my corpus.txt"
+    lines = [f"第{i}行：春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。" for i in range(60)]
+    corpus.write_text("\n".join(lines), encoding="utf-8")
+    for dataset in (str(corpus), f"file://{corpus}"):
+        trainer = make_trainer(dataset=dataset, steps_per_epoch=3, warmup_steps=1)
+        assert set(trainer.vocab.chars) == set(corpus.read_text(encoding="utf-8"))
+        outputs, evaluations = run_to_end(trainer)
+        assert len(outputs) == 3 and len(evaluations) == 1
+
+
+def test_sample_corpus_is_bundled_and_sizable():
+    text = SAMPLE_CORPUS.read_text(encoding="utf-8")
+    assert 250_000 < len(text.encode()) < 400_000
+    assert "训练" in text and "天气" in text
+
+
+def test_training_past_the_end_is_an_error():
+    trainer = make_trainer(steps_per_epoch=1, warmup_steps=0)
+    trainer.train_step()
+    with pytest.raises(RuntimeError):
+        trainer.train_step()
