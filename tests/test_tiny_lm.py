@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import math
 import statistics
@@ -133,14 +134,17 @@ def test_restored_trainer_reproduces_uninterrupted_run_exactly(tmp_path):
     assert losses(resumed_outputs) == losses(outputs)[9:]
     assert [o.metrics["learning_rate"] for o in resumed_outputs] == [o.metrics["learning_rate"] for o in outputs][9:]
     assert resumed_evaluations == evaluations
-    # The checkpoint written after the restore is the same as the uninterrupted one's (weights included).
-    assert restored.checkpoint_files()["model.safetensors"] == make_trainer_at_end(hyperparameters)
+    # The weights at the end are bit-for-bit those of the uninterrupted run.
+    assert_same_weights(restored, hyperparameters)
 
 
-def make_trainer_at_end(hyperparameters) -> bytes:
-    trainer = make_trainer(**hyperparameters)
-    run_to_end(trainer)
-    return trainer.checkpoint_files()["model.safetensors"]
+def assert_same_weights(restored, hyperparameters) -> None:
+    uninterrupted = make_trainer(**hyperparameters)
+    run_to_end(uninterrupted)
+    expected = safetensors_torch.load(uninterrupted.checkpoint_files()["model.safetensors"])
+    actual = safetensors_torch.load(restored.checkpoint_files()["model.safetensors"])
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
 
 
 def test_restore_rejects_other_checkpoints():
@@ -241,6 +245,11 @@ def test_missing_or_bad_dataset_names_the_path(tmp_path):
         make_trainer(dataset=str(short), context_length=32)
     assert str(short) in str(error.value)
 
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidConfig, match="太短"):
+        make_trainer(dataset=str(empty))
+
     with pytest.raises(InvalidConfig, match="数据集"):
         make_trainer(dataset="")
 
@@ -256,14 +265,26 @@ def test_local_text_file_and_file_url_work_as_dataset(tmp_path):
         assert len(outputs) == 3 and len(evaluations) == 1
 
 
-def test_sample_corpus_is_bundled_and_sizable():
+def test_sample_corpus_is_bundled_and_reproducible_from_its_generator():
     text = SAMPLE_CORPUS.read_text(encoding="utf-8")
     assert 250_000 < len(text.encode()) < 400_000
     assert "训练" in text and "天气" in text
+    spec = importlib.util.spec_from_file_location("make_sample_corpus", SAMPLE_CORPUS.with_name("make_sample_corpus.py"))
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.generate() == text
 
 
 def test_training_past_the_end_is_an_error():
     trainer = make_trainer(steps_per_epoch=1, warmup_steps=0)
     trainer.train_step()
     with pytest.raises(RuntimeError):
+        trainer.train_step()
+
+
+def test_diverged_loss_fails_the_step_with_a_hint():
+    trainer = make_trainer(steps_per_epoch=2, warmup_steps=0)
+    with torch.no_grad():
+        trainer.model.head.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="learning_rate"):
         trainer.train_step()

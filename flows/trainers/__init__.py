@@ -31,11 +31,14 @@ def installed() -> dict[str, type[Trainer]]:
 
 
 def get_trainer(name: str) -> type[Trainer]:
-    available = installed()
-    if name not in available:
-        names = "、".join(available) or "无"
-        raise InvalidConfig(f"未知的训练器 {name!r}，已安装的训练器：{names}")
-    return available[name]
+    """Load only the named trainer (others may pull in heavy optional dependencies)."""
+    try:
+        if name in _entry_points():
+            return _load(name)
+    except ImportError:
+        pass
+    names = "、".join(installed()) or "无"
+    raise InvalidConfig(f"未知的训练器 {name!r}，已安装的训练器：{names}")
 
 
 def describe(trainer: type[Trainer]) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -73,3 +74,48 @@ class Trainer(ABC):
     @abstractmethod
     def restore_files(self, files: dict[str, bytes]) -> None:
         """Continue from files written by `checkpoint_files`."""
+
+
+def _range_text(minimum: float | None, maximum: float | None, minimum_exclusive: bool) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f"大于 {minimum}" if minimum_exclusive else f"不小于 {minimum}")
+    if maximum is not None:
+        parts.append(f"不超过 {maximum}")
+    return " 且 ".join(parts)
+
+
+def read_int(
+    values: dict, key: str, default: int, minimum: int | None, maximum: int | None, label: str = "超参数"
+) -> int:
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfig(f"{label} {key} 必须是整数，当前值为 {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InvalidConfig(f"{label} {key} 必须{_range_text(minimum, maximum, False)}，当前值为 {value}")
+    return value
+
+
+def read_float(
+    values: dict,
+    key: str,
+    default: float,
+    minimum: float,
+    maximum: float,
+    minimum_exclusive: bool = False,
+) -> float:
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidConfig(f"超参数 {key} 必须是有限的数值，当前值为 {value!r}")
+    below = value <= minimum if minimum_exclusive else value < minimum
+    if below or value > maximum:
+        raise InvalidConfig(
+            f"超参数 {key} 必须{_range_text(minimum, maximum, minimum_exclusive)}，当前值为 {value}"
+        )
+    return float(value)

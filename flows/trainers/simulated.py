@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from flows.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
+from flows.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
+                                 read_int)
 
 LOG_EVERY_STEPS = 10
 MAX_LOSS = 50.0
@@ -78,51 +79,6 @@ def task_profile(task_type: str | None) -> _TaskProfile:
     return _GENERIC_PROFILE
 
 
-def _range_text(minimum: float | None, maximum: float | None, minimum_exclusive: bool) -> str:
-    parts = []
-    if minimum is not None:
-        parts.append(f"大于 {minimum}" if minimum_exclusive else f"不小于 {minimum}")
-    if maximum is not None:
-        parts.append(f"不超过 {maximum}")
-    return " 且 ".join(parts)
-
-
-def _read_int(
-    values: dict, key: str, default: int, minimum: int | None, maximum: int | None, label: str = "超参数"
-) -> int:
-    value = values.get(key)
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{label} {key} 必须是整数，当前值为 {value!r}")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise InvalidConfig(f"{label} {key} 必须{_range_text(minimum, maximum, False)}，当前值为 {value}")
-    return value
-
-
-def _read_float(
-    values: dict,
-    key: str,
-    default: float,
-    minimum: float,
-    maximum: float,
-    minimum_exclusive: bool = False,
-) -> float:
-    value = values.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidConfig(f"超参数 {key} 必须是有限的数值，当前值为 {value!r}")
-    below = value <= minimum if minimum_exclusive else value < minimum
-    if below or value > maximum:
-        raise InvalidConfig(
-            f"超参数 {key} 必须{_range_text(minimum, maximum, minimum_exclusive)}，当前值为 {value}"
-        )
-    return float(value)
-
-
 def _model_size_billions(model: str) -> float:
     match = re.search(r"(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])", model)
     if match is None:
@@ -160,13 +116,13 @@ class SimulatedTrainer(Trainer):
     def __init__(self, config: TrainerConfig) -> None:
         super().__init__(config)
         hyperparameters = config.hyperparameters or {}
-        self._learning_rate = _read_float(hyperparameters, "learning_rate", 3e-5, 0.0, 1.0, minimum_exclusive=True)
-        self._batch_size = _read_int(hyperparameters, "batch_size", 16, 1, 65536)
-        self._num_epochs = _read_int(hyperparameters, "num_epochs", 3, 1, 1000)
-        self._steps_per_epoch = _read_int(hyperparameters, "steps_per_epoch", 100, 1, 1_000_000)
-        self._seed = _read_int(hyperparameters, "seed", 42, None, None)
-        self._warmup_steps = _read_int(hyperparameters, "warmup_steps", 0, 0, None)
-        self._step_seconds = _read_float(hyperparameters, "step_seconds", 0.0, 0.0, 60.0)
+        self._learning_rate = read_float(hyperparameters, "learning_rate", 3e-5, 0.0, 1.0, minimum_exclusive=True)
+        self._batch_size = read_int(hyperparameters, "batch_size", 16, 1, 65536)
+        self._num_epochs = read_int(hyperparameters, "num_epochs", 3, 1, 1000)
+        self._steps_per_epoch = read_int(hyperparameters, "steps_per_epoch", 100, 1, 1_000_000)
+        self._seed = read_int(hyperparameters, "seed", 42, None, None)
+        self._warmup_steps = read_int(hyperparameters, "warmup_steps", 0, 0, None)
+        self._step_seconds = read_float(hyperparameters, "step_seconds", 0.0, 0.0, 60.0)
         if self._warmup_steps > self.total_steps:
             raise InvalidConfig(
                 f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}"
@@ -177,7 +133,7 @@ class SimulatedTrainer(Trainer):
         if gpu_type is not None and not isinstance(gpu_type, str):
             raise InvalidConfig(f"资源配置 gpu_type 必须是字符串，当前值为 {gpu_type!r}")
         self._gpu_type = gpu_type
-        self._gpu_count = _read_int(resources, "gpu_count", 1 if gpu_type else 0, 0, None, label="资源配置")
+        self._gpu_count = read_int(resources, "gpu_count", 1 if gpu_type else 0, 0, None, label="资源配置")
 
         self._profile = task_profile(config.task_type)
         self._model_billions = _model_size_billions(config.model)
