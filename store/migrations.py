@@ -96,4 +96,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE projects ADD COLUMN default_trainer VARCHAR",
         ],
     ),
+    (
+        4,
+        [
+            """CREATE TABLE tokens (
+                id VARCHAR PRIMARY KEY,
+                token_hash VARCHAR NOT NULL UNIQUE,
+                user_name VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                run_id VARCHAR,
+                created_by VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                revoked_at TIMESTAMP)""",
+            """CREATE TABLE project_members (
+                project_id VARCHAR NOT NULL,
+                user_name VARCHAR NOT NULL,
+                added_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE audit_events (
+                occurred_at TIMESTAMP NOT NULL,
+                actor VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                project_id VARCHAR,
+                run_id VARCHAR,
+                target VARCHAR,
+                details VARCHAR)""",
+            "ALTER TABLE artifact_tags ADD COLUMN applied_by VARCHAR",
+        ],
+    ),
 ]
