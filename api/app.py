@@ -9,7 +9,8 @@ from store import Database
 
 from api import errors
 from api.launcher import Launcher, load_launcher
-from api.routers import artifacts, logs, metrics, projects, runs, trainers
+from api.limits import BodySizeLimit, NoEncodedSlash
+from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers
 from api.run_service import RunService
 from ltm.settings import Settings
 
@@ -48,7 +49,9 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
 
     app = FastAPI(title="ltm — LLM 训练管理 API", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
     errors.install(app)
-    for module in (projects, runs, logs, metrics, artifacts, trainers):
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(NoEncodedSlash)
+    for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle):
         app.include_router(module.router)
 
     @app.get("/health", tags=["系统"], summary="健康检查")

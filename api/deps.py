@@ -5,7 +5,8 @@ from fastapi import Depends, Request
 from store import Database
 from store import projects as project_store
 
-from api.errors import not_found
+from api.errors import ApiError, not_found
+from api.ids import well_formed
 from api.run_service import RunService
 from ltm.settings import Settings
 
@@ -22,8 +23,22 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def json_body_only(request: Request) -> None:
+    """415 for a body that is not JSON, where FastAPI would otherwise validate the raw bytes."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    if await request.body():
+        received = f"（收到 {content_type[:100]}）" if content_type else "（请求未设置 Content-Type）"
+        raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json{received}")
+
+
 def get_project(project_id: str, db: Annotated[Database, Depends(get_db)]) -> dict:
-    project = project_store.get(db, project_id)
+    project = project_store.get(db, project_id) if well_formed(project_id, "project") else None
     if project is None:
         raise not_found("项目", project_id)
     return project

@@ -6,6 +6,7 @@ from store import projects as project_store
 from store import runs as run_store
 
 from api.errors import ApiError, conflict, not_found
+from api.ids import ARTIFACT_KINDS, well_formed
 from api.launcher import Launcher, LauncherUnavailable, Observation
 from api.run_state import StatusWatch, can_move, stamps
 from ltm.ids import new_id
@@ -21,7 +22,7 @@ class RunService:
         self.watch = StatusWatch()
 
     def get(self, project_id: str, run_id: str) -> dict:
-        run = run_store.get(self.db, run_id)
+        run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
         if run is None or run["project_id"] != project_id:
             raise not_found("运行", run_id)
         return run
@@ -76,7 +77,7 @@ class RunService:
         return self.get(project["id"], run["id"])
 
     def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict) -> dict:
-        artifact = artifact_store.get(self.db, artifact_id)
+        artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
         if artifact is None or artifact["run_id"] != source_run["id"]:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
         if artifact["type"] != "checkpoint":

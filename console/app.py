@@ -10,6 +10,7 @@ if ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 from console import links  # noqa: E402
+from console.client import sign_in  # noqa: E402
 
 st.set_page_config(page_title="ltm 训练管理", layout="wide")
 
@@ -28,4 +29,6 @@ pages = [
     st.Page(links.RUN_PAGE, title="运行详情", icon=":material/model_training:", url_path="run"),
     st.Page(links.COMPARE_PAGE, title="对比", icon=":material/compare:", url_path="compare"),
 ]
-st.navigation(pages).run()
+navigation = st.navigation(pages)
+sign_in()
+navigation.run()

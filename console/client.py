@@ -14,7 +14,7 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 RETRY_SECONDS = 5
 UNREACHABLE = "暂时无法连接 API，稍后自动重试"
 T = TypeVar("T")
-STATUS_LABELS = {400: "请求有误", 404: "未找到", 409: "操作冲突", 422: "输入有误", 503: "服务暂不可用"}
+STATUS_LABELS = {400: "请求有误", 401: "需要登录", 403: "没有权限", 404: "未找到", 409: "操作冲突", 422: "输入有误", 503: "服务暂不可用"}
 FAILURES = (ApiError, httpx.HTTPError, pydantic.ValidationError)
 VALIDATION_MESSAGES = {
     "missing": "缺少必填字段", "string_too_long": "长度不能超过 {max_length}", "too_long": "元素数量不能超过 {max_length}",
@@ -26,13 +26,39 @@ def api_url() -> str:
     return os.environ.get("LTM_API_URL") or DEFAULT_API_URL
 
 
+TOKEN_KEY = "ltm_token"
+
+
 @st.cache_resource(show_spinner=False)
-def _client(url: str) -> Client:
-    return Client(url, timeout=15)
+def _client(url: str, token: str | None) -> Client:
+    return Client(url, timeout=15, token=token)
 
 
 def get_client() -> Client:
-    return _client(api_url())
+    """Each browser session calls with its own token (typed in the sidebar), else the console's LTM_TOKEN."""
+    return _client(api_url(), st.session_state.get(TOKEN_KEY) or os.environ.get("LTM_TOKEN"))
+
+
+def sign_in() -> None:
+    """When the API asks for a token, ask the user for one in the sidebar and hold the page until it works."""
+    try:
+        me = get_client().whoami()
+    except ApiError as exc:
+        if exc.status_code != 401:
+            raise
+        with st.sidebar.form("sign_in"):
+            token = st.text_input("访问令牌", type="password", placeholder="ltm_…")
+            if st.form_submit_button("登录") and token.strip():
+                st.session_state[TOKEN_KEY] = token.strip()
+                st.rerun()
+        st.info(f"API 已开启认证：请在左侧输入访问令牌（{exc.detail}）。管理员可用 `ltm token create` 创建令牌。")
+        st.stop()
+    except (httpx.HTTPError, pydantic.ValidationError):
+        return
+    st.sidebar.caption(f"当前用户：{me.user}（{me.role}）")
+    if st.session_state.get(TOKEN_KEY) and st.sidebar.button("退出登录", key="sign_out"):
+        st.session_state.pop(TOKEN_KEY)
+        st.rerun()
 
 
 def describe(exc: Exception) -> str:

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from ltm.backup import add_commands as add_backup_commands
+
 
 def serve_api(args: argparse.Namespace) -> int:
     import uvicorn
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     everything.add_argument("--api-port", type=int, default=8000)
     everything.add_argument("--console-port", type=int, default=8501)
     everything.set_defaults(handler=start_all)
+    add_backup_commands(commands)
     args = parser.parse_args(argv)
     return args.handler(args)
 

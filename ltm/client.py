@@ -6,6 +6,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -99,85 +100,117 @@ class Client:
         return self._get(list[models.ProjectListItem], "/projects", owner=owner, status=status, tag=tag, q=q)
 
     def get_project(self, project_id: str) -> models.Project:
-        return self._get(models.Project, f"/projects/{project_id}")
+        return self._get(models.Project, f"/projects/{_segment(project_id)}")
 
     def update_project(self, project_id: str, **changes: Any) -> models.Project:
         body = models.ProjectUpdate(**changes).model_dump(mode="json", exclude_unset=True)
-        return self._send("PATCH", models.Project, f"/projects/{project_id}", body)
+        return self._send("PATCH", models.Project, f"/projects/{_segment(project_id)}", body)
 
     def list_versions(self, project_id: str) -> list[models.ProjectVersion]:
-        return self._get(list[models.ProjectVersion], f"/projects/{project_id}/versions")
+        return self._get(list[models.ProjectVersion], f"/projects/{_segment(project_id)}/versions")
 
     # Runs
 
     def create_run(self, project_id: str, model: str, dataset: str, **fields: Any) -> models.Run:
         body = models.RunCreate(model=model, dataset=dataset, **fields).model_dump(mode="json", exclude_none=True)
-        return self._send("POST", models.Run, f"/projects/{project_id}/runs", body)
+        return self._send("POST", models.Run, f"/projects/{_segment(project_id)}/runs", body)
 
     def list_runs(self, project_id: str) -> list[models.RunOverview]:
-        return self._get(list[models.RunOverview], f"/projects/{project_id}/runs")
+        return self._get(list[models.RunOverview], f"/projects/{_segment(project_id)}/runs")
 
     def get_run(self, project_id: str, run_id: str) -> models.Run:
-        return self._get(models.Run, f"/projects/{project_id}/runs/{run_id}")
+        return self._get(models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}")
 
     def find_run(self, run_id: str) -> models.Run:
-        return self._get(models.Run, f"/runs/{run_id}")
+        return self._get(models.Run, f"/runs/{_segment(run_id)}")
 
     def cancel_run(self, project_id: str, run_id: str) -> models.Run:
-        return self._send("POST", models.Run, f"/projects/{project_id}/runs/{run_id}/cancel")
+        return self._send("POST", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/cancel")
 
     def resume_run(self, project_id: str, run_id: str, source_artifact_id: str, **overrides: Any) -> models.Run:
         body = models.RunResume(**overrides).model_dump(mode="json", exclude_none=True)
-        return self._send("POST", models.Run, f"/projects/{project_id}/runs/{run_id}/resume", body,
+        return self._send("POST", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/resume", body,
                           source_artifact_id=source_artifact_id)
 
     def report(self, project_id: str, run_id: str, **values: Any) -> models.Run:
         body = models.RunUpdate(**values).model_dump(mode="json", exclude_unset=True)
-        return self._send("PATCH", models.Run, f"/projects/{project_id}/runs/{run_id}", body)
+        return self._send("PATCH", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}", body)
 
     # Logs and metrics
 
     def get_logs(self, project_id: str, run_id: str, page: int = 1, page_size: int = 50,
                  start_time: datetime | None = None, end_time: datetime | None = None,
                  level: str | None = None, q: str | None = None) -> models.LogPage:
-        return self._get(models.LogPage, f"/projects/{project_id}/runs/{run_id}/logs", page=page,
+        return self._get(models.LogPage, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs", page=page,
                          page_size=page_size, start_time=_iso(start_time), end_time=_iso(end_time), level=level, q=q)
 
     def get_metrics(self, project_id: str, run_id: str, names: list[str] | None = None,
                     max_points: int = 1000) -> models.MetricSeriesList:
-        return self._get(models.MetricSeriesList, f"/projects/{project_id}/runs/{run_id}/metrics",
+        return self._get(models.MetricSeriesList, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/metrics",
                          names=",".join(names) if names else None, max_points=max_points)
 
     def send_logs(self, project_id: str, run_id: str, batch: models.LogBatch) -> models.IngestResult:
-        return self._send("POST", models.IngestResult, f"/projects/{project_id}/runs/{run_id}/logs",
+        return self._send("POST", models.IngestResult, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs",
                           batch.model_dump(mode="json"))
 
     def send_metrics(self, project_id: str, run_id: str, batch: models.MetricBatch) -> models.IngestResult:
-        return self._send("POST", models.IngestResult, f"/projects/{project_id}/runs/{run_id}/metrics",
+        return self._send("POST", models.IngestResult, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/metrics",
                           batch.model_dump(mode="json"))
 
     # Artifacts
 
     def list_artifacts(self, project_id: str, run_id: str) -> list[models.Artifact]:
-        return self._get(models.ArtifactList, f"/projects/{project_id}/runs/{run_id}/artifacts").items
+        return self._get(models.ArtifactList, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts").items
 
     def register_artifact(self, project_id: str, run_id: str, type: str, name: str, path: str,
                           size_bytes: int | None = None, step: int | None = None) -> models.Artifact:
         body = models.ArtifactCreate(type=type, name=name, path=path, size_bytes=size_bytes, step=step)
-        return self._send("POST", models.Artifact, f"/projects/{project_id}/runs/{run_id}/artifacts",
+        return self._send("POST", models.Artifact, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts",
                           body.model_dump(mode="json"))
 
     def tag_artifact(self, project_id: str, run_id: str, artifact_id: str, tag: str,
                      notes: str | None = None) -> models.Artifact:
         body = models.TagRequest(tag=tag, notes=notes).model_dump(mode="json")
-        return self._send("POST", models.Artifact, f"/projects/{project_id}/runs/{run_id}/artifacts/{artifact_id}/tag",
-                          body)
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/tag"
+        return self._send("POST", models.Artifact, path, body)
 
     def list_trainers(self) -> list[models.TrainerInfo]:
         return self._get(list[models.TrainerInfo], "/trainers")
 
     def health(self) -> dict:
         return self.request("GET", "/health").json()
+
+    # Data lifecycle (answers are the JSON objects documented in /docs under 数据生命周期)
+
+    def get_retention(self, project_id: str) -> dict:
+        return self.request("GET", f"/projects/{_segment(project_id)}/retention").json()
+
+    def set_retention(self, project_id: str, keep_last: int | None) -> dict:
+        return self.request("PUT", f"/projects/{_segment(project_id)}/retention", json={"keep_last": keep_last}).json()
+
+    def retention_preview(self, project_id: str) -> dict:
+        return self.request("GET", f"/projects/{_segment(project_id)}/retention/preview").json()
+
+    def delete_artifact(self, project_id: str, run_id: str, artifact_id: str, dry_run: bool = True) -> dict:
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}"
+        return self.request("DELETE", path, params={"dry_run": dry_run}).json()
+
+    def delete_run(self, project_id: str, run_id: str, dry_run: bool = True) -> dict:
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}"
+        return self.request("DELETE", path, params={"dry_run": dry_run}).json()
+
+    def delete_project(self, project_id: str, dry_run: bool = True) -> dict:
+        return self.request("DELETE", f"/projects/{_segment(project_id)}", params={"dry_run": dry_run}).json()
+
+    def backup(self, target: str | Path) -> dict:
+        """Export the whole store into `target`, a folder on the API's machine that is missing or empty."""
+        return self.request("POST", "/admin/backup", json={"target": str(target)}, timeout=None).json()
+
+
+def _segment(item_id: str) -> str:
+    """An id as one URL path segment: a '/', '?' or '..' in it cannot reach another endpoint."""
+    quoted = quote(item_id, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -7,6 +7,7 @@ PREFIXES = {
     "event": "tb",
     "evaluation": "eval",
     "config": "cfg",
+    "token": "tok",
 }
 
 

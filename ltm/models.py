@@ -1,13 +1,15 @@
 """The wire contract: the seed's JSON shapes plus the endpoints the flows and console need."""
 
+import json
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_JSON_OBJECT_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 MAX_BATCH_ITEMS = 50_000
 
 
@@ -66,14 +68,26 @@ def _strip_nonempty(value: str) -> str:
     return value
 
 
-def _bounded_json_object(value: dict[str, Any]) -> dict[str, Any]:
-    import json
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted no further than `limit` + 1."""
+    if limit < 0 or not isinstance(value, (dict, list)):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
 
+
+def _bounded_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON 嵌套层数不能超过 {MAX_JSON_DEPTH}")
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except ValueError:
         raise ValueError("不能包含 NaN 或 Infinity") from None
-    if len(encoded.encode()) > MAX_JSON_OBJECT_BYTES:
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        raise ValueError("不能包含无效的 Unicode 字符（单独的代理项）") from None
+    if size > MAX_JSON_OBJECT_BYTES:
         raise ValueError(f"JSON 对象过大（上限 {MAX_JSON_OBJECT_BYTES // 1024} KB）")
     return value
 
@@ -84,15 +98,33 @@ def _finite(value: float) -> float:
     return value
 
 
-Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_strip_nonempty)]
+def _utc_representable(value: datetime) -> datetime:
+    """The store keeps naive UTC: a time whose UTC equivalent falls outside years 1–9999 cannot be stored."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("换算为 UTC 后超出可表示的时间范围（公元 1–9999 年）") from None
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("不能包含 NUL 字符")
+    return value
+
+
+NonBlank = Field(json_schema_extra={"pattern": r"\S"})  # documents what _strip_nonempty enforces
+Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_strip_nonempty), NonBlank]
 ShortText = Annotated[str, StringConstraints(max_length=200)]
 LongText = Annotated[str, StringConstraints(max_length=5000)]
-Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_nonempty)]
+Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_nonempty), NonBlank]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
+Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 
 
 class Contract(BaseModel):
@@ -122,8 +154,8 @@ class ProjectUpdate(Contract):
     tags: list[Tag] | None = Field(None, max_length=50)
     default_hyperparameters: JsonObject | None = None
     default_trainer: TrainerName | None = None
-    status: Annotated[str, Field(pattern="^(已归档|未归档)$")] | None = Field(
-        None, description="`已归档` archives the project, `未归档` restores it"
+    status: Annotated[str, Field(pattern="^(已归档|未归档)$")] = Field(
+        None, description="`已归档` 归档项目，`未归档` 恢复项目；省略表示不变"
     )
 
 
@@ -190,11 +222,16 @@ class Resources(BaseModel):
     gpu_type: ShortText | None = None
     gpu_count: int | None = Field(None, ge=0, le=4096)
 
+    @model_validator(mode="after")
+    def _bounded(self) -> "Resources":
+        _bounded_json_object(self.model_extra or {})
+        return self
+
 
 class RunCreate(Contract):
     name: Name | None = None
     model: Name
-    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)]
+    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty), NonBlank]
     hyperparameters: JsonObject = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     trainer: TrainerName | None = Field(None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers")
@@ -203,7 +240,7 @@ class RunCreate(Contract):
 class RunResume(Contract):
     name: Name | None = None
     model: Name | None = None
-    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty)] | None = None
+    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty), NonBlank] | None = None
     hyperparameters: JsonObject | None = None
     resources: Resources | None = None
     trainer: TrainerName | None = None
@@ -260,12 +297,13 @@ class Run(RunOverview):
 
 
 class RunUpdate(Contract):
-    """What a training flow reports about its run."""
+    """What a training flow reports about its run; a field left out stays as it is (null is refused where the
+    run always has a value)."""
 
-    status: RunStatus | None = None
-    progress: Fraction | None = None
+    status: RunStatus = Field(None, description="新状态；省略表示不变")
+    progress: Fraction = Field(None, description="进度（0–1）；省略表示不变")
     gpu_utilization: Fraction | None = None
-    current_step: Count | None = None
+    current_step: Count = Field(None, description="当前步数；省略表示不变")
     total_steps: Count | None = None
     message: LongText | None = None
     flow_run_id: ShortText | None = None
@@ -288,7 +326,7 @@ class LogPage(BaseModel):
 
 
 class LogLine(Contract):
-    timestamp: datetime
+    timestamp: Timestamp
     level: LogLevel = LogLevel.INFO
     message: Annotated[str, StringConstraints(max_length=10_000)]
 
@@ -302,7 +340,7 @@ class MetricPoint(Contract):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     step: Count
     value: Annotated[float, AfterValidator(_finite)]
-    timestamp: datetime
+    timestamp: Timestamp
 
 
 class MetricBatch(Contract):
@@ -340,7 +378,7 @@ class MetricSeriesList(BaseModel):
 class ArtifactCreate(Contract):
     type: ArtifactType
     name: Name
-    path: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    path: Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_nul)]
     size_bytes: Count | None = None
     step: Count | None = None
 

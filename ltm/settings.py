@@ -12,6 +12,8 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".ltm"), description="Folder holding the store, artifacts and service state")
     api_url: str | None = Field(None, description="API base URL; unset means the embedded store under home")
     artifact_root: str | None = Field(None, description="fsspec URL for artifacts; default <home>/artifacts")
+    auth: bool | None = Field(None, description="Require API tokens; unset means on only when listening beyond loopback")
+    token: str | None = Field(None, description="API token the SDK, console and flows send (LTM_TOKEN)")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")

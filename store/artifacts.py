@@ -26,7 +26,8 @@ def list_for_run(db: Database, run_id: str) -> list[dict]:
 
 def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at) -> None:
     with db.cursor() as cur:
-        cur.execute("INSERT INTO artifact_tags VALUES (?, ?, ?, ?)", [artifact_id, value, notes, at])
+        cur.execute("INSERT INTO artifact_tags (artifact_id, value, notes, applied_at) VALUES (?, ?, ?, ?)",
+                    [artifact_id, value, notes, at])
 
 
 def _with_tags(db: Database, rows: list[dict]) -> list[dict]:

@@ -123,4 +123,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE artifact_tags ADD COLUMN applied_by VARCHAR",
         ],
     ),
+    (
+        5,
+        [
+            """CREATE TABLE retention_policies (
+                project_id VARCHAR PRIMARY KEY,
+                keep_last INTEGER,
+                updated_at TIMESTAMP NOT NULL)""",
+        ],
+    ),
 ]

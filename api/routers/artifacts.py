@@ -2,19 +2,21 @@ import os
 import posixpath
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
 from store import artifacts as artifact_store
 from store import utc_now
 
 from api import examples
-from api.deps import CurrentSettings, Db, RunRow
-from api.errors import not_found, unprocessable
+from api.deps import CurrentSettings, Db, RunRow, json_body_only
+from api.errors import BODY_ERRORS, not_found, responses, unprocessable
+from api.ids import ARTIFACT_KINDS, well_formed
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"])
+router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
+                   dependencies=[Depends(json_body_only)])
 
 
 def within_root(path: str, root: str) -> bool:
@@ -33,16 +35,17 @@ def within_root(path: str, root: str) -> bool:
     return local.startswith(base.rstrip(os.sep) + os.sep)
 
 
-@router.get("", response_model=ArtifactList, summary="列出运行工件")
+@router.get("", response_model=ArtifactList, summary="列出运行工件", responses=responses(404, 422))
 def list_artifacts(db: Db, run: RunRow):
     return {"items": artifact_store.list_for_run(db, run["id"])}
 
 
 @router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）",
-             responses={200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"}})
+             responses={200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"},
+                        **responses(404, *BODY_ERRORS)})
 def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: ArtifactCreate):
     if not within_root(body.path, settings.artifact_root_url):
-        raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下")
+        raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下", "path")
     with db.write_lock:
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:
@@ -53,10 +56,11 @@ def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: Arti
     return artifact_store.get(db, artifact["id"])
 
 
-@router.post("/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签")
+@router.post("/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签",
+             responses=responses(404, *BODY_ERRORS))
 def tag_artifact(db: Db, run: RunRow, artifact_id: str,
                  body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})]):
-    artifact = artifact_store.get(db, artifact_id)
+    artifact = artifact_store.get(db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
     if artifact is None or artifact["run_id"] != run["id"]:
         raise not_found(f"运行 {run['id']} 的工件", artifact_id)
     if artifact["type"] != ArtifactType.CHECKPOINT.value:

@@ -1,31 +1,31 @@
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from store import ingest, to_db_time
 from store import logs as log_store
 
-from api.deps import Db, RunRow
-from api.errors import unprocessable
-from ltm.models import IngestResult, LogBatch, LogLevel, LogPage
+from api.deps import Db, RunRow, json_body_only
+from api.errors import BODY_ERRORS, responses, unprocessable
+from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"])
+router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"],
+                   dependencies=[Depends(json_body_only)])
 
 
-@router.get("", response_model=LogPage, summary="获取运行日志")
+@router.get("", response_model=LogPage, summary="获取运行日志", responses=responses(404, 422))
 def get_logs(
     db: Db,
     run: RunRow,
     page: Annotated[int, Query(ge=1, le=10_000_000, description="页码（从 1 开始）")] = 1,
     page_size: Annotated[int, Query(ge=1, le=500, description="每页日志数量（1–500）")] = 50,
-    start_time: Annotated[datetime | None, Query(description="筛选在此时间或之后的日志")] = None,
-    end_time: Annotated[datetime | None, Query(description="筛选在此时间之前的日志")] = None,
+    start_time: Annotated[Timestamp | None, Query(description="筛选在此时间或之后的日志")] = None,
+    end_time: Annotated[Timestamp | None, Query(description="筛选在此时间之前的日志")] = None,
     level: Annotated[LogLevel | None, Query(description="最低日志级别，例如 WARNING 返回 WARNING 及以上")] = None,
     q: Annotated[str | None, Query(max_length=500, description="日志内容包含的文本（不区分大小写）")] = None,
 ):
     if start_time and end_time and to_db_time(start_time) > to_db_time(end_time):
-        raise unprocessable("start_time 不能晚于 end_time")
+        raise unprocessable("start_time 不能晚于 end_time", "start_time", "query")
     total, items = log_store.page(
         db, run["id"], offset=(page - 1) * page_size, limit=page_size, start=start_time, end=end_time,
         min_level=level.value if level else None, query=q,
@@ -33,7 +33,8 @@ def get_logs(
     return {"page": page, "page_size": page_size, "total": total, "items": items}
 
 
-@router.post("", response_model=IngestResult, summary="批量写入日志（供训练流程使用）")
+@router.post("", response_model=IngestResult, summary="批量写入日志（供训练流程使用）",
+             responses=responses(404, *BODY_ERRORS))
 def ingest_logs(db: Db, run: RunRow, batch: LogBatch):
     stored = ingest.append_logs(
         db, run["id"], batch.batch_id,

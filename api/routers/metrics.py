@@ -1,28 +1,42 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from store import ingest, to_db_time
 from store import metrics as metric_store
 
-from api.deps import Db, RunRow, Runs
+from api.deps import Db, RunRow, Runs, json_body_only
+from api.errors import BODY_ERRORS, invalid_field, responses
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"])
+MAX_METRIC_NAMES = 100
+MAX_NAME_LENGTH = 200
+
+router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"],
+                   dependencies=[Depends(json_body_only)])
 
 
-@router.get("", response_model=MetricSeriesList, summary="获取降采样后的指标曲线")
+@router.get("", response_model=MetricSeriesList, summary="获取降采样后的指标曲线", responses=responses(404, 422))
 def get_metrics(
     db: Db,
     run: RunRow,
-    names: Annotated[list[str] | None, Query(description="指标名称，可重复或用逗号分隔；缺省为全部")] = None,
+    names: Annotated[list[str] | None, Query(
+        max_length=MAX_METRIC_NAMES,
+        description=f"指标名称，可重复或用逗号分隔；缺省为全部；最多 {MAX_METRIC_NAMES} 个，"
+                    f"每个不超过 {MAX_NAME_LENGTH} 个字符",
+    )] = None,
     max_points: Annotated[int, Query(ge=1, le=10_000, description="每条曲线最多返回的点数")] = 1000,
 ):
     wanted = [n.strip() for item in names or [] for n in item.split(",") if n.strip()]
+    if len(wanted) > MAX_METRIC_NAMES:
+        raise invalid_field("query", "names", f"元素数量不能超过 {MAX_METRIC_NAMES}")
+    if any(len(name) > MAX_NAME_LENGTH for name in wanted):
+        raise invalid_field("query", "names", f"每个指标名称的长度不能超过 {MAX_NAME_LENGTH}")
     return {"series": metric_store.downsample(db, run["id"], wanted or None, max_points)}
 
 
-@router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）")
+@router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）",
+             responses=responses(404, *BODY_ERRORS))
 def ingest_metrics(db: Db, runs: Runs, run: RunRow, batch: MetricBatch):
     points = batch.points
     stored = ingest.append_metrics(

@@ -1,19 +1,21 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 
 from store import runs as run_store
 from store import projects as project_store
 from store import utc_now
 
 from api import examples
-from api.deps import Db, ProjectRow
-from api.errors import conflict
+from api.deps import Db, ProjectRow, json_body_only
+from api.errors import BODY_ERRORS, conflict, responses
 from api.routers.trainers import checked_trainer
 from ltm.ids import new_id
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
 
-router = APIRouter(prefix="/projects", tags=["项目"])
+StatusFilter = Literal["草稿", "进行中", "运行中", "空闲", "已归档"]  # ProjectStatus, plus 运行中 as the seed writes it
+
+router = APIRouter(prefix="/projects", tags=["项目"], dependencies=[Depends(json_body_only)])
 
 
 def project_view(db, project: dict) -> dict:
@@ -21,10 +23,10 @@ def project_view(db, project: dict) -> dict:
     return {**project, "runs": runs, "versions": project_store.versions(db, project["id"])}
 
 
-@router.post("", status_code=201, response_model=Project, summary="创建项目")
+@router.post("", status_code=201, response_model=Project, summary="创建项目", responses=responses(409, *BODY_ERRORS))
 def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
     if body.default_trainer:
-        checked_trainer(body.default_trainer)
+        checked_trainer(body.default_trainer, "default_trainer")
     now = utc_now()
     project = {**body.model_dump(), "id": new_id("project"), "archived": False, "created_at": now, "updated_at": now}
     with db.write_lock:
@@ -34,26 +36,27 @@ def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples=
     return project_view(db, project_store.get(db, project["id"]))
 
 
-@router.get("", response_model=list[ProjectListItem], summary="列出项目")
+@router.get("", response_model=list[ProjectListItem], summary="列出项目", responses=responses(422))
 def list_projects(
     db: Db,
     owner: Annotated[str | None, Query(max_length=200, description="按负责人过滤")] = None,
-    status: Annotated[ProjectStatus | Literal["运行中"] | None,
+    status: Annotated[StatusFilter | None,
                       Query(description="按状态过滤：草稿、进行中（也可写作 运行中）、空闲、已归档")] = None,
     tag: Annotated[str | None, Query(max_length=64, description="按标签过滤")] = None,
     q: Annotated[str | None, Query(max_length=200, description="按名称搜索")] = None,
 ):
     if status == "运行中":
-        status = ProjectStatus.ACTIVE
-    return project_store.list_(db, owner=owner, status=status.value if status else None, tag=tag, query=q)
+        status = ProjectStatus.ACTIVE.value
+    return project_store.list_(db, owner=owner, status=status, tag=tag, query=q)
 
 
-@router.get("/{project_id}", response_model=Project, summary="获取项目详情")
+@router.get("/{project_id}", response_model=Project, summary="获取项目详情", responses=responses(404, 422))
 def get_project(db: Db, project: ProjectRow):
     return project_view(db, project)
 
 
-@router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）")
+@router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）",
+              responses=responses(404, *BODY_ERRORS))
 def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
     requested = body.model_dump(exclude_unset=True)
     for key, empty in (("tags", []), ("default_hyperparameters", {})):
@@ -62,7 +65,7 @@ def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
     if "status" in requested:
         requested["archived"] = requested.pop("status") == "已归档"
     if requested.get("default_trainer"):
-        checked_trainer(requested["default_trainer"])
+        checked_trainer(requested["default_trainer"], "default_trainer")
     changes = {k: v for k, v in requested.items() if v != project[k]}
     if changes:
         with db.write_lock:
@@ -70,6 +73,7 @@ def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
     return project_view(db, project_store.get(db, project["id"]))
 
 
-@router.get("/{project_id}/versions", response_model=list[ProjectVersion], summary="项目版本历史")
+@router.get("/{project_id}/versions", response_model=list[ProjectVersion], summary="项目版本历史",
+            responses=responses(404, 422))
 def list_versions(db: Db, project: ProjectRow):
     return project_store.versions(db, project["id"])

@@ -1,22 +1,24 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
 from store import runs as run_store
 
 from api import examples
-from api.deps import Db, ProjectRow, RunRow, Runs
-from api.errors import not_found
+from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
+from api.errors import BODY_ERRORS, not_found, responses
+from api.ids import well_formed
 from api.routers.trainers import checked_trainer
 from flows.trainers import DEFAULT_TRAINER
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
 
-router = APIRouter(tags=["运行"])
+router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"
 
 
-@router.post("/projects/{project_id}/runs", status_code=201, response_model=Run, summary="创建训练运行")
+@router.post("/projects/{project_id}/runs", status_code=201, response_model=Run, summary="创建训练运行",
+             responses=responses(404, 409, *BODY_ERRORS, 503))
 def create_run(runs: Runs, project: ProjectRow,
                body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})]):
     config = body.model_dump()
@@ -26,25 +28,28 @@ def create_run(runs: Runs, project: ProjectRow,
     return runs.with_artifacts(runs.create(project, config))
 
 
-@router.get("/projects/{project_id}/runs", response_model=list[RunOverview], summary="列出项目的运行")
+@router.get("/projects/{project_id}/runs", response_model=list[RunOverview], summary="列出项目的运行",
+            responses=responses(404, 422))
 def list_runs(db: Db, project: ProjectRow):
     return run_store.list_for_project(db, project["id"])
 
 
-@router.get(RUN, response_model=Run, summary="获取运行详情")
+@router.get(RUN, response_model=Run, summary="获取运行详情", responses=responses(404, 422))
 def get_run(runs: Runs, run: RunRow):
     return runs.with_artifacts(run)
 
 
-@router.get("/runs/{run_id}", response_model=Run, summary="按 ID 获取运行（供训练流程使用）")
+@router.get("/runs/{run_id}", response_model=Run, summary="按 ID 获取运行（供训练流程使用）",
+            responses=responses(404, 422))
 def get_run_by_id(db: Db, runs: Runs, run_id: str):
-    run = run_store.get(db, run_id)
+    run = run_store.get(db, run_id) if well_formed(run_id, "run") else None
     if run is None:
         raise not_found("运行", run_id)
     return runs.with_artifacts(run)
 
 
-@router.patch(RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）")
+@router.patch(RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）",
+              responses=responses(404, 409, *BODY_ERRORS))
 def report_run(runs: Runs, run: RunRow, body: RunUpdate):
     values = body.model_dump(exclude_unset=True, mode="json")
     return runs.with_artifacts(runs.report(run["project_id"], run["id"], values))
@@ -52,7 +57,7 @@ def report_run(runs: Runs, run: RunRow, body: RunUpdate):
 
 @router.post(RUN + "/cancel", response_model=Run, summary="取消运行",
              responses={202: {"model": Run, "description": "已请求取消，运行仍在保存检查点（取消中）"},
-                        409: {"description": "运行已结束"}})
+                        **responses(404, 409, 422, 503)})
 def cancel_run(runs: Runs, run: RunRow):
     status_code, body = runs.cancel(run["project_id"], run["id"])
     if status_code == 200:
@@ -60,7 +65,8 @@ def cancel_run(runs: Runs, run: RunRow):
     return JSONResponse(Run.model_validate(body).model_dump(mode="json"), status_code=status_code)
 
 
-@router.post(RUN + "/resume", status_code=201, response_model=Run, summary="从检查点恢复运行")
+@router.post(RUN + "/resume", status_code=201, response_model=Run, summary="从检查点恢复运行",
+             responses=responses(404, 409, *BODY_ERRORS, 503))
 def resume_run(runs: Runs, project: ProjectRow, run: RunRow,
                source_artifact_id: Annotated[str, Query(min_length=1, max_length=100, description="要恢复的检查点工件 ID")],
                body: Annotated[RunResume | None, Body(openapi_examples={"seed": {"value": examples.RUN_RESUME}})] = None):

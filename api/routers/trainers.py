@@ -7,10 +7,10 @@ from ltm.models import TrainerInfo
 router = APIRouter(tags=["训练器"])
 
 
-def checked_trainer(name: str) -> str:
+def checked_trainer(name: str, field: str = "trainer") -> str:
     available = installed()
     if name not in available:
-        raise unprocessable(f"trainer：未安装训练器 {name!r}，已安装的训练器：{'、'.join(available) or '无'}")
+        raise unprocessable(f"{field}：未安装训练器 {name!r}，已安装的训练器：{'、'.join(available) or '无'}", field)
     return name
 
 

@@ -1,0 +1,66 @@
+"""API tokens (only their hashes), project members, and the audit trail."""
+
+from store.db import Database, from_db_time, utc_now
+
+
+def insert_token(db: Database, token: dict) -> None:
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO tokens (id, token_hash, user_name, role, run_id, created_by, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [token["id"], token["token_hash"], token["user_name"], token["role"], token["run_id"],
+             token["created_by"], token["created_at"]],
+        )
+
+
+def find_token(db: Database, token_hash: str) -> dict | None:
+    rows = db.fetch_dicts("SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", [token_hash])
+    return rows[0] if rows else None
+
+
+def list_tokens(db: Database) -> list[dict]:
+    rows = db.fetch_dicts("SELECT id, user_name, role, run_id, created_by, created_at, revoked_at FROM tokens "
+                          "WHERE run_id IS NULL ORDER BY created_at")
+    for row in rows:
+        row["created_at"], row["revoked_at"] = from_db_time(row["created_at"]), from_db_time(row["revoked_at"])
+    return rows
+
+
+def revoke_token(db: Database, token_id: str) -> bool:
+    with db.cursor() as cur:
+        cur.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [utc_now(), token_id])
+        return cur.fetchone()[0] > 0
+
+
+def revoke_run_tokens(db: Database, run_id: str) -> None:
+    with db.cursor() as cur:
+        cur.execute("UPDATE tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL", [utc_now(), run_id])
+
+
+def members(db: Database, project_id: str) -> list[str]:
+    return [row[0] for row in db.fetch_all(
+        "SELECT user_name FROM project_members WHERE project_id = ? ORDER BY added_at, user_name", [project_id])]
+
+
+def set_members(db: Database, project_id: str, user_names: list[str]) -> None:
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM project_members WHERE project_id = ?", [project_id])
+        now = utc_now()
+        for name in user_names:
+            cur.execute("INSERT INTO project_members VALUES (?, ?, ?)", [project_id, name, now])
+
+
+def record(db: Database, actor: str, action: str, project_id: str | None = None, run_id: str | None = None,
+           target: str | None = None, details: str | None = None) -> None:
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [utc_now(), actor, action, project_id, run_id, target, details])
+
+
+def audit_trail(db: Database, project_id: str, limit: int) -> list[dict]:
+    rows = db.fetch_dicts(
+        "SELECT occurred_at, actor, action, run_id, target, details FROM audit_events WHERE project_id = ? "
+        "ORDER BY occurred_at DESC, rowid DESC LIMIT ?", [project_id, limit])
+    for row in rows:
+        row["occurred_at"] = from_db_time(row["occurred_at"])
+    return rows
