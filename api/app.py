@@ -3,14 +3,15 @@ import contextlib
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from store import Database
 
 from api import errors
+from api.auth import actor
 from api.launcher import Launcher, load_launcher
 from api.limits import BodySizeLimit, NoEncodedSlash
-from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers
+from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
 from api.run_service import RunService
 from ltm.settings import Settings
 
@@ -51,8 +52,8 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     errors.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
-    for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle):
-        app.include_router(module.router)
+    for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle, access):
+        app.include_router(module.router, dependencies=[Depends(actor)])
 
     @app.get("/health", tags=["系统"], summary="健康检查")
     def health() -> dict:

@@ -19,8 +19,8 @@ class Observation:
 
 
 class Launcher(Protocol):
-    def submit(self, run: dict) -> str | None:
-        """Start the run; returns the orchestrator's id for it."""
+    def submit(self, run: dict, env: dict[str, str]) -> str | None:
+        """Start the run with `env` set for its process (e.g. its scoped API token); returns the orchestrator's id."""
 
     def cancel(self, run: dict) -> None:
         """Ask the orchestrator to stop the run."""
@@ -34,7 +34,7 @@ class Launcher(Protocol):
 class NoopLauncher:
     """Runs wait for someone to call the training flow directly (embedded use, tests)."""
 
-    def submit(self, run: dict) -> str | None:
+    def submit(self, run: dict, env: dict[str, str]) -> str | None:
         return None
 
     def cancel(self, run: dict) -> None:

@@ -2,9 +2,11 @@
 
 from store import Database, utc_now
 from store import artifacts as artifact_store
+from store import auth as auth_store
 from store import projects as project_store
 from store import runs as run_store
 
+from api.auth import issue_token
 from api.errors import ApiError, conflict, not_found
 from api.ids import ARTIFACT_KINDS, well_formed
 from api.launcher import Launcher, LauncherUnavailable, Observation
@@ -66,9 +68,13 @@ class RunService:
                 "metric_steps": {},
             }
             run_store.insert(self.db, run)
+        env = {}
+        if self.settings.auth:
+            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", "runner", "ltm", run_id=run["id"])
         try:
-            flow_run_id = self.launcher.submit(run)
+            flow_run_id = self.launcher.submit(run, env)
         except LauncherUnavailable as exc:
+            auth_store.revoke_run_tokens(self.db, run["id"])
             run_store.delete(self.db, run["id"])
             raise ApiError(503, f"编排服务不可用，运行未创建：{exc}") from exc
         if flow_run_id:
@@ -108,7 +114,7 @@ class RunService:
                 values.update(self._checked_move(run, RunStatus(status)))
             run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
         if status is not None:
-            self.watch.notify()
+            self._moved(run_id, RunStatus(status))
         return self.get(project_id, run_id)
 
     def move(self, run: dict, new: RunStatus, message: str | None = None) -> None:
@@ -118,6 +124,12 @@ class RunService:
             if message is not None:
                 values["message"] = message
             run_store.update(self.db, run["id"], values)
+        self._moved(run["id"], new)
+
+    def _moved(self, run_id: str, new: RunStatus) -> None:
+        """A finished run's flow token has nothing left to do; waiters learn about the move."""
+        if new.is_terminal:
+            auth_store.revoke_run_tokens(self.db, run_id)
         self.watch.notify()
 
     def _checked_move(self, run: dict, new: RunStatus) -> dict:

@@ -29,9 +29,10 @@ class PrefectLauncher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def submit(self, run: dict) -> str:
+    def submit(self, run: dict, env: dict[str, str]) -> str:
         try:
             flow_run = run_deployment(
+                job_variables={"env": env} if env else None,
                 name=self.settings.deployment,
                 parameters={"run_id": run["id"]},
                 timeout=0,

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ltm.backup import add_commands as add_backup_commands
+from ltm.tokens import add_commands as add_token_commands
 
 
 def serve_api(args: argparse.Namespace) -> int:
@@ -11,7 +12,12 @@ def serve_api(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    from ltm.settings import Settings
+
+    settings = Settings()
+    beyond_loopback = args.host not in ("127.0.0.1", "localhost", "::1")
+    settings = settings.model_copy(update={"auth": beyond_loopback or bool(settings.auth)})
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     everything.add_argument("--api-port", type=int, default=8000)
     everything.add_argument("--console-port", type=int, default=8501)
     everything.set_defaults(handler=start_all)
+    add_token_commands(commands)
     add_backup_commands(commands)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -48,9 +48,10 @@ def _drop_none(params: dict) -> dict:
 
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None, token: str | None = None) -> None:
         self._owns_http = http is None
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = str(self.http.base_url)
 
     @classmethod
@@ -60,7 +61,7 @@ class Client:
     @classmethod
     def from_env(cls) -> "Client":
         settings = Settings()
-        return cls(settings.api_url) if settings.api_url else cls.local(settings.home)
+        return cls(settings.api_url, token=settings.token) if settings.api_url else cls.local(settings.home)
 
     def close(self) -> None:
         if self._owns_http:
@@ -73,7 +74,7 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
+        response = self.http.request(method, path, headers=self.headers, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -176,6 +177,26 @@ class Client:
 
     def list_trainers(self) -> list[models.TrainerInfo]:
         return self._get(list[models.TrainerInfo], "/trainers")
+
+    # Access control
+
+    def whoami(self) -> models.Identity:
+        return self._get(models.Identity, "/whoami")
+
+    def create_token(self, user: str, role: str) -> models.TokenCreated:
+        return self._send("POST", models.TokenCreated, "/tokens", {"user": user, "role": role})
+
+    def list_tokens(self) -> list[models.TokenInfo]:
+        return self._get(list[models.TokenInfo], "/tokens")
+
+    def revoke_token(self, token_id: str) -> None:
+        self.request("DELETE", f"/tokens/{_segment(token_id)}")
+
+    def set_members(self, project_id: str, members: list[str]) -> list[str]:
+        return self._send("PUT", list[str], f"/projects/{_segment(project_id)}/members", {"members": members})
+
+    def audit_trail(self, project_id: str, limit: int = 100) -> list[models.AuditEvent]:
+        return self._get(list[models.AuditEvent], f"/projects/{_segment(project_id)}/audit", limit=limit)
 
     def health(self) -> dict:
         return self.request("GET", "/health").json()

@@ -250,6 +250,7 @@ class TagEvent(BaseModel):
     value: TagValue
     notes: str | None = None
     applied_at: datetime
+    applied_by: str | None = None
 
 
 class Artifact(BaseModel):
@@ -406,3 +407,43 @@ class TrainerInfo(BaseModel):
     name: str
     description: str
     hyperparameters: list[TrainerHyperparameter]
+
+
+# Access control
+
+
+class Identity(BaseModel):
+    user: str
+    role: str
+    run_id: str | None = None
+
+
+class TokenCreate(Contract):
+    user: Name
+    role: Annotated[str, Field(pattern="^(viewer|member|admin)$", description="viewer、member 或 admin")]
+
+
+class TokenInfo(BaseModel):
+    id: str
+    user: str
+    role: str
+    created_by: str | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="令牌本身，只在创建时返回一次")
+
+
+class MembersUpdate(Contract):
+    members: list[Name] = Field(max_length=500)
+
+
+class AuditEvent(BaseModel):
+    occurred_at: datetime
+    actor: str
+    action: str
+    run_id: str | None = None
+    target: str | None = None
+    details: str | None = None

@@ -24,10 +24,10 @@ def list_for_run(db: Database, run_id: str) -> list[dict]:
     return _with_tags(db, rows)
 
 
-def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at) -> None:
+def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at, applied_by: str) -> None:
     with db.cursor() as cur:
-        cur.execute("INSERT INTO artifact_tags (artifact_id, value, notes, applied_at) VALUES (?, ?, ?, ?)",
-                    [artifact_id, value, notes, at])
+        cur.execute("INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
+                    [artifact_id, value, notes, at, applied_by])
 
 
 def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
@@ -35,7 +35,7 @@ def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
         return rows
     ids = [row["id"] for row in rows]
     tags = db.fetch_dicts(
-        f"SELECT artifact_id, value, notes, applied_at FROM artifact_tags "
+        f"SELECT artifact_id, value, notes, applied_at, applied_by FROM artifact_tags "
         f"WHERE artifact_id IN ({', '.join('?' for _ in ids)}) ORDER BY applied_at, rowid",
         ids,
     )

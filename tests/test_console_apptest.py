@@ -456,3 +456,28 @@ def test_console_recovers_once_the_api_answers(tmp_path, monkeypatch):
         assert "还没有项目，在下方创建第一个项目。" in texts(at.info)
     finally:
         server.stop()
+
+
+def test_project_audit_tab_lists_who_did_what(console_env, client):
+    project = make_project(client)
+    run = client.create_run(project.id, model="m", dataset="d")
+    client.cancel_run(project.id, run.id)
+    at = open_console("project", project_id=project.id)
+    audit = labelled_table(at, "操作者")
+    assert {"创建项目", "创建运行", "取消运行"} <= set(audit["操作"])
+    assert set(audit["操作者"]) == {"本地用户"}
+
+
+def test_console_asks_for_a_token_when_the_api_requires_one(tmp_path, monkeypatch):
+    from tests.conftest import ApiProcess
+
+    api = ApiProcess(tmp_path / "home", LTM_AUTH="true").start()
+    try:
+        monkeypatch.setenv("LTM_API_URL", api.url)
+        monkeypatch.delenv("LTM_TOKEN", raising=False)
+        at = open_console("projects")
+        assert not at.exception
+        assert any("API 已开启认证" in text for text in texts(at.info))
+        assert [t.label for t in at.sidebar.text_input] == ["访问令牌"]
+    finally:
+        api.stop()

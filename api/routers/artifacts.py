@@ -9,11 +9,14 @@ from store import artifacts as artifact_store
 from store import utc_now
 
 from api import examples
-from api.deps import CurrentSettings, Db, RunRow, json_body_only
+from store import auth as audit
+
+from api.auth import Caller, require_owner, require_project_member
+from api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
 from api.errors import BODY_ERRORS, not_found, responses, unprocessable
 from api.ids import ARTIFACT_KINDS, well_formed
 from ltm.ids import new_id
-from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest
+from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
                    dependencies=[Depends(json_body_only)])
@@ -43,7 +46,9 @@ def list_artifacts(db: Db, run: RunRow):
 @router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）",
              responses={200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"},
                         **responses(404, *BODY_ERRORS)})
-def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: ArtifactCreate):
+def register_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
+                      body: ArtifactCreate):
+    require_project_member(db, caller, project, "登记工件")
     if not within_root(body.path, settings.artifact_root_url):
         raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下", "path")
     with db.write_lock:
@@ -58,12 +63,18 @@ def register_artifact(db: Db, settings: CurrentSettings, run: RunRow, body: Arti
 
 @router.post("/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签",
              responses=responses(404, *BODY_ERRORS))
-def tag_artifact(db: Db, run: RunRow, artifact_id: str,
+def tag_artifact(db: Db, caller: Caller, project: ProjectRow, run: RunRow, artifact_id: str,
                  body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})]):
     artifact = artifact_store.get(db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
     if artifact is None or artifact["run_id"] != run["id"]:
         raise not_found(f"运行 {run['id']} 的工件", artifact_id)
     if artifact["type"] != ArtifactType.CHECKPOINT.value:
         raise unprocessable(f"工件 {artifact_id} 的类型是 {artifact['type']}，只能为检查点打标签")
-    artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now())
+    if body.tag == TagValue.RELEASE:
+        require_owner(caller, project, "标记发布")
+    else:
+        require_project_member(db, caller, project, "打标签")
+    artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now(), caller.user)
+    audit.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact_id,
+                 details=f"{body.tag.value}：{body.notes or ''}")
     return artifact_store.get(db, artifact_id)

@@ -5,7 +5,8 @@ from fastapi import APIRouter, Depends, Query
 from store import ingest, to_db_time
 from store import logs as log_store
 
-from api.deps import Db, RunRow, json_body_only
+from api.auth import Caller, require_project_member
+from api.deps import Db, ProjectRow, RunRow, json_body_only
 from api.errors import BODY_ERRORS, responses, unprocessable
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 
@@ -35,7 +36,8 @@ def get_logs(
 
 @router.post("", response_model=IngestResult, summary="批量写入日志（供训练流程使用）",
              responses=responses(404, *BODY_ERRORS))
-def ingest_logs(db: Db, run: RunRow, batch: LogBatch):
+def ingest_logs(db: Db, caller: Caller, project: ProjectRow, run: RunRow, batch: LogBatch):
+    require_project_member(db, caller, project, "写入运行数据")
     stored = ingest.append_logs(
         db, run["id"], batch.batch_id,
         ts=[to_db_time(line.timestamp) for line in batch.lines],

@@ -5,7 +5,8 @@ from fastapi import APIRouter, Depends, Query
 from store import ingest, to_db_time
 from store import metrics as metric_store
 
-from api.deps import Db, RunRow, Runs, json_body_only
+from api.auth import Caller, require_project_member
+from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from api.errors import BODY_ERRORS, invalid_field, responses
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 
@@ -37,7 +38,8 @@ def get_metrics(
 
 @router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）",
              responses=responses(404, *BODY_ERRORS))
-def ingest_metrics(db: Db, runs: Runs, run: RunRow, batch: MetricBatch):
+def ingest_metrics(db: Db, runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, batch: MetricBatch):
+    require_project_member(db, caller, project, "写入运行数据")
     points = batch.points
     stored = ingest.append_metrics(
         db, run["id"], batch.batch_id,

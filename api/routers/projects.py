@@ -7,6 +7,9 @@ from store import projects as project_store
 from store import utc_now
 
 from api import examples
+from store import auth as audit
+
+from api.auth import Caller, require_owner, require_project_member, require_role
 from api.deps import Db, ProjectRow, json_body_only
 from api.errors import BODY_ERRORS, conflict, responses
 from api.routers.trainers import checked_trainer
@@ -24,7 +27,8 @@ def project_view(db, project: dict) -> dict:
 
 
 @router.post("", status_code=201, response_model=Project, summary="创建项目", responses=responses(409, *BODY_ERRORS))
-def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
+def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
+    require_role(caller, "member", "创建项目")
     if body.default_trainer:
         checked_trainer(body.default_trainer, "default_trainer")
     now = utc_now()
@@ -33,6 +37,7 @@ def create_project(db: Db, body: Annotated[ProjectCreate, Body(openapi_examples=
         if project_store.name_taken(db, body.name):
             raise conflict(f"项目名称“{body.name}”已存在，请换一个名称")
         project_store.insert(db, project)
+    audit.record(db, caller.user, "创建项目", project["id"], target=body.name)
     return project_view(db, project_store.get(db, project["id"]))
 
 
@@ -57,7 +62,8 @@ def get_project(db: Db, project: ProjectRow):
 
 @router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）",
               responses=responses(404, *BODY_ERRORS))
-def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
+def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
+    require_project_member(db, caller, project, "修改项目")
     requested = body.model_dump(exclude_unset=True)
     for key, empty in (("tags", []), ("default_hyperparameters", {})):
         if key in requested and requested[key] is None:
@@ -67,9 +73,13 @@ def update_project(db: Db, project: ProjectRow, body: ProjectUpdate):
     if requested.get("default_trainer"):
         checked_trainer(requested["default_trainer"], "default_trainer")
     changes = {k: v for k, v in requested.items() if v != project[k]}
+    if "archived" in changes:
+        require_owner(caller, project, "归档或恢复项目")
     if changes:
         with db.write_lock:
-            project_store.update(db, project["id"], changes, utc_now())
+            version = project_store.update(db, project["id"], changes, utc_now())
+        action = ("归档项目" if changes["archived"] else "恢复项目") if "archived" in changes else "修改项目"
+        audit.record(db, caller.user, action, project["id"], details=f"版本 {version}：{'、'.join(changes)}")
     return project_view(db, project_store.get(db, project["id"]))
 
 

@@ -6,6 +6,9 @@ from fastapi.responses import JSONResponse
 from store import runs as run_store
 
 from api import examples
+from store import auth as audit
+
+from api.auth import Caller, require_project_member
 from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from api.errors import BODY_ERRORS, not_found, responses
 from api.ids import well_formed
@@ -19,13 +22,16 @@ RUN = "/projects/{project_id}/runs/{run_id}"
 
 @router.post("/projects/{project_id}/runs", status_code=201, response_model=Run, summary="创建训练运行",
              responses=responses(404, 409, *BODY_ERRORS, 503))
-def create_run(runs: Runs, project: ProjectRow,
+def create_run(runs: Runs, caller: Caller, project: ProjectRow,
                body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})]):
     config = body.model_dump()
     config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
     config["resources"] = body.resources.model_dump(exclude_none=True)
     config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
-    return runs.with_artifacts(runs.create(project, config))
+    require_project_member(runs.db, caller, project, "创建运行")
+    run = runs.create(project, config)
+    audit.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
+    return runs.with_artifacts(run)
 
 
 @router.get("/projects/{project_id}/runs", response_model=list[RunOverview], summary="列出项目的运行",
@@ -50,7 +56,8 @@ def get_run_by_id(db: Db, runs: Runs, run_id: str):
 
 @router.patch(RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）",
               responses=responses(404, 409, *BODY_ERRORS))
-def report_run(runs: Runs, run: RunRow, body: RunUpdate):
+def report_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, body: RunUpdate):
+    require_project_member(runs.db, caller, project, "上报运行状态")
     values = body.model_dump(exclude_unset=True, mode="json")
     return runs.with_artifacts(runs.report(run["project_id"], run["id"], values))
 
@@ -58,8 +65,11 @@ def report_run(runs: Runs, run: RunRow, body: RunUpdate):
 @router.post(RUN + "/cancel", response_model=Run, summary="取消运行",
              responses={202: {"model": Run, "description": "已请求取消，运行仍在保存检查点（取消中）"},
                         **responses(404, 409, 422, 503)})
-def cancel_run(runs: Runs, run: RunRow):
+def cancel_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow):
+    require_project_member(runs.db, caller, project, "取消运行")
     status_code, body = runs.cancel(run["project_id"], run["id"])
+    audit.record(runs.db, caller.user, "取消运行", project["id"], run["id"], target=run["name"],
+                 details=body["status"])
     if status_code == 200:
         return body
     return JSONResponse(Run.model_validate(body).model_dump(mode="json"), status_code=status_code)
@@ -67,7 +77,7 @@ def cancel_run(runs: Runs, run: RunRow):
 
 @router.post(RUN + "/resume", status_code=201, response_model=Run, summary="从检查点恢复运行",
              responses=responses(404, 409, *BODY_ERRORS, 503))
-def resume_run(runs: Runs, project: ProjectRow, run: RunRow,
+def resume_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
                source_artifact_id: Annotated[str, Query(min_length=1, max_length=100, description="要恢复的检查点工件 ID")],
                body: Annotated[RunResume | None, Body(openapi_examples={"seed": {"value": examples.RUN_RESUME}})] = None):
     overrides = (body or RunResume()).model_dump(exclude_none=True)
@@ -75,4 +85,8 @@ def resume_run(runs: Runs, project: ProjectRow, run: RunRow,
         checked_trainer(overrides["trainer"])
     if body is not None and body.resources is not None:
         overrides["resources"] = body.resources.model_dump(exclude_none=True)
-    return runs.with_artifacts(runs.resume(project, run, source_artifact_id, overrides))
+    require_project_member(runs.db, caller, project, "恢复运行")
+    resumed = runs.resume(project, run, source_artifact_id, overrides)
+    audit.record(runs.db, caller.user, "恢复运行", project["id"], resumed["id"], target=resumed["name"],
+                 details=f"从 {run['id']} 的检查点 {source_artifact_id}")
+    return runs.with_artifacts(resumed)

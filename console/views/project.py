@@ -169,12 +169,26 @@ def edit_form(project: Project) -> None:
         st.rerun()
 
 
+def audit_trail(project: Project) -> None:
+    """Who changed the project, started, cancelled or resumed runs and tagged checkpoints."""
+    events = call(Client.audit_trail, project.id, limit=200)
+    if events is None:
+        return
+    if not events:
+        st.caption("还没有审计记录。")
+        return
+    st.dataframe(pd.DataFrame([{"时间": ui.fmt_time(e.occurred_at), "操作者": e.actor, "操作": e.action,
+                                "运行": e.run_id or ui.EMPTY, "对象": e.target or ui.EMPTY,
+                                "详情": e.details or ui.EMPTY} for e in events]), hide_index=True)
+
+
 project_id = pickers.project_id()
 project = require(Client.get_project, project_id)
 runs = require(Client.list_runs, project_id)
 header(project)
 ui.show_flash()
-tab_overview, tab_runs, tab_start, tab_versions, tab_edit = st.tabs(["概览", "运行", "发起运行", "版本历史", "编辑"])
+tab_overview, tab_runs, tab_start, tab_versions, tab_edit, tab_audit = st.tabs(
+    ["概览", "运行", "发起运行", "版本历史", "编辑", "审计记录"])
 with tab_overview:
     overview(project)
 with tab_runs:
@@ -185,3 +199,5 @@ with tab_versions:
     version_history(project)
 with tab_edit:
     edit_form(project)
+with tab_audit:
+    audit_trail(project)
