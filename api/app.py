@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
     for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle, access):
-        app.include_router(module.router, dependencies=[Depends(actor)])
+        app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
 
     @app.get("/health", tags=["系统"], summary="健康检查")
     def health() -> dict:

@@ -59,6 +59,8 @@ def invalid_field(location: str, field: str, message: str) -> ApiError:
 
 
 _DOCUMENTED = {
+    401: (ErrorBody, "需要访问令牌，或令牌无效、已吊销（认证开启时）"),
+    403: (ErrorBody, "令牌有效，但其角色或项目成员身份不允许这个操作"),
     404: (ErrorBody, "项目、运行或工件不存在（格式不对的 ID 同样按不存在处理）"),
     409: (ErrorBody, "与当前状态冲突，例如项目名称已存在、运行已结束或项目已归档"),
     413: (ErrorBody, "请求体过大：日志与指标批量写入上限 16 MiB，其余请求上限 1 MiB"),

@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     artifact_root: str | None = Field(None, description="fsspec URL for artifacts; default <home>/artifacts")
     auth: bool | None = Field(None, description="Require API tokens; unset means on only when listening beyond loopback")
     token: str | None = Field(None, description="API token the SDK, console and flows send (LTM_TOKEN)")
+    backup_root: Path | None = Field(None, description="Folder the API may write backups under; default <home>/backups")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
@@ -25,6 +26,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "ltm.duckdb"
+
+    @property
+    def backup_root_path(self) -> Path:
+        return self.backup_root or self.home / "backups"
 
     @property
     def artifact_root_url(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
+RESTARTABLE = {"worker"}  # a lost worker is replaced; its runs end as the flows and the reconciler find them
 
 
 @dataclass
@@ -152,9 +153,12 @@ def up(home: Path, ports: Ports) -> int:
             print(f"  控制台     : http://127.0.0.1:{ports.console}", flush=True)
         print("按 Ctrl-C 停止全部服务。", flush=True)
         while not stop.wait(1.0):
-            dead = [s.name for s in running if s.process.poll() is not None]
-            if dead:
-                print(f"{', '.join(dead)} 已退出，正在停止全部服务", flush=True)
+            dead = [s for s in running if s.process.poll() is not None]
+            for worker in [s for s in dead if s.name in RESTARTABLE]:
+                print(f"{worker.name} 意外退出（退出码 {worker.process.returncode}），正在重启", flush=True)
+                worker.start(env, log_dir)
+            if any(s.name not in RESTARTABLE for s in dead):
+                print(f"{', '.join(s.name for s in dead)} 已退出，正在停止全部服务", flush=True)
                 return 1
         return 0
     except RuntimeError as exc:

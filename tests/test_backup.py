@@ -107,7 +107,7 @@ def snapshot(sdk: Client, project_id: str, skip_run: str | None = None) -> dict:
 
 def test_backup_while_the_api_serves_writes_then_restore_gives_identical_data(tmp_path):
     root = tmp_path / "artifacts"
-    source = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(root)).start()
+    source = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(root), LTM_BACKUP_ROOT=str(tmp_path)).start()
     sdk = Client(source.url)
     seeded = [seed(sdk, root) for _ in range(2)]
     live_project = seeded[0]
@@ -151,7 +151,7 @@ def test_backup_while_the_api_serves_writes_then_restore_gives_identical_data(tm
 
 def test_restore_refuses_an_existing_store_unless_forced_and_keeps_the_old_one(tmp_path):
     home = tmp_path / "home"
-    api = ApiProcess(home).start()
+    api = ApiProcess(home, LTM_BACKUP_ROOT=str(tmp_path)).start()
     sdk = Client(api.url)
     kept = sdk.create_project(name="备份前的项目", owner="小李")
     folder = tmp_path / "backup"
@@ -189,8 +189,9 @@ def test_restore_refuses_an_existing_store_unless_forced_and_keeps_the_old_one(t
 def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(api_server, tmp_path):
     sdk = Client(api_server.url)
     sdk.create_project(name="拒绝覆盖", owner="小李")
-    folder = tmp_path / "existing"
-    folder.mkdir()
+    root = api_server.home / "backups"
+    folder = root / "existing"
+    folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("别覆盖我")
 
     with pytest.raises(ApiError) as occupied:
@@ -203,13 +204,16 @@ def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(api_server
     relative = httpx.post(api_server.url + "/admin/backup", json={"target": "backups/today"})
     assert relative.status_code == 422 and relative.json()["errors"][0]["field"] == "target"
     assert not (ROOT / "backups").exists()
+    outside = httpx.post(api_server.url + "/admin/backup", json={"target": str(tmp_path / "elsewhere")})
+    assert outside.status_code == 422 and "备份根目录" in outside.json()["detail"]
+    assert not (tmp_path / "elsewhere").exists()
 
     cli = ltm("backup", str(folder), api_url=api_server.url)
     assert cli.returncode == 2 and "不为空" in cli.stderr
     unreachable = ltm("backup", str(tmp_path / "new"), api_url=f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 1 and "无法连接 API" in unreachable.stderr
 
-    empty = tmp_path / "empty"
+    empty = root / "empty"
     empty.mkdir()
     answer = sdk.backup(empty)
     assert answer["folder"] == str(empty) and answer["tables"]["projects"] == 1

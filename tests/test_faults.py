@@ -5,10 +5,11 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from ltm import ApiError, Client
 from ltm.models import RunStatus
-from tests.conftest import ROOT, ApiProcess, free_port, wait_until
+from tests.conftest import ROOT, ApiProcess, LtmSystem, free_port, wait_until
 
 TRAIN = """
 import sys
@@ -124,3 +125,40 @@ def test_a_full_artifact_disk_fails_the_run_with_the_reason_and_keeps_earlier_ch
         api.stop()
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_killed_worker_is_replaced_and_its_run_ends_failed_with_a_resumable_checkpoint(tmp_path):
+    system = LtmSystem(tmp_path / "home", LTM_STALE_AFTER_SECONDS="10").start()
+    try:
+        client = Client(system.api_url)
+        project = client.create_project(name="worker 故障", owner="测试")
+        run = client.create_run(project.id, model="m", dataset="d",
+                                hyperparameters={"num_epochs": 20, "steps_per_epoch": 10, "step_seconds": 0.05})
+        wait_until(lambda: any(a.type.value == "checkpoint" for a in client.list_artifacts(project.id, run.id)),
+                   timeout=60, message="a first checkpoint")
+        worker = worker_pid(system)
+        os.kill(worker, signal.SIGKILL)
+        failed = wait_until(lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r, timeout=60,
+                            message="the run to end after its worker died")
+        assert failed.status == RunStatus.FAILED and failed.message
+        wait_until(lambda: worker_pid(system) not in (None, worker), timeout=30, message="a new worker")
+
+        checkpoint = max((a for a in failed.artifacts if a.type.value == "checkpoint"), key=lambda a: a.step)
+        resumed = client.resume_run(project.id, run.id, source_artifact_id=checkpoint.id,
+                                    hyperparameters={"step_seconds": 0})
+        done = wait_until(lambda: (r := client.get_run(project.id, resumed.id)).status.is_terminal and r, timeout=90,
+                          message="the resumed run")
+        assert done.status == RunStatus.COMPLETED and done.start_step == checkpoint.step
+    finally:
+        system.stop()
+
+
+def worker_pid(system) -> int | None:
+    for pid in system.processes():
+        try:
+            command = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in command and b"start" in command:
+            return pid
+    return None

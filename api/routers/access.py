@@ -1,15 +1,16 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from store import auth as auth_store
+from store import from_db_time
 
 from api.auth import Caller, issue_token, require_owner, require_role
-from api.deps import Db, ProjectRow
-from api.errors import not_found
+from api.deps import Db, ProjectRow, json_body_only
+from api.errors import BODY_ERRORS, not_found, responses
 from ltm.models import AuditEvent, Identity, MembersUpdate, TokenCreate, TokenCreated, TokenInfo
 
-router = APIRouter(tags=["访问控制"])
+router = APIRouter(tags=["访问控制"], dependencies=[Depends(json_body_only)])
 
 
 @router.get("/whoami", response_model=Identity, summary="当前调用者")
@@ -17,12 +18,13 @@ def whoami(caller: Caller):
     return {"user": caller.user, "role": caller.role, "run_id": caller.run_id}
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated, summary="创建访问令牌（管理员）")
+@router.post("/tokens", status_code=201, response_model=TokenCreated, summary="创建访问令牌（管理员）",
+             responses=responses(*BODY_ERRORS))
 def create_token(db: Db, caller: Caller, body: TokenCreate):
     require_role(caller, "admin", "管理访问令牌")
     token, record = issue_token(db, body.user, body.role, created_by=caller.user)
     auth_store.record(db, caller.user, "创建令牌", target=record["id"], details=f"{body.user}（{body.role}）")
-    return {**record, "user": body.user, "token": token}
+    return {**record, "created_at": from_db_time(record["created_at"]), "user": body.user, "token": token}
 
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="列出访问令牌（管理员）")
@@ -31,7 +33,8 @@ def list_tokens(db: Db, caller: Caller):
     return [{**row, "user": row["user_name"]} for row in auth_store.list_tokens(db)]
 
 
-@router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）")
+@router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）",
+               responses=responses(404, 422))
 def revoke_token(db: Db, caller: Caller, token_id: str):
     require_role(caller, "admin", "管理访问令牌")
     if not auth_store.revoke_token(db, token_id):
@@ -40,12 +43,13 @@ def revoke_token(db: Db, caller: Caller, token_id: str):
     return Response(status_code=204)
 
 
-@router.get("/projects/{project_id}/members", response_model=list[str], summary="项目成员")
+@router.get("/projects/{project_id}/members", response_model=list[str], summary="项目成员", responses=responses(404, 422))
 def list_members(db: Db, caller: Caller, project: ProjectRow):
     return auth_store.members(db, project["id"])
 
 
-@router.put("/projects/{project_id}/members", response_model=list[str], summary="设置项目成员（负责人或管理员）")
+@router.put("/projects/{project_id}/members", response_model=list[str], summary="设置项目成员（负责人或管理员）",
+            responses=responses(404, *BODY_ERRORS))
 def set_members(db: Db, caller: Caller, project: ProjectRow, body: MembersUpdate):
     require_owner(caller, project, "设置项目成员")
     wanted = list(dict.fromkeys(body.members))
@@ -54,7 +58,7 @@ def set_members(db: Db, caller: Caller, project: ProjectRow, body: MembersUpdate
     return auth_store.members(db, project["id"])
 
 
-@router.get("/projects/{project_id}/audit", response_model=list[AuditEvent], summary="项目审计记录")
+@router.get("/projects/{project_id}/audit", response_model=list[AuditEvent], summary="项目审计记录", responses=responses(404, 422))
 def audit_trail(db: Db, caller: Caller, project: ProjectRow,
                 limit: Annotated[int, Query(ge=1, le=1000, description="最多返回条数")] = 100):
     return auth_store.audit_trail(db, project["id"], limit)

@@ -92,7 +92,8 @@ class DeletionReport(BaseModel):
 
 class BackupRequest(Contract):
     target: Annotated[str, Field(min_length=1, max_length=4096,
-                                 description="API 所在机器上的备份目录（绝对路径）；必须不存在或为空")]
+                                 description="API 所在机器上、备份根目录（LTM_BACKUP_ROOT，默认 <LTM_HOME>/backups）之下"
+                                             "的备份目录（绝对路径）；必须不存在或为空")]
 
 
 class BackupResult(BaseModel):
@@ -356,10 +357,16 @@ def delete_project(db: Db, settings: CurrentSettings, caller: Caller, project: P
 # Backup
 
 
-def _backup_folder(target: str) -> Path:
+def _backup_folder(target: str, root: Path) -> Path:
     folder = Path(target)
     if not folder.is_absolute():
         raise invalid_field("body", "target", "必须是 API 所在机器上的绝对路径")
+    try:
+        inside = folder.resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise invalid_field("body", "target", f"必须位于备份根目录 {root} 之下（由 LTM_BACKUP_ROOT 设置）")
     try:
         is_file = folder.exists() and not folder.is_dir()
         occupied = folder.is_dir() and any(folder.iterdir())
@@ -398,10 +405,10 @@ def _export(db, folder: Path) -> dict[str, int]:
 
 @router.post("/admin/backup", status_code=201, response_model=BackupResult, summary="在线备份存储（管理员）",
              responses={**responses(409, *BODY_ERRORS), **_STORAGE_FAILED})
-def backup(db: Db, caller: Caller, body: BackupRequest):
+def backup(db: Db, settings: CurrentSettings, caller: Caller, body: BackupRequest):
     require_role(caller, "admin", "备份存储")
     with db.write_lock:
-        folder = _backup_folder(body.target)
+        folder = _backup_folder(body.target, settings.backup_root_path)
         tables = _export(db, folder)
     written = [entry for entry in folder.rglob("*") if entry.is_file()]
     audit_store.record(db, caller.user, "备份存储", target=str(folder), details=f"{sum(tables.values())} 行")
