@@ -3,7 +3,6 @@
 from store import Database, utc_now
 from store import artifacts as artifact_store
 from store import auth as auth_store
-from store import projects as project_store
 from store import runs as run_store
 
 from api.auth import issue_token
