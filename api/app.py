@@ -9,7 +9,7 @@ from store import Database
 
 from api import errors
 from api.auth import actor
-from api.launcher import Launcher, load_launcher
+from api.launcher import Launcher, LauncherUnavailable, load_launcher
 from api.limits import BodySizeLimit, NoEncodedSlash
 from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
 from api.run_service import RunService
@@ -25,6 +25,8 @@ async def _reconcile_forever(service: RunService, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await asyncio.to_thread(service.reconcile)
+        except LauncherUnavailable as exc:
+            log.warning("暂时无法与编排服务同步运行状态：%s", exc)
         except Exception:
             log.exception("与编排服务同步运行状态失败")
 

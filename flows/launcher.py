@@ -61,16 +61,15 @@ class PrefectLauncher:
         tracked = {run["flow_run_id"]: run for run in runs if run.get("flow_run_id")}
         if not tracked:
             return []
-        with get_client(sync_client=True) as client:
-            flow_runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in tracked])))
-            observations = []
-            for flow_run in flow_runs:
-                run = tracked[str(flow_run.id)]
-                observation = self._observe_one(client, run, flow_run)
-                if observation:
-                    observations.append(observation)
-        return observations
+        try:
+            with get_client(sync_client=True) as client:
+                flow_runs = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in tracked])))
+                observations = [self._observe_one(client, tracked[str(flow_run.id)], flow_run)
+                                for flow_run in flow_runs]
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_describe(exc)) from exc
+        return [observation for observation in observations if observation]
 
     def _observe_one(self, client, run: dict, flow_run) -> Observation | None:
         state = flow_run.state

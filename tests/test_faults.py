@@ -5,10 +5,14 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
+import pytest
+
 from ltm import ApiError, Client
-from ltm.models import RunStatus
+from ltm.models import LogBatch, LogLine, RunStatus
 from tests.conftest import ROOT, ApiProcess, LtmSystem, free_port, wait_until
 
 TRAIN = """
@@ -162,3 +166,72 @@ def worker_pid(system) -> int | None:
         if b"worker" in command and b"start" in command:
             return pid
     return None
+
+
+class PrefectServer:
+    """A Prefect server of our own that a test can stop and start again on the same port and database."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.url,
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        self.process = None
+
+    def start(self) -> "PrefectServer":
+        self.process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                         "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_until(self._healthy, timeout=90, interval=0.2, message="the Prefect server")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, "Prefect server exited"
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_it_returns(tmp_path):
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Crashed
+
+    prefect = PrefectServer(tmp_path / "prefect").start()
+    deployed = subprocess.run([sys.executable, "-m", "flows.deploy"], cwd=ROOT, env=prefect.env, capture_output=True,
+                              text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url,
+                     LTM_RECONCILE_SECONDS="1").start()
+    try:
+        client = Client(api.url)
+        project = client.create_project(name="编排恢复", owner="测试")
+        run = client.create_run(project.id, model="m", dataset="d")
+        assert run.flow_run_id
+
+        prefect.stop()
+        assert client.get_run(project.id, run.id).status == RunStatus.QUEUED
+        written = client.send_logs(project.id, run.id, LogBatch(batch_id="during-outage", lines=[
+            LogLine(timestamp=datetime.now(timezone.utc), message="编排服务中断期间的日志")]))
+        assert written.accepted == 1
+        with pytest.raises(ApiError) as refused:
+            client.create_run(project.id, model="m", dataset="d")
+        assert refused.value.status_code == 503
+
+        prefect.start()
+        with temporary_settings({PREFECT_API_URL: prefect.url}), get_client(sync_client=True) as orchestrator:
+            orchestrator.set_flow_run_state(UUID(run.flow_run_id), Crashed(message="节点在中断期间丢失"), force=True)
+        failed = wait_until(lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r, timeout=30,
+                            message="the store to catch up with Prefect")
+        assert failed.status == RunStatus.FAILED and "节点在中断期间丢失" in failed.message
+        assert [r.id for r in client.list_runs(project.id)] == [run.id]
+    finally:
+        api.stop()
+        prefect.stop()
