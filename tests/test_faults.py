@@ -22,35 +22,39 @@ training_run(sys.argv[1])
 """
 
 
-def test_api_killed_while_a_run_reports_loses_nothing_and_stores_nothing_twice(tmp_path, ltm_system):
+def test_api_killed_while_runs_report_loses_nothing_and_stores_nothing_twice(tmp_path, ltm_system):
     api = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(tmp_path / "artifacts")).start()
     client = Client(api.url)
     project = client.create_project(name="故障注入", owner="测试")
     steps = 120
-    run = client.create_run(project.id, model="m", dataset="d",
-                            hyperparameters={"num_epochs": 2, "steps_per_epoch": steps // 2, "step_seconds": 0.04})
+    runs = [client.create_run(project.id, model="m", dataset="d", hyperparameters={
+        "num_epochs": 2, "steps_per_epoch": steps // 2, "step_seconds": 0.04, "seed": seed}) for seed in range(3)]
     env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
            "PREFECT_API_URL": ltm_system.prefect_api_url}
-    flow = subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    flows = [subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for run in runs]
     try:
-        wait_until(lambda: client.get_run(project.id, run.id).current_step >= 20, timeout=60, message="training")
+        wait_until(lambda: all(client.get_run(project.id, r.id).current_step >= 20 for r in runs), timeout=90,
+                   message="every run to be training")
         assert api.stop(signal.SIGKILL) == -signal.SIGKILL
         api.start()
-        assert flow.wait(timeout=120) == 0, flow.stderr.read()[-3000:]
+        for flow in flows:
+            assert flow.wait(timeout=180) == 0, flow.stderr.read()[-3000:]
     finally:
-        if flow.poll() is None:
-            flow.kill()
+        for flow in flows:
+            if flow.poll() is None:
+                flow.kill()
 
-    done = client.get_run(project.id, run.id)
-    assert done.status == RunStatus.COMPLETED
-    series = {s.name: s for s in client.get_metrics(project.id, run.id, max_points=10_000).series}
-    assert series["train_loss"].total_points == steps
-    assert [p.step for p in series["train_loss"].points] == list(range(1, steps + 1))
-    assert series["eval_loss"].total_points == 2
-    assert sum(a.type.value == "checkpoint" for a in done.artifacts) == 2
-    lines = client.get_logs(project.id, run.id, page_size=500).items
-    assert len(lines) == len({(line.timestamp, line.message) for line in lines})
+    for run in runs:
+        done = client.get_run(project.id, run.id)
+        assert done.status == RunStatus.COMPLETED
+        series = {s.name: s for s in client.get_metrics(project.id, run.id, max_points=10_000).series}
+        assert series["train_loss"].total_points == steps
+        assert [p.step for p in series["train_loss"].points] == list(range(1, steps + 1))
+        assert series["eval_loss"].total_points == 2
+        assert sum(a.type.value == "checkpoint" for a in done.artifacts) == 2
+        lines = client.get_logs(project.id, run.id, page_size=500).items
+        assert len(lines) == len({(line.timestamp, line.message) for line in lines})
     api.stop()
 
 
