@@ -17,6 +17,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 right now."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout

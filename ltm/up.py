@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from ltm.harness import answers
+
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 RESTARTABLE = {"worker"}  # a lost worker is replaced; its runs end as the flows and the reconciler find them
 
@@ -39,11 +41,8 @@ class Service:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} 启动失败（退出码 {self.process.returncode}），请查看日志")
-            try:
-                if httpx.get(self.health_url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if answers(self.health_url):
+                return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} 在 {timeout:.0f} 秒内没有就绪")
 

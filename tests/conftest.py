@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ltm import Client
-from ltm.harness import ROOT, LtmSystem, free_port, wait_until  # noqa: F401  (re-exported to tests)
+from ltm.harness import ROOT, LtmSystem, answers, free_port, wait_until  # noqa: F401  (re-exported to tests)
 
 
 class ApiProcess:
@@ -32,10 +32,7 @@ class ApiProcess:
 
     def _healthy(self) -> bool:
         assert self.process.poll() is None, "API process exited during start-up"
-        try:
-            return httpx.get(self.url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(self.url + "/health")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.process.send_signal(sig)

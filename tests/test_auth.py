@@ -10,7 +10,7 @@ import pytest
 
 from ltm import ApiError, Client
 from ltm.models import RunStatus
-from tests.conftest import ROOT, ApiProcess, LtmSystem, free_port, wait_until
+from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
 
 
 def cli_token(home, user: str, role: str) -> str:
@@ -106,18 +106,11 @@ def test_listening_beyond_loopback_turns_auth_on(tmp_path):
                               cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(url + "/health"), timeout=60, message="the API")
+        wait_until(lambda: answers(url + "/health"), timeout=60, message="the API")
         assert httpx.get(url + "/projects").status_code == 401
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_flows_train_with_a_token_scoped_to_their_run(tmp_path):

@@ -8,12 +8,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, RunStatus
-from tests.conftest import ROOT, ApiProcess, LtmSystem, free_port, wait_until
+from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
 
 TRAIN = """
 import sys
@@ -191,10 +190,7 @@ class PrefectServer:
 
     def _healthy(self) -> bool:
         assert self.process.poll() is None, "Prefect server exited"
-        try:
-            return httpx.get(self.url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(self.url + "/health")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -11,7 +11,6 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from conftest import ApiProcess
 from ltm.client import ApiError, Client
 
 MIB = 1024 * 1024
@@ -19,18 +18,9 @@ JSON = {"Content-Type": "application/json"}
 T0 = "2024-05-01T00:00:00Z"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    api = ApiProcess(tmp_path_factory.mktemp("hostile") / "home").start()
-    yield api
-    if api.process.poll() is None:
-        api.stop()
-
-
 @pytest.fixture
-def http(server):
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield client
+def http(shared_http):
+    return shared_http
 
 
 def unique(prefix: str = "项目") -> str:

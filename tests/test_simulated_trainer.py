@@ -5,6 +5,7 @@ import pytest
 
 from flows.trainers import DEFAULT_TRAINER, InvalidConfig, TrainerConfig, get_trainer
 from flows.trainers.simulated import SimulatedTrainer
+from tests.trainer_steps import losses, run_to_end
 
 
 def make_trainer(task_type="文本摘要", resources=None, **hyperparameters) -> SimulatedTrainer:
@@ -16,19 +17,6 @@ def make_trainer(task_type="文本摘要", resources=None, **hyperparameters) ->
         resources={"gpu_type": "A100", "gpu_count": 4} if resources is None else resources,
     )
     return SimulatedTrainer(config)
-
-
-def run_to_end(trainer) -> tuple[list, list]:
-    outputs, evaluations = [], []
-    while trainer.step < trainer.total_steps:
-        outputs.append(trainer.train_step())
-        if trainer.step % trainer.steps_per_epoch == 0:
-            evaluations.append(trainer.evaluate())
-    return outputs, evaluations
-
-
-def losses(outputs) -> list[float]:
-    return [output.metrics["train_loss"] for output in outputs]
 
 
 def test_default_trainer_is_registered():

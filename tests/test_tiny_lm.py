@@ -17,6 +17,7 @@ from flows.trainers.tiny_lm import (  # noqa: E402
     generate,
     load_checkpoint,
 )
+from tests.trainer_steps import losses, run_to_end  # noqa: E402
 
 # Small enough for 2 CPU cores; the defaults (d_model=128, context 64, batch 16) are what users get.
 SMALL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "context_length": 32, "batch_size": 8, "eval_batches": 2,
@@ -26,19 +27,6 @@ SMALL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "context_length": 32, "batc
 def make_trainer(dataset="sample", **hyperparameters) -> TinyLMTrainer:
     return TinyLMTrainer(TrainerConfig(model="tiny-lm", dataset=dataset, task_type=None,
                                        hyperparameters={**SMALL, **hyperparameters}, resources={}))
-
-
-def run_to_end(trainer) -> tuple[list, list]:
-    outputs, evaluations = [], []
-    while trainer.step < trainer.total_steps:
-        outputs.append(trainer.train_step())
-        if trainer.step % trainer.steps_per_epoch == 0:
-            evaluations.append(trainer.evaluate())
-    return outputs, evaluations
-
-
-def losses(outputs) -> list[float]:
-    return [output.metrics["train_loss"] for output in outputs]
 
 
 def save_and_reload(files: dict[str, bytes], folder) -> dict[str, bytes]:
