@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from flows.signals import sigterm_deferred
 from flows.trainers import InvalidConfig, Trainer, TrainerConfig, get_trainer
 from ltm.client import Client
 from ltm.models import Run, RunStatus
@@ -76,13 +77,14 @@ class TrainingSession:
             if self.reporter.remote_status == RunStatus.CANCELLING:
                 raise CancelRequested
             started = time.monotonic()
-            out = self.trainer.train_step()
-            self.reporter.metrics(out.step, out.metrics)
-            self.tensorboard.add_scalars(out.step, out.metrics)
-            if out.log:
-                self.reporter.log(out.log)
-            self.reporter.progress(progress=out.step / self.trainer.total_steps, current_step=out.step,
-                                   gpu_utilization=out.gpu_utilization)
+            with sigterm_deferred():
+                out = self.trainer.train_step()
+                self.reporter.metrics(out.step, out.metrics)
+                self.tensorboard.add_scalars(out.step, out.metrics)
+                if out.log:
+                    self.reporter.log(out.log)
+                self.reporter.progress(progress=out.step / self.trainer.total_steps, current_step=out.step,
+                                       gpu_utilization=out.gpu_utilization)
             if self.pace:
                 time.sleep(max(0.0, self.pace - (time.monotonic() - started)))
         evaluation = self.trainer.evaluate()

@@ -1,8 +1,6 @@
 """`training_run`: one training run is one Prefect flow run; one task per epoch, in the main thread."""
 
-import signal
 import time
-from contextlib import contextmanager
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -14,6 +12,7 @@ from prefect.states import Cancelled
 
 from flows.prefect_state import flow_run_is_cancelling, tag_flow_run
 from flows.session import CancelRequested, EpochResult, TrainingSession
+from flows.signals import sigterm_deferred
 from flows.trainers import InvalidConfig
 from ltm.client import ApiError, Client
 from ltm.models import RunStatus
@@ -79,11 +78,11 @@ def training_run(run_id: str):
             train_epoch(session, epoch)
             progress.update()
     except CancelRequested:
-        with _sigterm_deferred():
+        with sigterm_deferred():
             _stop_cancelled(session, logger)
         return Cancelled(message=f"用户取消，已在第 {session.trainer.step} 步保存检查点")
     except TerminationSignal:
-        with _sigterm_deferred():
+        with sigterm_deferred():
             if flow_run_is_cancelling(flow_run_id) or session.reporter.remote_status == RunStatus.CANCELLING:
                 _stop_cancelled(session, logger)
             else:
@@ -129,15 +128,3 @@ def _stop_cancelled(session: TrainingSession, logger) -> None:
         if exc.status_code != 409:
             raise
 
-
-@contextmanager
-def _sigterm_deferred():
-    """A second SIGTERM must not interrupt saving the cancel checkpoint; it is re-raised afterwards."""
-    received: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if received:
-            raise TerminationSignal(signal=received[0])

@@ -28,5 +28,7 @@ def test_up_prints_the_urls_and_ctrl_c_stops_everything(tmp_path):
 
     with Client.local(system.home) as store:
         stopped = store.get_run(project.id, run.id)
-    assert stopped.status == RunStatus.CANCELLED
-    assert any(a.name == "取消前的检查点" and a.step == stopped.current_step for a in stopped.artifacts)
+    worker_log = (system.home / "logs" / "worker.log").read_text(errors="replace")[-3000:]
+    assert stopped.status == RunStatus.CANCELLED, worker_log
+    listed = [(a.name, a.step) for a in stopped.artifacts]
+    assert ("取消前的检查点", stopped.current_step) in listed, f"{listed} at step {stopped.current_step}\n{worker_log}"
