@@ -9,6 +9,7 @@ from store import Database
 
 from api import errors
 from api.auth import actor
+from api.ingest_payload import document_ingest_models
 from api.launcher import Launcher, LauncherUnavailable, load_launcher
 from api.limits import BodySizeLimit, NoEncodedSlash
 from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     app.add_middleware(NoEncodedSlash)
     for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle, access):
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
+
+    document_ingest_models(app)
 
     @app.get("/health", tags=["系统"], summary="健康检查")
     def health() -> dict:

@@ -178,12 +178,12 @@ class RunService:
                     pass
         return observations
 
-    def merge_metrics(self, run_id: str, points) -> None:
+    def merge_metrics(self, run_id: str, latest: list[tuple[str, int, float]]) -> None:
         """Keep the value at the largest step of each series, whatever order batches arrive in."""
         with self.db.write_lock:
             run = run_store.get(self.db, run_id)
             metrics, steps = run["metrics"], run["metric_steps"]
-            for point in points:
-                if point.step >= steps.get(point.name, -1):
-                    metrics[point.name], steps[point.name] = point.value, point.step
+            for name, step, value in latest:
+                if step >= steps.get(name, -1):
+                    metrics[name], steps[name] = value, step
             run_store.update(self.db, run_id, {"metrics": metrics, "metric_steps": steps, "updated_at": utc_now()})

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter
 
-from ltm import models
+from ltm import arrow_batches, models
 from ltm.settings import Settings
 
 
@@ -74,7 +74,8 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.http.request(method, path, headers=self.headers, **kwargs)
+        kwargs.setdefault("headers", self.headers)
+        response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -151,12 +152,23 @@ class Client:
                          names=",".join(names) if names else None, max_points=max_points)
 
     def send_logs(self, project_id: str, run_id: str, batch: models.LogBatch) -> models.IngestResult:
-        return self._send("POST", models.IngestResult, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs",
-                          batch.model_dump(mode="json"))
+        lines = batch.lines
+        table = arrow_batches.log_table([line.timestamp for line in lines], [line.level.value for line in lines],
+                                        [line.message for line in lines])
+        return self.send_table(project_id, run_id, "logs", batch.batch_id, table)
 
     def send_metrics(self, project_id: str, run_id: str, batch: models.MetricBatch) -> models.IngestResult:
-        return self._send("POST", models.IngestResult, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/metrics",
-                          batch.model_dump(mode="json"))
+        points = batch.points
+        table = arrow_batches.metric_table([p.name for p in points], [p.step for p in points],
+                                           [p.value for p in points], [p.timestamp for p in points])
+        return self.send_table(project_id, run_id, "metrics", batch.batch_id, table)
+
+    def send_table(self, project_id: str, run_id: str, kind: str, batch_id: str, table) -> models.IngestResult:
+        """Send a log or metric batch built with `ltm.arrow_batches` as one Arrow stream."""
+        response = self.request("POST", f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/{kind}",
+                                content=arrow_batches.encode(table, batch_id),
+                                headers={**self.headers, "Content-Type": arrow_batches.MEDIA_TYPE})
+        return _parse(models.IngestResult, response.json())
 
     # Artifacts
 

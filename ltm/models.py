@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 MAX_JSON_OBJECT_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
 MAX_BATCH_ITEMS = 50_000
+MAX_LOG_MESSAGE = 10_000
 
 
 class RunStatus(str, Enum):
@@ -329,7 +330,7 @@ class LogPage(BaseModel):
 class LogLine(Contract):
     timestamp: Timestamp
     level: LogLevel = LogLevel.INFO
-    message: Annotated[str, StringConstraints(max_length=10_000)]
+    message: Annotated[str, StringConstraints(max_length=MAX_LOG_MESSAGE)]
 
 
 class LogBatch(Contract):

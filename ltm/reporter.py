@@ -1,5 +1,6 @@
 """Buffers a run's logs, metrics and progress and sends them in batches from a background thread."""
 
+import math
 import threading
 import time
 import uuid
@@ -9,10 +10,13 @@ from typing import Any
 
 import httpx
 
+from ltm import arrow_batches
 from ltm.client import ApiError, Client
-from ltm.models import LogBatch, LogLevel, LogLine, MetricBatch, MetricPoint, RunStatus
+from ltm.models import MAX_LOG_MESSAGE, LogLevel, RunStatus
 
-MAX_BATCH = 5000
+MAX_BATCH_ROWS = 50_000
+TRUNCATED = "…（已截断）"
+MAX_BATCH_TEXT = 4 * 1024 * 1024  # characters of log text per batch: at most 12 MiB of UTF-8, under the API's 16 MiB
 
 
 class RunReporter:
@@ -24,8 +28,8 @@ class RunReporter:
         self.run_id = run_id
         self.interval = interval
         self.remote_status: RunStatus | None = None
-        self._lines: list[LogLine] = []
-        self._points: list[MetricPoint] = []
+        self._lines = _Columns(3)  # timestamp, level, message
+        self._points = _Columns(4)  # name, step, value, timestamp
         self._progress: dict[str, Any] = {}
         self._artifacts: list[dict] = []
         self._outbox: deque = deque()
@@ -36,16 +40,22 @@ class RunReporter:
         self._thread.start()
 
     def log(self, message: str, level: str = "INFO", timestamp: datetime | None = None) -> None:
-        line = LogLine.model_construct(timestamp=timestamp or _now(), level=LogLevel(level), message=message)
+        level = LogLevel(level).value
+        if len(message) > MAX_LOG_MESSAGE:
+            message = message[:MAX_LOG_MESSAGE - len(TRUNCATED)] + TRUNCATED
         with self._buffer_lock:
-            self._lines.append(line)
+            self._lines.add(timestamp or _now(), level, message)
 
     def metrics(self, step: int, values: dict[str, float], timestamp: datetime | None = None) -> None:
+        """Non-finite values (a diverged loss) cannot be stored; they become one warning line each."""
         ts = timestamp or _now()
-        points = [MetricPoint.model_construct(name=name, step=step, value=float(value), timestamp=ts)
-                  for name, value in values.items()]
+        values = {name: float(value) for name, value in values.items()}
+        finite = {name: value for name, value in values.items() if math.isfinite(value)}
+        for name in values.keys() - finite.keys():
+            self.log(f"指标 {name} 在第 {step} 步的值为 {values[name]}，无法记录", level="WARNING", timestamp=ts)
+        count = len(finite)
         with self._buffer_lock:
-            self._points.extend(points)
+            self._points.extend(finite.keys(), [step] * count, finite.values(), [ts] * count)
 
     def artifact(self, **fields: Any) -> None:
         """Register an artifact file in order with the logs and metrics around it."""
@@ -62,10 +72,8 @@ class RunReporter:
             self._package()
             while self._outbox:
                 kind, batch = self._outbox[0]
-                if kind == "logs":
-                    self.client.send_logs(self.project_id, self.run_id, batch)
-                elif kind == "metrics":
-                    self.client.send_metrics(self.project_id, self.run_id, batch)
+                if kind in ("logs", "metrics"):
+                    self.client.send_table(self.project_id, self.run_id, kind, *batch)
                 elif kind == "artifact":
                     self.client.register_artifact(self.project_id, self.run_id, **batch)
                 else:
@@ -87,16 +95,19 @@ class RunReporter:
 
     def _package(self) -> None:
         with self._buffer_lock:
-            lines, self._lines = self._lines, []
-            points, self._points = self._points, []
+            lines, self._lines = self._lines, _Columns(3)
+            points, self._points = self._points, _Columns(4)
             progress, self._progress = self._progress, {}
             artifacts, self._artifacts = self._artifacts, []
-        for start in range(0, len(lines), MAX_BATCH):
-            batch = LogBatch.model_construct(batch_id=uuid.uuid4().hex, lines=lines[start:start + MAX_BATCH])
-            self._outbox.append(("logs", batch))
-        for start in range(0, len(points), MAX_BATCH):
-            batch = MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=points[start:start + MAX_BATCH])
-            self._outbox.append(("metrics", batch))
+        timestamps, levels, messages = lines.columns
+        for start, end in _log_slices(messages):
+            table = arrow_batches.log_table(timestamps[start:end], levels[start:end], messages[start:end])
+            self._outbox.append(("logs", (uuid.uuid4().hex, table)))
+        names, steps, values, times = points.columns
+        for start in range(0, len(names), MAX_BATCH_ROWS):
+            end = start + MAX_BATCH_ROWS
+            table = arrow_batches.metric_table(names[start:end], steps[start:end], values[start:end], times[start:end])
+            self._outbox.append(("metrics", (uuid.uuid4().hex, table)))
         self._outbox.extend(("artifact", fields) for fields in artifacts)
         if progress:
             self._outbox.append(("progress", progress))
@@ -120,3 +131,28 @@ class RunReporter:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _Columns:
+    def __init__(self, width: int) -> None:
+        self.columns: tuple[list, ...] = tuple([] for _ in range(width))
+
+    def add(self, *row: Any) -> None:
+        for column, value in zip(self.columns, row):
+            column.append(value)
+
+    def extend(self, *columns) -> None:
+        for column, values in zip(self.columns, columns):
+            column.extend(values)
+
+
+def _log_slices(messages: list[str]):
+    """(start, end) of consecutive batches, each within the row and text limits (a line is at most 10k chars)."""
+    start, text = 0, 0
+    for index, message in enumerate(messages):
+        if index - start == MAX_BATCH_ROWS or text + len(message) > MAX_BATCH_TEXT:
+            yield start, index
+            start, text = index, 0
+        text += len(message)
+    if start < len(messages):
+        yield start, len(messages)

@@ -8,6 +8,7 @@ from store import logs as log_store
 from api.auth import Caller, require_project_member
 from api.deps import Db, ProjectRow, RunRow, json_body_only
 from api.errors import BODY_ERRORS, responses, unprocessable
+from api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"],
@@ -35,13 +36,10 @@ def get_logs(
 
 
 @router.post("", response_model=IngestResult, summary="批量写入日志（供训练流程使用）",
-             responses=responses(404, *BODY_ERRORS))
-def ingest_logs(db: Db, caller: Caller, project: ProjectRow, run: RunRow, batch: LogBatch):
+             openapi_extra=ingest_body(LogBatch), responses=responses(404, *BODY_ERRORS))
+def ingest_logs(db: Db, caller: Caller, project: ProjectRow, run: RunRow,
+                payload: Annotated[Payload, Depends(ingest_payload)]):
     require_project_member(db, caller, project, "写入运行数据")
-    stored = ingest.append_logs(
-        db, run["id"], batch.batch_id,
-        ts=[to_db_time(line.timestamp) for line in batch.lines],
-        levels=[line.level.value for line in batch.lines],
-        messages=[line.message for line in batch.lines],
-    )
-    return {"batch_id": batch.batch_id, "accepted": len(batch.lines) if stored else 0, "duplicate": not stored}
+    batch_id, lines = log_rows(payload)
+    stored = ingest.append_logs(db, run["id"], batch_id, lines)
+    return {"batch_id": batch_id, "accepted": lines.num_rows if stored else 0, "duplicate": not stored}

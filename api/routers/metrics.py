@@ -2,12 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from store import ingest, to_db_time
+from store import ingest
 from store import metrics as metric_store
 
 from api.auth import Caller, require_project_member
 from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from api.errors import BODY_ERRORS, invalid_field, responses
+from api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 
 MAX_METRIC_NAMES = 100
@@ -37,15 +38,13 @@ def get_metrics(
 
 
 @router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）",
-             responses=responses(404, *BODY_ERRORS))
-def ingest_metrics(db: Db, runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, batch: MetricBatch):
+             openapi_extra=ingest_body(MetricBatch), responses=responses(404, *BODY_ERRORS))
+def ingest_metrics(db: Db, runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
+                   payload: Annotated[Payload, Depends(ingest_payload)]):
     require_project_member(db, caller, project, "写入运行数据")
-    points = batch.points
-    stored = ingest.append_metrics(
-        db, run["id"], batch.batch_id,
-        names=[p.name for p in points], steps=[p.step for p in points], values=[p.value for p in points],
-        ts=[to_db_time(p.timestamp) for p in points],
-    )
-    if stored and points:
-        runs.merge_metrics(run["id"], points)
-    return {"batch_id": batch.batch_id, "accepted": len(points) if stored else 0, "duplicate": not stored}
+    batch_id, points = metric_rows(payload)
+    latest = ingest.append_metrics(db, run["id"], batch_id, points)
+    if latest:
+        runs.merge_metrics(run["id"], latest)
+    return {"batch_id": batch_id, "accepted": points.num_rows if latest is not None else 0,
+            "duplicate": latest is None}

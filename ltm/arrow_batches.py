@@ -1,0 +1,46 @@
+"""Log and metric batches as Arrow tables: what the SDK sends and what the store inserts, column by column.
+
+A batch travels as one Arrow IPC stream (`MEDIA_TYPE`) whose schema metadata carries the batch id, so
+neither side builds a Python object per line or point.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pyarrow as pa
+
+MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+BATCH_ID_KEY = b"batch_id"
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+LOG_SCHEMA = pa.schema([("timestamp", TIMESTAMP), ("level", pa.string()), ("message", pa.string())])
+METRIC_SCHEMA = pa.schema([("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()),
+                           ("timestamp", TIMESTAMP)])
+
+
+def log_table(timestamps: Sequence[datetime], levels: Sequence[str], messages: Sequence[str]) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(timestamps, TIMESTAMP), pa.array(levels, pa.string()),
+                                 pa.array(messages, pa.string())], schema=LOG_SCHEMA)
+
+
+def metric_table(names: Sequence[str], steps: Sequence[int], values: Sequence[float],
+                 timestamps: Sequence[datetime]) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(names, pa.string()), pa.array(steps, pa.int64()),
+                                 pa.array(values, pa.float64()), pa.array(timestamps, TIMESTAMP)],
+                                schema=METRIC_SCHEMA)
+
+
+def encode(table: pa.Table, batch_id: str) -> bytes:
+    table = table.replace_schema_metadata({BATCH_ID_KEY: batch_id.encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def decode(body: bytes) -> tuple[str | None, pa.Table]:
+    """The batch id (None when missing) and the table; raises pa.ArrowInvalid for bytes that are not a stream."""
+    table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    metadata = table.schema.metadata or {}
+    batch_id = metadata.get(BATCH_ID_KEY)
+    return (batch_id.decode("utf-8", errors="replace") if batch_id is not None else None), table
