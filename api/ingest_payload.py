@@ -4,7 +4,7 @@ Both become one validated Arrow table with naive-UTC timestamps, ready for `stor
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,10 +19,9 @@ from ltm.models import MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, LogBatch, LogLevel, Met
 MAX_NAME_LENGTH = 200
 MAX_BATCH_ID_LENGTH = 128
 STORED_TIMESTAMP = pa.timestamp("us")
-_EPOCH = datetime(1970, 1, 1)
 # a day inside Python's datetime range, so every stored time reads back in any time zone
-_EARLIEST_US = (datetime(1, 1, 2) - _EPOCH) // timedelta(microseconds=1)
-_LATEST_US = (datetime(9999, 12, 30) - _EPOCH) // timedelta(microseconds=1)
+_EARLIEST_US = arrow_batches.micros(datetime(1, 1, 2))
+_LATEST_US = arrow_batches.micros(datetime(9999, 12, 30))
 
 
 @dataclass
@@ -50,10 +49,7 @@ async def ingest_payload(request: Request) -> Payload:
 def log_rows(payload: Payload) -> tuple[str, pa.Table]:
     if not payload.is_arrow:
         batch = _parse_json(LogBatch, payload.body)
-        lines = batch.lines
-        table = arrow_batches.log_table([line.timestamp for line in lines], [line.level.value for line in lines],
-                                        [line.message for line in lines])
-        return batch.batch_id, _stored(table)
+        return batch.batch_id, _stored(arrow_batches.lines_table(batch.lines))
     batch_id, table = _read_arrow(payload.body, arrow_batches.LOG_SCHEMA)
     unknown = pc.invert(pc.is_in(table["level"], pa.array([level.value for level in LogLevel])))
     _reject_first(unknown, "level", f"必须是 {'、'.join(level.value for level in LogLevel)} 之一")
@@ -65,10 +61,7 @@ def log_rows(payload: Payload) -> tuple[str, pa.Table]:
 def metric_rows(payload: Payload) -> tuple[str, pa.Table]:
     if not payload.is_arrow:
         batch = _parse_json(MetricBatch, payload.body)
-        points = batch.points
-        table = arrow_batches.metric_table([p.name for p in points], [p.step for p in points],
-                                           [p.value for p in points], [p.timestamp for p in points])
-        return batch.batch_id, _stored(table)
+        return batch.batch_id, _stored(arrow_batches.points_table(batch.points))
     batch_id, table = _read_arrow(payload.body, arrow_batches.METRIC_SCHEMA)
     lengths = pc.utf8_length(table["name"])
     _reject_first(pc.or_(pc.less(lengths, 1), pc.greater(lengths, MAX_NAME_LENGTH)), "name",

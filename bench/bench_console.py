@@ -1,6 +1,7 @@
 """Console benchmarks in headless Chromium: first page load, and a run page whose series hold 1M points each.
 
-Run with `python -m bench.bench_console [--points N] [--series N] [--loads N]`; starts its own `ltm up`.
+Run with `python -m bench.bench_console [--points N] [--series N] [--loads N]`; `--smoke` uses tiny sizes for CI.
+It starts its own `ltm up`.
 """
 
 import argparse
@@ -21,6 +22,8 @@ from ltm.models import MetricBatch, MetricPoint
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 BATCH = 50_000
+FULL = {"points": 1_000_000, "series": 3, "loads": 5}
+SMOKE = {"points": BATCH + 1, "series": 2, "loads": 1}
 
 
 def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
@@ -38,7 +41,11 @@ def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
                                                  timestamp=start + timedelta(milliseconds=step))
                      for step in range(first, min(points, first + BATCH))]
             api.send_metrics(project.id, run.id, MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=chunk))
-    return project.id, run.id, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    stored = {s.name: s.total_points for s in api.get_metrics(project.id, run.id, max_points=1).series}
+    if stored != {f"series_{index}": points for index in range(series)}:
+        raise AssertionError(f"stored points per series {stored}, expected {points} in each of {series}")
+    return project.id, run.id, elapsed
 
 
 def load_seconds(browser, url: str, ready) -> float:
@@ -54,10 +61,14 @@ def load_seconds(browser, url: str, ready) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--series", type=int, default=3)
-    parser.add_argument("--loads", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI: every figure once in about a minute")
+    parser.add_argument("--points", type=int, help="points per series")
+    parser.add_argument("--series", type=int)
+    parser.add_argument("--loads", type=int, help="samples per figure")
     args = parser.parse_args()
+    for key, value in (SMOKE if args.smoke else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     with tempfile.TemporaryDirectory() as tmp:
         system = LtmSystem(Path(tmp) / "home").start()
         try:

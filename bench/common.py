@@ -1,10 +1,12 @@
 import statistics
 
 
-def figure(label: str, samples: list[float], target: str, unit: str = "s") -> str:
+def figure(label: str, samples: list[float], target: str, unit: str = "s", digits: int = 3) -> str:
     """One printed line: median, spread (min–max) over the samples, and the target."""
-    median = statistics.median(samples)
-    line = (f"{label}: median {median:.3f} {unit} (min {min(samples):.3f}, max {max(samples):.3f}, "
-            f"n={len(samples)}) target {target}")
+    def shown(value: float) -> str:
+        return f"{value:,.{digits}f}"
+
+    line = (f"{label}: median {shown(statistics.median(samples))} {unit} (min {shown(min(samples))}, "
+            f"max {shown(max(samples))}, n={len(samples)}) target {target}")
     print(line, flush=True)
     return line

@@ -5,29 +5,54 @@ neither side builds a Python object per line or point.
 """
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
 MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 BATCH_ID_KEY = b"batch_id"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 LOG_SCHEMA = pa.schema([("timestamp", TIMESTAMP), ("level", pa.string()), ("message", pa.string())])
 METRIC_SCHEMA = pa.schema([("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()),
                            ("timestamp", TIMESTAMP)])
 
 
-def log_table(timestamps: Sequence[datetime], levels: Sequence[str], messages: Sequence[str]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(timestamps, TIMESTAMP), pa.array(levels, pa.string()),
+def log_table(timestamps_us: Sequence[int], levels: Sequence[str], messages: Sequence[str]) -> pa.Table:
+    return pa.Table.from_arrays([_timestamps(timestamps_us), pa.array(levels, pa.string()),
                                  pa.array(messages, pa.string())], schema=LOG_SCHEMA)
 
 
 def metric_table(names: Sequence[str], steps: Sequence[int], values: Sequence[float],
-                 timestamps: Sequence[datetime]) -> pa.Table:
+                 timestamps_us: Sequence[int]) -> pa.Table:
     return pa.Table.from_arrays([pa.array(names, pa.string()), pa.array(steps, pa.int64()),
-                                 pa.array(values, pa.float64()), pa.array(timestamps, TIMESTAMP)],
-                                schema=METRIC_SCHEMA)
+                                 pa.array(values, pa.float64()), _timestamps(timestamps_us)], schema=METRIC_SCHEMA)
+
+
+def lines_table(lines) -> pa.Table:
+    """From `ltm.models.LogLine` objects."""
+    return log_table([micros(line.timestamp) for line in lines], [line.level.value for line in lines],
+                     [line.message for line in lines])
+
+
+def points_table(points) -> pa.Table:
+    """From `ltm.models.MetricPoint` objects."""
+    return metric_table([p.name for p in points], [p.step for p in points], [p.value for p in points],
+                        [micros(p.timestamp) for p in points])
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+def _timestamps(timestamps_us: Sequence[int]) -> pa.Array:
+    """From integers: converting datetime objects one by one cost more than everything else the SDK does."""
+    return pa.array(timestamps_us, pa.int64()).cast(TIMESTAMP)
 
 
 def encode(table: pa.Table, batch_id: str) -> bytes:

@@ -152,16 +152,10 @@ class Client:
                          names=",".join(names) if names else None, max_points=max_points)
 
     def send_logs(self, project_id: str, run_id: str, batch: models.LogBatch) -> models.IngestResult:
-        lines = batch.lines
-        table = arrow_batches.log_table([line.timestamp for line in lines], [line.level.value for line in lines],
-                                        [line.message for line in lines])
-        return self.send_table(project_id, run_id, "logs", batch.batch_id, table)
+        return self.send_table(project_id, run_id, "logs", batch.batch_id, arrow_batches.lines_table(batch.lines))
 
     def send_metrics(self, project_id: str, run_id: str, batch: models.MetricBatch) -> models.IngestResult:
-        points = batch.points
-        table = arrow_batches.metric_table([p.name for p in points], [p.step for p in points],
-                                           [p.value for p in points], [p.timestamp for p in points])
-        return self.send_table(project_id, run_id, "metrics", batch.batch_id, table)
+        return self.send_table(project_id, run_id, "metrics", batch.batch_id, arrow_batches.points_table(batch.points))
 
     def send_table(self, project_id: str, run_id: str, kind: str, batch_id: str, table) -> models.IngestResult:
         """Send a log or metric batch built with `ltm.arrow_batches` as one Arrow stream."""

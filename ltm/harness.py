@@ -88,3 +88,30 @@ class LtmSystem:
         rest = self.process.stdout.read()
         self.output.append(rest)
         return self.process.wait(timeout=90)
+
+
+class ApiProcess:
+    """The real API served by uvicorn in its own process, on a real DuckDB file."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LTM_HOME": str(home), **env}
+        self.env.pop("LTM_API_URL", None)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "ApiProcess":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ltm.cli", "api", "--port", str(self.port)], cwd=ROOT, env=self.env,
+        )
+        wait_until(self._healthy, timeout=60, message="the API to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, "API process exited during start-up"
+        return answers(self.url + "/health")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=30)

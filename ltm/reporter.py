@@ -5,7 +5,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -43,19 +43,23 @@ class RunReporter:
         level = LogLevel(level).value
         if len(message) > MAX_LOG_MESSAGE:
             message = message[:MAX_LOG_MESSAGE - len(TRUNCATED)] + TRUNCATED
+        moment = arrow_batches.micros(timestamp) if timestamp else _now_us()
         with self._buffer_lock:
-            self._lines.add(timestamp or _now(), level, message)
+            self._lines.add(moment, level, message)
 
     def metrics(self, step: int, values: dict[str, float], timestamp: datetime | None = None) -> None:
         """Non-finite values (a diverged loss) cannot be stored; they become one warning line each."""
-        ts = timestamp or _now()
-        values = {name: float(value) for name, value in values.items()}
-        finite = {name: value for name, value in values.items() if math.isfinite(value)}
-        for name in values.keys() - finite.keys():
-            self.log(f"指标 {name} 在第 {step} 步的值为 {values[name]}，无法记录", level="WARNING", timestamp=ts)
-        count = len(finite)
+        moment = arrow_batches.micros(timestamp) if timestamp else _now_us()
+        names, numbers = list(values), [float(value) for value in values.values()]
+        if not all(map(math.isfinite, numbers)):
+            for name, number in zip(names, numbers):
+                if not math.isfinite(number):
+                    self.log(f"指标 {name} 在第 {step} 步的值为 {number}，无法记录", level="WARNING", timestamp=timestamp)
+            kept = [(name, number) for name, number in zip(names, numbers) if math.isfinite(number)]
+            names, numbers = [name for name, _ in kept], [number for _, number in kept]
+        count = len(names)
         with self._buffer_lock:
-            self._points.extend(finite.keys(), [step] * count, finite.values(), [ts] * count)
+            self._points.extend(names, [step] * count, numbers, [moment] * count)
 
     def artifact(self, **fields: Any) -> None:
         """Register an artifact file in order with the logs and metrics around it."""
@@ -129,8 +133,8 @@ class RunReporter:
                 continue
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+def _now_us() -> int:
+    return time.time_ns() // 1000
 
 
 class _Columns:

@@ -1,42 +1,17 @@
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ltm import Client
+from ltm import Client, harness
 from ltm.harness import ROOT, LtmSystem, answers, free_port, wait_until  # noqa: F401  (re-exported to tests)
 
 
-class ApiProcess:
-    """The real API served by uvicorn in its own process, on a real DuckDB file."""
+class ApiProcess(harness.ApiProcess):
+    """The real API in its own process, with the tests' defaults: short cancel wait, an artifact root URL."""
 
     def __init__(self, home: Path, **env: str) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LTM_HOME": str(home), "LTM_CANCEL_WAIT_SECONDS": "1",
-                    "LTM_ARTIFACT_ROOT": "s3://artifacts", **env}
-        self.env.pop("LTM_API_URL", None)
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "ApiProcess":
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ltm.cli", "api", "--port", str(self.port)], cwd=ROOT, env=self.env,
-        )
-        wait_until(self._healthy, timeout=60, message="the API to answer /health")
-        return self
-
-    def _healthy(self) -> bool:
-        assert self.process.poll() is None, "API process exited during start-up"
-        return answers(self.url + "/health")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=30)
+        super().__init__(home, **{"LTM_CANCEL_WAIT_SECONDS": "1", "LTM_ARTIFACT_ROOT": "s3://artifacts", **env})
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from ltm.models import MAX_BATCH_ITEMS, MAX_LOG_MESSAGE
 from ltm.reporter import MAX_BATCH_TEXT, TRUNCATED, RunReporter
 
 T0 = datetime(2024, 5, 6, 7, 0, tzinfo=timezone.utc)
+US0 = arrow_batches.micros(T0)
 ARROW = {"Content-Type": arrow_batches.MEDIA_TYPE}
 
 
@@ -40,11 +41,11 @@ def stream(table: pa.Table, batch_id: str | None = "b1") -> bytes:
 
 def points(count: int, name: str = "loss") -> pa.Table:
     return arrow_batches.metric_table([name] * count, list(range(count)), [1.0 / (i + 1) for i in range(count)],
-                                      [T0 + timedelta(seconds=i) for i in range(count)])
+                                      [US0 + i * 1_000_000 for i in range(count)])
 
 
 def test_arrow_batches_are_stored_once_and_read_back_like_json(http, run):
-    lines = arrow_batches.log_table([T0, T0 + timedelta(seconds=1)], ["INFO", "WARNING"], ["第一行 ✓", "损失上升"])
+    lines = arrow_batches.log_table([US0, US0 + 1_000_000], ["INFO", "WARNING"], ["第一行 ✓", "损失上升"])
     first = http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
     again = http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
     assert first == {"batch_id": "logs-1", "accepted": 2, "duplicate": False}
@@ -91,10 +92,10 @@ def _log_columns(**overrides) -> pa.Table:
     ("logs", stream(_log_columns(timestamp=pa.array(["昨天"]))), "timestamp", "类型应为"),
     ("logs", stream(_log_columns(timestamp=pa.array([-62135596800 * 10**6], pa.timestamp("us")))), "timestamp",
      "公元 1 年到 9999 年"),
-    ("metrics", stream(arrow_batches.metric_table(["loss", ""], [1, 2], [1.0, 2.0], [T0, T0])), "name",
+    ("metrics", stream(arrow_batches.metric_table(["loss", ""], [1, 2], [1.0, 2.0], [US0, US0])), "name",
      "第 1 行长度必须在 1 到 200"),
-    ("metrics", stream(arrow_batches.metric_table(["loss"], [-1], [1.0], [T0])), "step", "不能小于 0"),
-    ("metrics", stream(arrow_batches.metric_table(["loss", "loss"], [1, 2], [1.0, float("nan")], [T0, T0])),
+    ("metrics", stream(arrow_batches.metric_table(["loss"], [-1], [1.0], [US0])), "step", "不能小于 0"),
+    ("metrics", stream(arrow_batches.metric_table(["loss", "loss"], [1, 2], [1.0, float("nan")], [US0, US0])),
      "value", "第 1 行必须是有限数值"),
     ("metrics", stream(pa.table({"name": ["a"], "step": [1.5], "value": [1.0],
                                  "timestamp": pa.array([T0], arrow_batches.TIMESTAMP)})), "step", "类型应为 int64"),
