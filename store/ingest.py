@@ -7,6 +7,15 @@ import pyarrow as pa
 from store.db import Database, utc_now
 
 
+BLOCK_STEPS = 128  # migration 6 fills metric_blocks with the same block size
+_BLOCKS_OF_INCOMING = f"""
+INSERT INTO metric_blocks
+SELECT ?, name, step // {BLOCK_STEPS}, min(step), max(step), min(value), max(value), arg_max(value, step),
+       arg_max(timestamp, step), count(*)
+FROM incoming GROUP BY name, step // {BLOCK_STEPS}
+"""
+
+
 class _Duplicate(Exception):
     pass
 
@@ -43,6 +52,7 @@ def append_metrics(db: Database, run_id: str, batch_id: str, points: pa.Table) -
             _claim_batch(cur, run_id, "metrics", batch_id, points.num_rows)
             cur.register("incoming", points)
             cur.execute("INSERT INTO metrics SELECT ?, name, step, value, timestamp FROM incoming", [run_id])
+            cur.execute(_BLOCKS_OF_INCOMING, [run_id])
             latest = cur.execute("SELECT name, max(step), arg_max(value, step) FROM incoming GROUP BY name").fetchall()
             cur.unregister("incoming")
     except (_Duplicate, duckdb.TransactionException):

@@ -132,4 +132,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 updated_at TIMESTAMP NOT NULL)""",
         ],
     ),
+    (
+        6,
+        [
+            # Per 128-step block of each series: what downsampling needs, so a long series is read from its
+            # blocks instead of every point. Appended per ingested batch; a block may have several rows.
+            """CREATE TABLE metric_blocks (
+                run_id VARCHAR NOT NULL,
+                name VARCHAR NOT NULL,
+                block BIGINT NOT NULL,
+                first_step BIGINT NOT NULL,
+                last_step BIGINT NOT NULL,
+                min DOUBLE NOT NULL,
+                max DOUBLE NOT NULL,
+                last DOUBLE NOT NULL,
+                last_ts TIMESTAMP NOT NULL,
+                points BIGINT NOT NULL)""",
+            """INSERT INTO metric_blocks
+               SELECT run_id, name, step // 128, min(step), max(step), min(value), max(value), arg_max(value, step),
+                      arg_max(ts, step), count(*)
+               FROM metrics GROUP BY run_id, name, step // 128""",
+        ],
+    ),
 ]

@@ -205,3 +205,33 @@ def test_opening_an_older_store_migrates_it_without_losing_rows(tmp_path):
             "旧运行", '{"loss": 0.5}', "{}")
     finally:
         db.close()
+
+
+def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(tmp_path):
+    import duckdb
+
+    from store import Database
+    from store import metrics as metric_store
+    from store.migrations import MIGRATIONS
+
+    path = tmp_path / "v5.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for version, statements in MIGRATIONS[:5]:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+    con.execute("INSERT INTO metrics SELECT 'run_old', 'loss', i, 1.0 / (i + 1), TIMESTAMP '2024-01-01' "
+                "FROM range(200000) t(i)")
+    con.close()
+
+    db = Database(path)
+    try:
+        [series] = metric_store.downsample(db, "run_old", None, 100)
+    finally:
+        db.close()
+    assert series["total_points"] == 200_000
+    assert len(series["points"]) == 100
+    assert series["points"][0]["max"] == 1.0
+    assert series["points"][-1]["step"] == 199_999
+    assert series["points"][-1]["last"] == 1.0 / 200_000
