@@ -1,8 +1,11 @@
 """Append-only logs and metrics, inserted as Arrow tables; a batch id is stored once per run."""
 
+import threading
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from store.db import Database, utc_now
 
@@ -14,6 +17,9 @@ SELECT ?, name, step // {BLOCK_STEPS}, min(step), max(step), min(value), max(val
        arg_max(timestamp, step), count(*)
 FROM incoming GROUP BY name, step // {BLOCK_STEPS}
 """
+
+
+_RUN_LOCKS = [threading.Lock() for _ in range(64)]  # a run's batches take line numbers one after another
 
 
 class _Duplicate(Exception):
@@ -28,15 +34,29 @@ def _claim_batch(cur, run_id: str, kind: str, batch_id: str, row_count: int) -> 
 
 
 def append_logs(db: Database, run_id: str, batch_id: str, lines: pa.Table) -> bool:
-    """Insert lines (timestamp, level, message) under `batch_id`; False when that batch was already stored."""
+    """Insert lines (timestamp, level, message) under `batch_id`; False when that batch was already stored.
+
+    Lines get the run's next line numbers in time order; `log_runs` remembers whether every batch so far
+    started no earlier than the previous one ended, which is when line numbers can serve pages directly.
+    """
+    lines = lines.sort_by("timestamp")
     first = db.reserve_log_seq(lines.num_rows)
     rows = lines.append_column("seq", pa.array(np.arange(first, first + lines.num_rows, dtype=np.int64)))
     try:
-        with db.transaction() as cur:
+        with _RUN_LOCKS[hash(run_id) % len(_RUN_LOCKS)], db.transaction() as cur:
             _claim_batch(cur, run_id, "logs", batch_id, rows.num_rows)
-            cur.register("incoming", rows)
-            cur.execute("INSERT INTO logs SELECT ?, seq, timestamp, level, message FROM incoming", [run_id])
-            cur.unregister("incoming")
+            if rows.num_rows:
+                state = cur.execute("SELECT lines, last_ts, in_order FROM log_runs WHERE run_id = ?", [run_id]).fetchall()
+                count, last_ts, in_order = state[0] if state else (0, None, True)
+                bounds = pc.min_max(rows["timestamp"])
+                earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
+                in_order = in_order and (last_ts is None or earliest >= last_ts)
+                rows = rows.append_column("line", pa.array(np.arange(count + 1, count + 1 + rows.num_rows, dtype=np.int64)))
+                cur.register("incoming", rows)
+                cur.execute("INSERT INTO logs SELECT ?, seq, timestamp, level, message, line FROM incoming", [run_id])
+                cur.unregister("incoming")
+                cur.execute("INSERT OR REPLACE INTO log_runs VALUES (?, ?, ?, ?)",
+                            [run_id, count + rows.num_rows, max(latest, last_ts or latest), in_order])
     except (_Duplicate, duckdb.TransactionException):
         return False
     return True

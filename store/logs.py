@@ -26,12 +26,40 @@ def _filters(run_id: str, start: datetime | None, end: datetime | None, min_leve
 
 def page(db: Database, run_id: str, offset: int, limit: int, start: datetime | None = None,
          end: datetime | None = None, min_level: str | None = None, query: str | None = None) -> tuple[int, list[dict]]:
+    if min_level is None and not query:
+        state = db.fetch_one("SELECT lines, in_order FROM log_runs WHERE run_id = ?", [run_id])
+        if state is None:
+            return 0, []
+        if state[1]:
+            return _page_by_line(db, run_id, state[0], offset, limit, start, end)
     where, params = _filters(run_id, start, end, min_level, query)
     total = db.fetch_one(f"SELECT count(*) FROM logs WHERE {where}", params)[0]
     rows = db.fetch_dicts(
         f"SELECT ts AS timestamp, level, message FROM logs WHERE {where} ORDER BY ts, seq LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )
+    return total, _with_utc(rows)
+
+
+def _page_by_line(db: Database, run_id: str, lines: int, offset: int, limit: int, start: datetime | None,
+                  end: datetime | None) -> tuple[int, list[dict]]:
+    """Lines in time order: a time window is one range of line numbers, and a page a slice of it."""
+    first, last = 1, lines
+    if start is not None or end is not None:
+        where, params = _filters(run_id, start, end, None, None)
+        first, last = db.fetch_one(f"SELECT min(line), max(line) FROM logs WHERE {where}", params)
+        if first is None:
+            return 0, []
+    total = last - first + 1
+    low, high = first + offset, min(first + offset + limit - 1, last)
+    if low > high:
+        return total, []
+    rows = db.fetch_dicts("SELECT ts AS timestamp, level, message FROM logs WHERE run_id = ? AND line BETWEEN ? AND ? "
+                          "ORDER BY line", [run_id, low, high])
+    return total, _with_utc(rows)
+
+
+def _with_utc(rows: list[dict]) -> list[dict]:
     for row in rows:
         row["timestamp"] = from_db_time(row["timestamp"])
-    return total, rows
+    return rows

@@ -154,4 +154,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                FROM metrics GROUP BY run_id, name, step // 128""",
         ],
     ),
+    (
+        7,
+        [
+            # Each run's lines numbered 1..n in (ts, seq) order, so a page of a run whose lines arrived in time
+            # order is a range of line numbers rather than an OFFSET over everything before it.
+            "ALTER TABLE logs ADD COLUMN line BIGINT",
+            """UPDATE logs SET line = numbered.line
+               FROM (SELECT seq, row_number() OVER (PARTITION BY run_id ORDER BY ts, seq) AS line FROM logs) numbered
+               WHERE logs.seq = numbered.seq""",
+            """CREATE TABLE log_runs (
+                run_id VARCHAR PRIMARY KEY,
+                lines BIGINT NOT NULL,
+                last_ts TIMESTAMP NOT NULL,
+                in_order BOOLEAN NOT NULL)""",
+            "INSERT INTO log_runs SELECT run_id, count(*), max(ts), true FROM logs GROUP BY run_id",
+        ],
+    ),
 ]

@@ -2,6 +2,7 @@
 
 import signal
 import uuid
+from datetime import datetime, timezone
 
 import duckdb
 import httpx
@@ -235,3 +236,36 @@ def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(t
     assert series["points"][0]["max"] == 1.0
     assert series["points"][-1]["step"] == 199_999
     assert series["points"][-1]["last"] == 1.0 / 200_000
+
+
+def test_a_store_from_before_line_numbers_pages_its_old_lines_and_numbers_new_ones_after_them(tmp_path):
+    import duckdb
+
+    from store import Database, ingest
+    from store import logs as log_store
+    from store.migrations import MIGRATIONS
+    from ltm import arrow_batches
+    from api.ingest_payload import _stored
+
+    path = tmp_path / "v6.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    for version, statements in MIGRATIONS[:6]:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+    con.execute("INSERT INTO logs SELECT 'run_old', 1000 - i, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND, 'INFO', "
+                "'旧 ' || i FROM range(1000) t(i)")
+    con.close()
+
+    db = Database(path)
+    try:
+        later = arrow_batches.micros(datetime(2024, 1, 2, tzinfo=timezone.utc))
+        assert ingest.append_logs(db, "run_old", "new", _stored(arrow_batches.log_table([later], ["INFO"], ["新"])))
+        total, rows = log_store.page(db, "run_old", offset=990, limit=50)
+        in_order = db.fetch_one("SELECT in_order FROM log_runs WHERE run_id = 'run_old'")[0]
+    finally:
+        db.close()
+    assert in_order
+    assert total == 1001
+    assert [row["message"] for row in rows] == [f"旧 {i}" for i in range(990, 1000)] + ["新"]
