@@ -38,7 +38,7 @@ async def json_body_only(request: Request) -> None:
 
 
 def get_project(project_id: str, db: Annotated[Database, Depends(get_db)]) -> dict:
-    project = project_store.get(db, project_id) if well_formed(project_id, "project") else None
+    project = project_store.get_row(db, project_id) if well_formed(project_id, "project") else None
     if project is None:
         raise not_found("项目", project_id)
     return project

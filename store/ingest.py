@@ -55,8 +55,11 @@ def append_logs(db: Database, run_id: str, batch_id: str, lines: pa.Table) -> bo
                 cur.register("incoming", rows)
                 cur.execute("INSERT INTO logs SELECT ?, seq, timestamp, level, message, line FROM incoming", [run_id])
                 cur.unregister("incoming")
-                cur.execute("INSERT OR REPLACE INTO log_runs VALUES (?, ?, ?, ?)",
-                            [run_id, count + rows.num_rows, max(latest, last_ts or latest), in_order])
+                values = [count + rows.num_rows, max(latest, last_ts or latest), in_order, run_id]
+                if state:
+                    cur.execute("UPDATE log_runs SET lines = ?, last_ts = ?, in_order = ? WHERE run_id = ?", values)
+                else:
+                    cur.execute("INSERT INTO log_runs (lines, last_ts, in_order, run_id) VALUES (?, ?, ?, ?)", values)
     except (_Duplicate, duckdb.TransactionException):
         return False
     return True

@@ -13,7 +13,7 @@ SELECT p.*, coalesce(r.run_count, 0) AS run_count,
 FROM projects p
 LEFT JOIN (SELECT project_id, count(*) AS run_count,
                   count(*) FILTER (WHERE status IN (?, ?, ?)) AS active_count
-           FROM runs GROUP BY project_id) r ON r.project_id = p.id
+           FROM runs {runs_of} GROUP BY project_id) r ON r.project_id = p.id
 """
 
 
@@ -58,14 +58,22 @@ def name_taken(db: Database, name: str) -> bool:
     return db.fetch_one("SELECT count(*) FROM projects WHERE name = ?", [name])[0] > 0
 
 
+def get_row(db: Database, project_id: str) -> dict | None:
+    """The project's own columns, without run counts: what checks on a project's runs need."""
+    rows = db.fetch_dicts("SELECT * FROM projects WHERE id = ?", [project_id])
+    return _decode(rows[0]) if rows else None
+
+
 def get(db: Database, project_id: str) -> dict | None:
-    rows = db.fetch_dicts(_SELECT + " WHERE p.id = ?", [*ACTIVE_RUN_STATUSES, project_id])
+    """One project; its run counts aggregate only its own runs."""
+    sql = _SELECT.format(runs_of="WHERE project_id = ?") + " WHERE p.id = ?"
+    rows = db.fetch_dicts(sql, [*ACTIVE_RUN_STATUSES, project_id, project_id])
     return _decode(rows[0]) if rows else None
 
 
 def list_(db: Database, owner: str | None = None, status: str | None = None, tag: str | None = None,
           query: str | None = None) -> list[dict]:
-    sql = "SELECT * FROM (" + _SELECT + ") WHERE true"
+    sql = "SELECT * FROM (" + _SELECT.format(runs_of="") + ") WHERE true"
     params: list = [*ACTIVE_RUN_STATUSES]
     if owner is not None:
         sql += " AND owner = ?"

@@ -57,7 +57,7 @@ def list_projects(
 
 @router.get("/{project_id}", response_model=Project, summary="获取项目详情", responses=responses(404, 422))
 def get_project(db: Db, project: ProjectRow):
-    return project_view(db, project)
+    return project_view(db, project_store.get(db, project["id"]))
 
 
 @router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）",
