@@ -106,18 +106,27 @@ def restore(folder: Path, home: Path, force: bool = False) -> Restored:
 # Command line
 
 
-def backup_command(args: argparse.Namespace) -> int:
-    url = Settings().api_url or DEFAULT_API_URL
-    target = Path(args.folder).expanduser().resolve()
+def call_api(doing: str, call) -> tuple[dict | None, int]:
+    """`call(client)` against the running API (LTM_API_URL, token LTM_TOKEN): (answer, 0), or (None, exit code)
+    once the reason has been printed."""
+    settings = Settings()
+    url = settings.api_url or DEFAULT_API_URL
     try:
-        with Client(url) as client:
-            result = client.backup(target)
+        with Client(url, token=settings.token) as client:
+            return call(client), 0
     except ApiError as exc:
-        print(f"备份失败：{exc.detail}", file=sys.stderr)
-        return 2
+        print(f"{doing}失败：{exc.detail}", file=sys.stderr)
+        return None, 2
     except httpx.HTTPError as exc:
         print(f"无法连接 API {url}（API 是否在运行？可用 LTM_API_URL 指定地址）：{exc}", file=sys.stderr)
-        return 1
+        return None, 1
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    target = Path(args.folder).expanduser().resolve()
+    result, code = call_api("备份", lambda client: client.backup(target))
+    if result is None:
+        return code
     rows = sum(result["tables"].values())
     print(f"已备份到 {result['folder']}：{len(result['tables'])} 张表，共 {rows} 行，"
           f"{result['files']} 个文件，{result['bytes']} 字节（结构版本 {result['schema_version']}）")

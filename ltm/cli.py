@@ -1,9 +1,10 @@
-"""`ltm` command line: serve the API, start the whole system."""
+"""`ltm` command line: serve the API, start the whole system, maintain the store."""
 
 import argparse
 import sys
 
 from ltm.backup import add_commands as add_backup_commands
+from ltm.backup import call_api
 from ltm.tokens import add_commands as add_token_commands
 
 
@@ -31,6 +32,16 @@ def start_all(args: argparse.Namespace) -> int:
     return up(home, Ports(prefect=args.prefect_port, api=args.api_port, console=args.console_port))
 
 
+def compact_store(args: argparse.Namespace) -> int:
+    result, code = call_api("压缩存储", lambda client: client.compact())
+    if result is None:
+        return code
+    megabytes = [round(result[key] / 2**20, 1) for key in ("bytes_before", "bytes_after")]
+    print(f"已压缩存储：{megabytes[0]} MiB → {megabytes[1]} MiB，用时 {result['seconds']} 秒"
+          f"（{len(result['tables'])} 张表，共 {sum(result['tables'].values())} 行，行数已核对）")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ltm", description="LLM 训练管理")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     everything.set_defaults(handler=start_all)
     add_token_commands(commands)
     add_backup_commands(commands)
+    compact = commands.add_parser("compact", help="压缩存储，收回已删除运行占用的空间（通过运行中的 API，LTM_API_URL）")
+    compact.set_defaults(handler=compact_store)
     args = parser.parse_args(argv)
     return args.handler(args)
 

@@ -1,6 +1,8 @@
 """The one DuckDB connection of the process that owns the store file."""
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from store import compaction
 from store.migrations import MIGRATIONS
 
 
@@ -26,14 +29,62 @@ def from_db_time(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+class _Gate:
+    """Readers–writer gate over the connection: cursors share it; compaction and close take it alone.
+
+    Taking it alone waits for the cursors in flight and stops new ones meanwhile; a thread that already holds
+    a cursor may still open another, so nested cursors cannot deadlock against a waiting compaction."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._shared = 0
+        self._waiting = 0
+        self._alone = False
+        self._held = threading.local()
+
+    def enter(self) -> None:
+        depth = getattr(self._held, "depth", 0)
+        with self._changed:
+            while self._alone or (self._waiting and not depth):
+                self._changed.wait()
+            self._shared += 1
+        self._held.depth = depth + 1
+
+    def leave(self) -> None:
+        self._held.depth -= 1
+        with self._changed:
+            self._shared -= 1
+            if not self._shared and self._waiting:
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._waiting += 1
+            try:
+                while self._alone or self._shared:
+                    self._changed.wait()
+            finally:
+                self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
 class Database:
-    """Owns the connection. Readers and appenders take a cursor each; row updates take `write_lock`."""
+    """Owns the connection. Readers and appenders take a cursor each; row updates take `write_lock`;
+    `compact` swaps the connection for one on a rewritten file while no cursor is open."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = duckdb.connect(str(self.path))
         self.write_lock = threading.RLock()
+        self._gate = _Gate()
         self._seq_lock = threading.Lock()
         self._migrate()
         self._next_log_seq = self.fetch_one("SELECT coalesce(max(seq), 0) + 1 FROM logs")[0]
@@ -61,11 +112,15 @@ class Database:
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._connection.cursor()
+        self._gate.enter()
         try:
-            yield cur
+            cur = self._connection.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
         finally:
-            cur.close()
+            self._gate.leave()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -99,7 +154,36 @@ class Database:
             self._next_log_seq += count
             return first
 
+    def compact(self) -> dict:
+        """Rewrite the store into a fresh file beside it and swap that in, giving back the space of deleted rows.
+
+        Waits for the cursors in flight; new ones wait until the swap is done. On any failure before the swap
+        the store file is left untouched and the partial copy removed."""
+        started = time.monotonic()
+        with self._gate.alone():
+            before = compaction.footprint(self.path)
+            staging = self.path.with_name(self.path.name + ".compacting")
+            compaction.remove(staging)
+            try:
+                tables = compaction.copy_store(self._connection, staging)
+                self._swap_in(staging)
+            finally:
+                compaction.remove(staging)
+            after = compaction.footprint(self.path)
+        return {"bytes_before": before, "bytes_after": after, "tables": tables,
+                "seconds": round(time.monotonic() - started, 3)}
+
+    def _swap_in(self, staging: Path) -> None:
+        """Close the connection, move `staging` over the store file and reopen; the old file's WAL goes with it."""
+        self._connection.close()
+        try:
+            os.replace(staging, self.path)
+            compaction.wal_of(self.path).unlink(missing_ok=True)
+        finally:
+            self._connection = duckdb.connect(str(self.path))
+
     def close(self) -> None:
         """Fold the WAL into the file so a clean stop leaves no WAL behind."""
-        self._connection.execute("CHECKPOINT")
-        self._connection.close()
+        with self._gate.alone():
+            self._connection.execute("CHECKPOINT")
+            self._connection.close()

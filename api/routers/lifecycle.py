@@ -1,4 +1,5 @@
-"""Data lifecycle: checkpoint retention, deleting artifacts, runs and projects (preview first), store backup.
+"""Data lifecycle: checkpoint retention, deleting artifacts, runs and projects (preview first), store backup
+and compaction.
 
 Deleting always removes files before rows: a failed file delete leaves its row, so no record silently points
 to a missing file. Only files inside the artifact's own run folder (<artifact root>/<project>/<run>/) are ever
@@ -19,6 +20,7 @@ from store import auth as audit_store
 from store import backup as backup_store
 from store import lifecycle as lifecycle_store
 from store import runs as run_store
+from store.compaction import CompactionFailed
 
 from api.auth import Actor, Caller, require_owner, require_role
 from api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
@@ -32,6 +34,7 @@ PROJECT = "/projects/{project_id}"
 RUN = PROJECT + "/runs/{run_id}"
 DryRun = Annotated[bool, Query(description="true（默认）只预览将删除的内容，不做任何修改；false 才真正删除")]
 _STORAGE_FAILED = {503: {"model": ErrorBody, "description": "工件文件删除失败或备份写入失败；未删除的记录保持不变"}}
+_COMPACTION_FAILED = {503: {"model": ErrorBody, "description": "压缩失败；存储文件保持原样，未完成的副本已清理"}}
 
 
 class RetentionPolicy(BaseModel):
@@ -102,6 +105,13 @@ class BackupResult(BaseModel):
     files: int
     bytes: int
     schema_version: int
+
+
+class CompactionResult(BaseModel):
+    bytes_before: int = Field(description="压缩前存储文件（含 WAL）的字节数")
+    bytes_after: int = Field(description="压缩后存储文件的字节数")
+    tables: dict[str, int] = Field(description="每张表的行数（压缩前后一致，已核对）")
+    seconds: float = Field(description="用时（秒），含等待进行中的请求结束的时间")
 
 
 # Artifact files
@@ -414,3 +424,21 @@ def backup(db: Db, settings: CurrentSettings, caller: Caller, body: BackupReques
     audit_store.record(db, caller.user, "备份存储", target=str(folder), details=f"{sum(tables.values())} 行")
     return {"folder": str(folder), "tables": tables, "files": len(written),
             "bytes": sum(entry.stat().st_size for entry in written), "schema_version": db.schema_version}
+
+
+# Compaction
+
+
+@router.post("/admin/compact", response_model=CompactionResult, summary="压缩存储，收回已删除数据占用的空间（管理员）",
+             description="把整个存储重写到一个新文件再替换原文件：删除运行或项目后，DuckDB 文件不会自动变小。"
+                         "压缩期间其他请求会等待其完成；行数逐表核对一致后才替换原文件。",
+             responses=_COMPACTION_FAILED)
+def compact(db: Db, caller: Caller):
+    require_role(caller, "admin", "压缩存储")
+    try:
+        result = db.compact()
+    except (duckdb.Error, OSError, CompactionFailed) as exc:
+        raise ApiError(503, f"压缩存储失败，存储保持原样：{exc}") from exc
+    audit_store.record(db, caller.user, "压缩存储", target=str(db.path),
+                       details=f"{result['bytes_before']} → {result['bytes_after']} 字节")
+    return result
