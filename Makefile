@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test up api bench clean
+.PHONY: install test up api bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ api: $(STAMP)
 clean:
 	rm -rf $(VENV) .ltm test-output
 
+BENCHES := bench.bench_ingest bench.bench_store bench.bench_flows bench.bench_console
+
 bench: $(STAMP)
-	$(PY) -m bench.bench_flows
-	$(PY) -m bench.bench_console
+	for b in $(BENCHES); do $(PY) -m $$b || exit 1; done
+
+bench-smoke: $(STAMP)
+	for b in $(BENCHES); do $(PY) -m $$b --smoke || exit 1; done
