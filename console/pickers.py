@@ -1,4 +1,8 @@
-"""Which project/run a page shows: from the query parameters, or chosen on the page and written back to them."""
+"""Which project/run a page shows: from the query parameters, or chosen on the page; written back to them either way.
+
+Writing back an id that came from the query parameters is not a no-op: a st.page_link from one run's page to another
+run's page shows the new run but leaves the browser's address at the old one, so a reload or a later st.rerun()
+would show the old run again. Setting the parameter sends the address to the browser."""
 
 import streamlit as st
 
@@ -10,6 +14,7 @@ from ltm import Client
 def project_id() -> str:
     chosen = st.query_params.get("project_id")
     if chosen:
+        st.query_params["project_id"] = chosen
         return chosen
     projects = require(Client.list_projects)
     if not projects:
@@ -27,6 +32,7 @@ def project_id() -> str:
 def run_id(project_id: str) -> str:
     chosen = st.query_params.get("run_id")
     if chosen:
+        st.query_params["run_id"] = chosen
         return chosen
     runs = require(Client.list_runs, project_id)
     if not runs:
