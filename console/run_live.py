@@ -83,8 +83,7 @@ def artifacts_table(artifacts: list[Artifact]) -> None:
         return
     frame = pd.DataFrame([{
         "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value), "名称": a.name,
-        "步数": a.step, "大小": ui.fmt_size(a.size_bytes), "创建时间": ui.fmt_time(a.created_at),
+        "步数": ui.EMPTY if a.step is None else str(a.step), "大小": ui.fmt_size(a.size_bytes), "创建时间": ui.fmt_time(a.created_at),
         "标签": " → ".join(tag.value.value for tag in a.tags) or ui.EMPTY, "路径": a.path, "ID": a.id,
     } for a in artifacts])
-    frame["步数"] = frame["步数"].astype("Int64")
     st.dataframe(frame, hide_index=True)

@@ -19,7 +19,8 @@ PROJECT_STATUS_COLORS = {
 }
 PROJECT_FIELDS = {
     "name": "名称", "description": "描述", "objective": "目标", "task_type": "任务类型", "base_model": "基线模型",
-    "owner": "负责人", "tags": "标签", "default_hyperparameters": "默认超参数", "archived": "已归档",
+    "owner": "负责人", "tags": "标签", "default_hyperparameters": "默认超参数", "default_trainer": "默认训练器",
+    "archived": "已归档",
 }
 EMPTY = "—"
 

@@ -209,6 +209,26 @@ def test_edit_without_changes_creates_no_version(console_env, client):
     assert client.get_project(project.id).version == 1
 
 
+def test_edit_form_sets_the_default_trainer_that_the_run_form_then_offers(console_env, client):
+    project = make_project(client, default_hyperparameters={})
+    at = open_console("project", project_id=project.id)
+    assert "没有默认超参数" in " ".join(texts(at.caption))
+    trainer = labelled(at.selectbox, "默认训练器")
+    assert trainer.value is None and trainer.options[0] == "不设置（使用 simulated）"
+    trainer.select("simulated")
+    at.button(key="edit_project_submit").click().run()
+
+    updated = client.get_project(project.id)
+    assert (updated.version, updated.default_trainer) == (2, "simulated")
+    assert updated.versions[-1].changes["default_trainer"].model_dump() == {"old": None, "new": "simulated"}
+    assert "默认训练器" in list(labelled_table(at, "变更")["变更"])[0]
+    assert labelled(at.selectbox, "训练器").value == "simulated"
+
+    labelled(at.selectbox, "默认训练器").select_index(0)
+    at.button(key="edit_project_submit").click().run()
+    assert client.get_project(project.id).default_trainer is None
+
+
 def labelled_table(at: AppTest, column: str):
     found = [d.value for d in at.dataframe if column in d.value.columns]
     assert found, f"no table with column {column!r}"

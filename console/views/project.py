@@ -36,7 +36,11 @@ def overview(project: Project) -> None:
             st.markdown(f"**{label}**：{value or ui.EMPTY}")
     with config:
         st.subheader("默认配置")
-        st.json(project.default_hyperparameters)
+        if project.default_hyperparameters:
+            st.json(project.default_hyperparameters)
+        else:
+            st.caption("没有默认超参数，运行只使用自己的超参数和训练器的默认值。")
+        st.markdown(f"**默认训练器**：{project.default_trainer or 'simulated'}")
 
 
 def runs_table(project: Project, runs: list[RunOverview]) -> None:
@@ -148,6 +152,12 @@ def edit_form(project: Project) -> None:
         tags = third.text_input("标签（用逗号分隔）", value=", ".join(project.tags), key=f"edit_tags_{version}")
         hyperparameters = st.text_area("默认超参数（JSON 对象）", value=ui.pretty_json(project.default_hyperparameters),
                                        height=160, key=f"edit_hp_{version}")
+        trainers = [None, *(t.name for t in call(Client.list_trainers) or [])]
+        if project.default_trainer not in trainers:
+            trainers.append(project.default_trainer)
+        default_trainer = st.selectbox("默认训练器", trainers, index=trainers.index(project.default_trainer),
+                                       format_func=lambda name: name or "不设置（使用 simulated）",
+                                       key=f"edit_trainer_{version}")
         if not st.form_submit_button("保存修改", type="primary", key="edit_project_submit"):
             return
     try:
@@ -155,6 +165,7 @@ def edit_form(project: Project) -> None:
             "description": ui.optional_text(description), "objective": ui.optional_text(objective),
             "task_type": ui.optional_text(task_type), "base_model": ui.optional_text(base_model),
             "tags": ui.parse_tags(tags), "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
+            "default_trainer": default_trainer,
         }
     except ui.InputError as exc:
         st.error(str(exc))
