@@ -15,6 +15,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = ROOT / "test-output" / "screenshots"
 STEP = re.compile(r"第 (\d+) / \d+ 步")
+expect.set_options(timeout=30_000)  # a rerun on two busy cores can take longer than Playwright's 5 s default
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,23 @@ def page(browser):
     context.close()
 
 
+def settled(page) -> None:
+    """The script run has finished and no widget is still drawn as a loading placeholder."""
+    expect(page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')).to_be_attached()
+    expect(page.locator('[data-testid="stSkeleton"], [data-testid="stSkeletonElement"]')).to_have_count(0)
+
+
 def shot(page, name: str) -> None:
+    settled(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def expect_charts_drawn(page, count: int) -> None:
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    expect(charts).to_have_count(count)
+    for index in range(count):
+        expect(charts.nth(index).locator("canvas, svg").first).to_be_visible()
 
 
 def current_step(page) -> int:
@@ -61,6 +76,7 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     expect(page.get_by_role("heading", name=re.compile("浏览器端到端项目"))).to_be_visible()
     shot(page, "2-project")
 
+    settled(page)
     page.get_by_role("tab", name="发起运行").click()
     page.get_by_label("数据集 *").fill("中文科技论文语料")
     page.get_by_role("button", name="发起运行").click()
@@ -84,27 +100,105 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     assert cancelled.status == RunStatus.CANCELLED
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
 
+    settled(page)
     page.get_by_role("tab", name="检查点标签").click()
     page.get_by_text("发布", exact=True).click()
     page.get_by_label("备注（可选）").fill("验证集表现最好")
     page.get_by_role("button", name="打标签").click()
-    expect(page.get_by_text("验证集表现最好").first).to_be_attached()
+    expect(page.get_by_text("打上“发布”标签")).to_be_visible()
+    settled(page)
+    page.get_by_role("tab", name="检查点标签").click()
+    expect(page.get_by_text("验证集表现最好").first).to_be_attached()  # a cell of the tag history grid
     tags = api.get_run(project.id, run.id).artifacts
     assert [t.value.value for a in tags if a.id == checkpoint.id for t in a.tags] == ["发布"]
     shot(page, "5-run-tagged")
 
+    settled(page)
     page.get_by_role("tab", name="从检查点恢复").click()
     page.get_by_role("button", name="从检查点恢复").click()
     page.get_by_role("link", name=re.compile("查看新运行")).click()
     resumed = wait_until(lambda: [r for r in api.list_runs(project.id) if r.resumed_from], message="the resumed run")[0]
     assert resumed.resumed_from == checkpoint.id and resumed.parent_run_id == run.id
     expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
+    expect(page).to_have_url(re.compile(f"run_id={resumed.id}"))  # the address a reload or a colleague opens
     expect(page.get_by_text(checkpoint.id).first).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^(排队中|运行中)$")).first).to_be_visible()
+    wait_until(lambda: page.get_by_text(STEP).count() and current_step(page) > checkpoint.step, timeout=60,
+               interval=0.2, message="the resumed run to train past its checkpoint on the page")
     shot(page, "6-run-resumed")
+    expect(page.get_by_text("已完成").first).to_be_visible(timeout=120_000)
+    assert api.get_run(project.id, resumed.id).status == RunStatus.COMPLETED
 
     page.goto(f"{ltm_system.console_url}/compare?project_id={project.id}&runs={run.id},{resumed.id}")
     expect(page.get_by_role("heading", name="超参数差异")).to_be_visible()
     expect(page.get_by_role("heading", name="指标曲线")).to_be_visible()
+    expect_charts_drawn(page, len({*cancelled.metrics, *api.get_run(project.id, resumed.id).metrics}))
     shot(page, "7-compare")
-    api.cancel_run(project.id, resumed.id)
+
+
+def metric_value(page, name: str) -> float:
+    card = page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(name, exact=True))
+    return float(card.locator('[data-testid="stMetricValue"]').inner_text())
+
+
+@pytest.mark.timeout(600)
+def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system, page):
+    """Issue 7's journey in the browser: tiny-lm chosen in the run form, loss falling on the page, cancel, resume,
+    release, then the released checkpoint loaded in Python as the README shows."""
+    pytest.importorskip("torch", reason="需要安装 ltm[torch]（CI 会安装）")
+    from flows.trainers.tiny_lm import generate, load_checkpoint
+
+    api = Client(ltm_system.api_url)
+    project = api.create_project(name="控制台真实模型", owner="小王", base_model="tiny-lm",
+                                 default_hyperparameters={"num_epochs": 1, "steps_per_epoch": 3000, "d_model": 64})
+    page.goto(f"{ltm_system.console_url}/project?project_id={project.id}")
+    settled(page)
+    page.get_by_role("tab", name="发起运行").click()
+    page.get_by_label("训练器", exact=True).click()
+    page.get_by_role("option", name=re.compile("^tiny-lm")).click()
+    page.get_by_label("数据集 *").fill("sample")
+    page.get_by_role("button", name="发起运行").click()
+    page.get_by_role("link", name=re.compile("查看运行")).click()
+
+    expect(page.get_by_text("train_loss", exact=True).first).to_be_visible(timeout=90_000)
+    early_step, early_loss = current_step(page), metric_value(page, "train_loss")
+    wait_until(lambda: current_step(page) >= early_step + 40, timeout=240, interval=0.5,
+               message="40 more real training steps on the page")
+    later_loss = metric_value(page, "train_loss")
+    assert later_loss < early_loss - 0.5, (early_step, early_loss, later_loss)
+    [run] = api.list_runs(project.id)
+    assert run.trainer == "tiny-lm"
+
+    page.get_by_role("button", name="取消运行").click()
+    page.get_by_role("button", name="确认取消").click()
+    expect(page.get_by_text("已取消").first).to_be_visible(timeout=60_000)
+    checkpoint = next(a for a in api.get_run(project.id, run.id).artifacts if a.name == "取消前的检查点")
+
+    settled(page)
+    page.get_by_role("tab", name="从检查点恢复").click()
+    page.get_by_label("覆盖的超参数（JSON 对象，可选，只填写要修改的键）").fill(
+        f'{{"steps_per_epoch": {checkpoint.step + 20}}}')
+    page.get_by_role("button", name="从检查点恢复").click()
+    settled(page)
+    page.get_by_role("link", name=re.compile("查看新运行")).click()
+    resumed = next(r for r in api.list_runs(project.id) if r.resumed_from == checkpoint.id)
+    expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
+    expect(page).to_have_url(re.compile(f"run_id={resumed.id}"))
+    expect(page.get_by_text(re.compile("^已完成$")).first).to_be_visible(timeout=180_000)
+    resumed = api.get_run(project.id, resumed.id)
+    assert (resumed.status, resumed.current_step) == (RunStatus.COMPLETED, checkpoint.step + 20)
+
+    settled(page)
+    page.get_by_role("tab", name="检查点标签").click()
+    page.get_by_text("发布", exact=True).click()
+    page.get_by_label("备注（可选）").fill("真实模型，损失最低")
+    page.get_by_role("button", name="打标签").click()
+    expect(page.get_by_text("打上“发布”标签")).to_be_visible()
+    settled(page)
+    page.get_by_role("tab", name="检查点标签").click()
+    expect(page.get_by_text("真实模型，损失最低").first).to_be_attached()  # a cell of the tag history grid
+    shot(page, "8-real-model-released")
+
+    released = next(a for a in api.list_artifacts(project.id, resumed.id) if any(t.value.value == "发布" for t in a.tags))
+    assert released.step == checkpoint.step + 20
+    text = generate(load_checkpoint(released.path), "今天", max_new_tokens=20, temperature=0)
+    assert text.startswith("今天") and len(text) > 2
