@@ -60,6 +60,39 @@ def current_step(page) -> int:
     return int(STEP.search(text).group(1))
 
 
+def cancel_through_the_page(page) -> None:
+    settled(page)
+    page.get_by_role("button", name="取消运行").click()
+    expect(page.get_by_text("确认取消运行")).to_be_visible()
+    settled(page)  # a click on a button that a rerun is about to replace is lost
+    page.get_by_role("button", name="确认取消").click()
+    expect(page.get_by_text("已取消").first).to_be_visible(timeout=60_000)
+
+
+def release_through_the_page(page, notes: str) -> None:
+    """Tag the checkpoint the tag form offers first as 发布, and see the tag in the history grid."""
+    settled(page)
+    page.get_by_role("tab", name="检查点标签").click()
+    page.get_by_text("发布", exact=True).click()
+    page.get_by_label("备注（可选）").fill(notes)
+    page.get_by_role("button", name="打标签").click()
+    expect(page.get_by_text("打上“发布”标签")).to_be_visible()
+    settled(page)
+    page.get_by_role("tab", name="检查点标签").click()
+    expect(page.get_by_text(notes).first).to_be_attached()  # a cell of the tag history grid
+
+
+def resume_through_the_page(page, overrides: str = "") -> None:
+    """Resume from the checkpoint the resume form offers (the latest) and follow the link to the new run."""
+    settled(page)
+    page.get_by_role("tab", name="从检查点恢复").click()
+    if overrides:
+        page.get_by_label("覆盖的超参数（JSON 对象，可选，只填写要修改的键）").fill(overrides)
+    page.get_by_role("button", name="从检查点恢复").click()
+    settled(page)
+    page.get_by_role("link", name=re.compile("查看新运行")).click()
+
+
 def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_system, page):
     api = Client(ltm_system.api_url)
     page.goto(ltm_system.console_url)
@@ -88,9 +121,7 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     wait_until(lambda: current_step(page) > first, timeout=30, interval=0.2, message="progress to move without reload")
     shot(page, "3-run-training")
 
-    page.get_by_role("button", name="取消运行").click()
-    page.get_by_role("button", name="确认取消").click()
-    expect(page.get_by_text("已取消").first).to_be_visible(timeout=60_000)
+    cancel_through_the_page(page)
     expect(page.get_by_text("取消前的检查点").first).to_be_attached()  # a cell of the artifacts grid
     shot(page, "4-run-cancelled")
 
@@ -100,23 +131,12 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     assert cancelled.status == RunStatus.CANCELLED
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
 
-    settled(page)
-    page.get_by_role("tab", name="检查点标签").click()
-    page.get_by_text("发布", exact=True).click()
-    page.get_by_label("备注（可选）").fill("验证集表现最好")
-    page.get_by_role("button", name="打标签").click()
-    expect(page.get_by_text("打上“发布”标签")).to_be_visible()
-    settled(page)
-    page.get_by_role("tab", name="检查点标签").click()
-    expect(page.get_by_text("验证集表现最好").first).to_be_attached()  # a cell of the tag history grid
+    release_through_the_page(page, "验证集表现最好")
     tags = api.get_run(project.id, run.id).artifacts
     assert [t.value.value for a in tags if a.id == checkpoint.id for t in a.tags] == ["发布"]
     shot(page, "5-run-tagged")
 
-    settled(page)
-    page.get_by_role("tab", name="从检查点恢复").click()
-    page.get_by_role("button", name="从检查点恢复").click()
-    page.get_by_role("link", name=re.compile("查看新运行")).click()
+    resume_through_the_page(page)
     resumed = wait_until(lambda: [r for r in api.list_runs(project.id) if r.resumed_from], message="the resumed run")[0]
     assert resumed.resumed_from == checkpoint.id and resumed.parent_run_id == run.id
     expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
@@ -168,18 +188,10 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     [run] = api.list_runs(project.id)
     assert run.trainer == "tiny-lm"
 
-    page.get_by_role("button", name="取消运行").click()
-    page.get_by_role("button", name="确认取消").click()
-    expect(page.get_by_text("已取消").first).to_be_visible(timeout=60_000)
+    cancel_through_the_page(page)
     checkpoint = next(a for a in api.get_run(project.id, run.id).artifacts if a.name == "取消前的检查点")
 
-    settled(page)
-    page.get_by_role("tab", name="从检查点恢复").click()
-    page.get_by_label("覆盖的超参数（JSON 对象，可选，只填写要修改的键）").fill(
-        f'{{"steps_per_epoch": {checkpoint.step + 20}}}')
-    page.get_by_role("button", name="从检查点恢复").click()
-    settled(page)
-    page.get_by_role("link", name=re.compile("查看新运行")).click()
+    resume_through_the_page(page, f'{{"steps_per_epoch": {checkpoint.step + 20}}}')
     resumed = next(r for r in api.list_runs(project.id) if r.resumed_from == checkpoint.id)
     expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
     expect(page).to_have_url(re.compile(f"run_id={resumed.id}"))
@@ -187,15 +199,7 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     resumed = api.get_run(project.id, resumed.id)
     assert (resumed.status, resumed.current_step) == (RunStatus.COMPLETED, checkpoint.step + 20)
 
-    settled(page)
-    page.get_by_role("tab", name="检查点标签").click()
-    page.get_by_text("发布", exact=True).click()
-    page.get_by_label("备注（可选）").fill("真实模型，损失最低")
-    page.get_by_role("button", name="打标签").click()
-    expect(page.get_by_text("打上“发布”标签")).to_be_visible()
-    settled(page)
-    page.get_by_role("tab", name="检查点标签").click()
-    expect(page.get_by_text("真实模型，损失最低").first).to_be_attached()  # a cell of the tag history grid
+    release_through_the_page(page, "真实模型，损失最低")
     shot(page, "8-real-model-released")
 
     released = next(a for a in api.list_artifacts(project.id, resumed.id) if any(t.value.value == "发布" for t in a.tags))
