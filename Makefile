@@ -1,8 +1,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 
-.PHONY: install test up api bench bench-smoke clean
+.PHONY: install test up api bench bench-smoke bench-mlflow clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +33,12 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	for b in $(BENCHES); do $(PY) -m $$b --smoke || exit 1; done
+
+$(MLFLOW_STAMP):
+	python3 -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install -q mlflow==3.17.2  # the version bench/README.md quotes
+	touch $(MLFLOW_STAMP)
+
+# MLflow side by side, in its own venv; not in BENCHES (CI does not install MLflow). ARGS=--smoke for tiny sizes.
+bench-mlflow: $(STAMP) $(MLFLOW_STAMP)
+	$(PY) -m bench.bench_mlflow --mlflow-venv $(MLFLOW_VENV) $(ARGS)
