@@ -6,14 +6,13 @@ Run with `make bench` (or `python -m bench.bench_ingest [--smoke]`); it starts i
 
 import argparse
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from bench.common import figure
+from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
 from ltm.harness import ApiProcess
 from ltm.reporter import MAX_BATCH_ROWS, RunReporter
@@ -24,10 +23,15 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 US0 = arrow_batches.micros(T0)
 
 
+def step_values(step: int) -> dict[str, float]:
+    """The value of each of SERIES at `step`: every benchmark that compares ingest sends these."""
+    return {"train_loss": 2.0 / (1 + step), "learning_rate": 3e-4, "grad_norm": 1.0 + step % 7,
+            "tokens_per_second": 40_000.0 + step % 97, "gpu_utilization": 0.9}
+
+
 def feed_metrics(reporter: RunReporter, steps: int) -> None:
     for step in range(steps):
-        reporter.metrics(step, {"train_loss": 2.0 / (1 + step), "learning_rate": 3e-4, "grad_norm": 1.0 + step % 7,
-                                "tokens_per_second": 40_000.0 + step % 97, "gpu_utilization": 0.9})
+        reporter.metrics(step, step_values(step))
 
 
 def feed_logs(reporter: RunReporter, lines: int) -> None:
@@ -46,13 +50,7 @@ def reporters_rate(client: Client, project_id: str, reporters: int, per_reporter
         feed(reporter, per_reporter)
         reporter.close()
 
-    threads = [threading.Thread(target=report, args=(run,)) for run in runs]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = on_threads([lambda run=run: report(run) for run in runs])
     expected = per_reporter * per_call
     for run in runs:
         if kind == "metrics":

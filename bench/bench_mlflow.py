@@ -14,7 +14,6 @@ import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_ingest import SERIES, reporters_rate
+from bench.bench_ingest import SERIES, reporters_rate, step_values
 from bench.bench_store import latencies
-from bench.common import figure
+from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
 from ltm.harness import ApiProcess, answers, free_port, wait_until
 
@@ -207,11 +206,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def step_values(step: int) -> dict[str, float]:
-    return {"train_loss": 2.0 / (1 + step), "learning_rate": 3e-4, "grad_norm": 1.0 + step % 7,
-            "tokens_per_second": 40_000.0 + step % 97, "gpu_utilization": 0.9}
-
-
 def step_chunks(steps: range, keys: tuple[str, ...]) -> list[range]:
     """Steps of each LogBatch request: at most 1,000 metrics, every step with all its keys."""
     per_request = LOG_BATCH // len(keys)
@@ -228,23 +222,12 @@ def mlflow_post(url: str, run_id: str, chunks: list[range], keys: tuple[str, ...
             assert response.status_code == 200, f"log-batch: {response.status_code} {response.text[:500]}"
 
 
-def run_clients(work) -> float:
-    """Seconds for the callables in `work`, each on its own thread, to finish."""
-    threads = [threading.Thread(target=job) for job in work]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started
-
-
 def mlflow_ingest_rate(mlflow: MlflowRest, url: str, experiment_id: str, scale: Scale,
                        verify: bool = True) -> tuple[float, list[str]]:
     """Points/s from `clients` threads, each with its own connection and run, with stored counts checked."""
     runs = [mlflow.create_run(experiment_id) for _ in range(scale.clients)]
     chunks = step_chunks(range(scale.steps), SERIES)
-    elapsed = run_clients([lambda r=run_id: mlflow_post(url, r, chunks, SERIES) for run_id in runs])
+    elapsed = on_threads([lambda r=run_id: mlflow_post(url, r, chunks, SERIES) for run_id in runs])
     if verify:
         check_counts(mlflow, runs, scale.steps)
     return scale.clients * scale.steps * len(SERIES) / elapsed, runs
@@ -260,7 +243,7 @@ def seed_mlflow_series(mlflow: MlflowRest, url: str, experiment_id: str, scale: 
     run_id = mlflow.create_run(experiment_id)
     chunks = step_chunks(range(scale.series_points), (SERIES_NAME,))
     shares = [chunks[i::scale.clients] for i in range(scale.clients)]
-    elapsed = run_clients([lambda share=share: mlflow_post(url, run_id, share, (SERIES_NAME,)) for share in shares])
+    elapsed = on_threads([lambda share=share: mlflow_post(url, run_id, share, (SERIES_NAME,)) for share in shares])
     print(f"M3 seeded MLflow with {scale.series_points:,} points of one metric in {elapsed:.1f} s "
           f"({scale.series_points / elapsed:,.0f}/s, {scale.clients} clients)", flush=True)
     return run_id

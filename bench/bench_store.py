@@ -6,9 +6,7 @@ Run with `make bench` (or `python -m bench.bench_store [--smoke]`); it starts it
 """
 
 import argparse
-import statistics
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import figure
+from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
 from ltm.harness import ApiProcess
 
@@ -104,13 +102,8 @@ def throughput(url: str, path: str, seconds: float, clients: int = 4) -> float:
                 assert http.get(path).status_code == 200
                 done[index] += 1
 
-    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.perf_counter() - started)
+    elapsed = on_threads([lambda i=i: hammer(i) for i in range(clients)])
+    return sum(done) / elapsed
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
 import statistics
+import threading
+import time
 
 
 def figure(label: str, samples: list[float], target: str, unit: str = "s", digits: int = 3) -> str:
@@ -10,3 +12,14 @@ def figure(label: str, samples: list[float], target: str, unit: str = "s", digit
             f"max {shown(max(samples))}, n={len(samples)}) target {target}")
     print(line, flush=True)
     return line
+
+
+def on_threads(work) -> float:
+    """Seconds for the callables in `work`, each on its own thread, to finish."""
+    threads = [threading.Thread(target=job) for job in work]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
