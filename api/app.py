@@ -5,15 +5,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from store import Database
+from ltm.store import Database
 
-from api import errors
-from api.auth import actor
-from api.ingest_payload import document_ingest_models
-from api.launcher import Launcher, LauncherUnavailable, load_launcher
-from api.limits import BodySizeLimit, NoEncodedSlash
-from api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
-from api.run_service import RunService
+from ltm.api import errors
+from ltm.api.auth import actor
+from ltm.api.ingest_payload import document_ingest_models
+from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
+from ltm.api.limits import BodySizeLimit, NoEncodedSlash
+from ltm.api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
+from ltm.api.run_service import RunService
 from ltm.settings import Settings
 
 log = logging.getLogger("ltm.api")

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from store import Database, utc_now
-from store import auth as auth_store
+from ltm.store import Database, utc_now
+from ltm.store import auth as auth_store
 
-from api.errors import ApiError
+from ltm.api.errors import ApiError
 from ltm.ids import new_id
 
 ROLES = ("viewer", "member", "admin")

@@ -2,12 +2,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from store import Database
-from store import projects as project_store
+from ltm.store import Database
+from ltm.store import projects as project_store
 
-from api.errors import ApiError, not_found
-from api.ids import well_formed
-from api.run_service import RunService
+from ltm.api.errors import ApiError, not_found
+from ltm.api.ids import well_formed
+from ltm.api.run_service import RunService
 from ltm.settings import Settings
 
 

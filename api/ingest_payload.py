@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from api.errors import ApiError, unprocessable
+from ltm.api.errors import ApiError, unprocessable
 from ltm import arrow_batches
 from ltm.models import MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, LogBatch, LogLevel, MetricBatch
 

@@ -1,15 +1,15 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
-from store import Database, utc_now
-from store import artifacts as artifact_store
-from store import auth as auth_store
-from store import runs as run_store
+from ltm.store import Database, utc_now
+from ltm.store import artifacts as artifact_store
+from ltm.store import auth as auth_store
+from ltm.store import runs as run_store
 
-from api.auth import issue_token
-from api.errors import ApiError, conflict, not_found
-from api.ids import ARTIFACT_KINDS, well_formed
-from api.launcher import Launcher, LauncherUnavailable, Observation
-from api.run_state import StatusWatch, can_move, stamps
+from ltm.api.auth import issue_token
+from ltm.api.errors import ApiError, conflict, not_found
+from ltm.api.ids import ARTIFACT_KINDS, well_formed
+from ltm.launchers import Launcher, LauncherUnavailable, Observation
+from ltm.api.run_state import StatusWatch, can_move, stamps
 from ltm.ids import new_id
 from ltm.models import RunStatus
 from ltm.settings import Settings

@@ -16,7 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from bench.common import figure
 from ltm import Client
-from ltm.harness import LtmSystem
+from ltm.testing import LtmSystem
 from ltm.models import MetricBatch, MetricPoint
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -15,17 +15,17 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import figure
-from flows.trainers import TrainerConfig, get_trainer
+from ltm.trainers import TrainerConfig, get_trainer
 from ltm import Client
-from ltm.harness import ROOT, LtmSystem, wait_until
+from ltm.testing import ROOT, LtmSystem, wait_until
 from ltm.models import Run, RunStatus
 
 OVERHEAD_SCRIPT = """
 import sys, time
 from ltm import Client
-from flows.training import training_run
-from flows.trainers import TrainerConfig
-from flows.trainers.simulated import SimulatedTrainer
+from ltm.flows.training import training_run
+from ltm.trainers import TrainerConfig
+from ltm.trainers.simulated import SimulatedTrainer
 epochs, steps = int(sys.argv[1]), int(sys.argv[2])
 hp = {"num_epochs": epochs, "steps_per_epoch": steps, "step_seconds": 0}
 client = Client.local()

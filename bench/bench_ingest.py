@@ -14,9 +14,9 @@ import duckdb
 
 from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
-from ltm.harness import ApiProcess
+from ltm.testing import ApiProcess
 from ltm.reporter import MAX_BATCH_ROWS, RunReporter
-from store import Database
+from ltm.store import Database
 
 SERIES = ("train_loss", "learning_rate", "grad_norm", "tokens_per_second", "gpu_utilization")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -26,7 +26,7 @@ from bench.bench_ingest import SERIES, reporters_rate, step_values
 from bench.bench_store import latencies
 from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
-from ltm.harness import ApiProcess, answers, free_port, wait_until
+from ltm.testing import ApiProcess, answers, free_port, wait_until
 
 LOG_BATCH = 1000
 SERIES_NAME = "train_loss"

@@ -17,7 +17,7 @@ import httpx
 
 from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
-from ltm.harness import ApiProcess
+from ltm.testing import ApiProcess
 
 T0_US = arrow_batches.micros(datetime(2026, 1, 1, tzinfo=timezone.utc))
 SERIES = ("train_loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_second")

@@ -1,16 +1,9 @@
 """Entry point: `streamlit run console/app.py` (API address from env LTM_API_URL)."""
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import streamlit as st  # noqa: E402
-
-from console import links  # noqa: E402
-from console.client import sign_in  # noqa: E402
+from ltm.console import links
+from ltm.console.client import sign_in
 
 st.set_page_config(page_title="ltm 训练管理", layout="wide")
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from console import ui
+from ltm.console import ui
 
 ABSENT = "（无）"
 

@@ -6,8 +6,8 @@ would show the old run again. Setting the parameter sends the address to the bro
 
 import streamlit as st
 
-from console import links
-from console.client import require
+from ltm.console import links
+from ltm.console.client import require
 from ltm import Client
 
 

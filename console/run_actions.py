@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from console import links, ui
-from console.client import call
+from ltm.console import links, ui
+from ltm.console.client import call
 from ltm import Client
 from ltm.models import Artifact, ArtifactType, Run, RunStatus, TagValue
 

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from console import charts, ui
-from console.client import call
+from ltm.console import charts, ui
+from ltm.console.client import call
 from ltm import Client
 from ltm.models import Artifact, Run, RunStatus
 

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from console import ui
-from console.client import call
+from ltm.console import ui
+from ltm.console.client import call
 from ltm import Client
 from ltm.models import LogLevel
 

@@ -6,7 +6,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 
-from flows.training import training_run
+from ltm.flows.training import training_run
 
 WORK_POOL = "ltm-process"
 DEPLOYMENT = "ltm-training"

@@ -11,7 +11,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
 
-from api.launcher import LauncherUnavailable, Observation
+from ltm.launchers import LauncherUnavailable, Observation
 from ltm.models import RunStatus
 from ltm.settings import Settings
 

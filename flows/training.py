@@ -10,10 +10,10 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled
 
-from flows.prefect_state import flow_run_is_cancelling, tag_flow_run
-from flows.session import CancelRequested, EpochResult, TrainingSession
-from flows.signals import sigterm_deferred
-from flows.trainers import InvalidConfig
+from ltm.flows.prefect_state import flow_run_is_cancelling, tag_flow_run
+from ltm.flows.session import CancelRequested, EpochResult, TrainingSession
+from ltm.flows.signals import sigterm_deferred
+from ltm.trainers import InvalidConfig
 from ltm.client import ApiError, Client
 from ltm.models import RunStatus
 from ltm.settings import Settings

@@ -12,8 +12,8 @@ import httpx
 
 from ltm.client import ApiError, Client
 from ltm.settings import Settings
-from store import Database
-from store import backup as backup_store
+from ltm.store import Database
+from ltm.store import backup as backup_store
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 EXPORT_FILES = ("schema.sql", "load.sql")

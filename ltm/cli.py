@@ -11,7 +11,7 @@ from ltm.tokens import add_commands as add_token_commands
 def serve_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from ltm.api.app import create_app
 
     from ltm.settings import Settings
 

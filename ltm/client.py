@@ -1,9 +1,8 @@
-"""Typed SDK over the REST API; `Client.local()` serves the same app in-process on the embedded store."""
+"""Typed SDK over the REST API; `Client.local()` talks to the same app served in-process (ltm.api.embedded)."""
 
-import atexit
 import functools
-import threading
 from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,24 +21,15 @@ class ApiError(Exception):
         self.detail = detail
 
 
-_embedded: dict[Path, httpx.Client] = {}
-_embedded_lock = threading.Lock()
+SERVER_ENTRY_POINT_GROUP = "ltm.servers"
 
 
 def _embedded_http(home: Path) -> httpx.Client:
-    """One in-process app per store folder, shared by every local client of this process."""
-    from fastapi.testclient import TestClient
-
-    from api.app import create_app
-
-    key = home.resolve()
-    with _embedded_lock:
-        if key not in _embedded:
-            http = TestClient(create_app(Settings(home=key, api_url=None, launcher="none")), base_url="http://ltm.local")
-            http.__enter__()
-            atexit.register(http.__exit__, None, None, None)
-            _embedded[key] = http
-        return _embedded[key]
+    """The in-process server, found by entry point so the SDK never imports the server it talks to."""
+    servers = entry_points(group=SERVER_ENTRY_POINT_GROUP, name="embedded")
+    if not servers:
+        raise RuntimeError("Client.local() 需要安装 ltm 服务端（ltm.servers 入口点 embedded）")
+    return next(iter(servers)).load()(home)
 
 
 def _drop_none(params: dict) -> dict:

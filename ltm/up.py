@@ -1,5 +1,6 @@
 """`ltm up` / `make up`: Prefect server, training deployment, worker, API and console on 127.0.0.1."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -11,10 +12,17 @@ from pathlib import Path
 
 import httpx
 
-from ltm.harness import answers
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 RESTARTABLE = {"worker"}  # a lost worker is replaced; its runs end as the flows and the reconciler find them
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 right now."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass
@@ -93,14 +101,15 @@ def services(ports: Ports) -> list[Service]:
     found = [
         Service("prefect-server", [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                    "--port", str(ports.prefect)], f"http://127.0.0.1:{ports.prefect}/api/health"),
-        Service("deploy", [python, "-m", "flows.deploy"]),
+        Service("deploy", [python, "-m", "ltm.flows.deploy"]),
         Service("worker", [python, "-m", "prefect", "worker", "start", "--pool", "ltm-process", "--type", "process"]),
         Service("api", [python, "-m", "ltm.cli", "api", "--port", str(ports.api)],
                 f"http://127.0.0.1:{ports.api}/health"),
     ]
-    if (SOURCE_DIR / "console" / "app.py").exists():
+    console_app = Path(importlib.util.find_spec("ltm.console").origin).with_name("app.py")
+    if console_app.exists():
         found.append(Service("console", [
-            python, "-m", "streamlit", "run", str(SOURCE_DIR / "console" / "app.py"),
+            python, "-m", "streamlit", "run", str(console_app),
             "--server.address", "127.0.0.1", "--server.port", str(ports.console), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"], f"http://127.0.0.1:{ports.console}/_stcore/health"))
     return found

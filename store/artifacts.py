@@ -1,4 +1,4 @@
-from store.db import Database, from_db_time
+from ltm.store.db import Database, from_db_time
 
 _COLUMNS = ("id", "run_id", "project_id", "name", "type", "path", "size_bytes", "step", "created_at")
 

@@ -1,6 +1,6 @@
 """API tokens (only their hashes), project members, and the audit trail."""
 
-from store.db import Database, from_db_time, utc_now
+from ltm.store.db import Database, from_db_time, utc_now
 
 
 def insert_token(db: Database, token: dict) -> None:

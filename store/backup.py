@@ -5,7 +5,7 @@ from pathlib import Path
 
 import duckdb
 
-from store.db import Database, utc_now
+from ltm.store.db import Database, utc_now
 
 MANIFEST = "ltm-backup.json"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from store import compaction
-from store.migrations import MIGRATIONS
+from ltm.store import compaction
+from ltm.store.migrations import MIGRATIONS
 
 
 def utc_now() -> datetime:

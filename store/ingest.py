@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from store.db import Database, utc_now
+from ltm.store.db import Database, utc_now
 
 
 BLOCK_STEPS = 128  # migration 6 fills metric_blocks with the same block size

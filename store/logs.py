@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from store.db import Database, from_db_time, to_db_time
+from ltm.store.db import Database, from_db_time, to_db_time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -5,8 +5,8 @@ so 1M points cost some thousand rows; its buckets are then unions of whole block
 point by point.
 """
 
-from store.db import Database, from_db_time
-from store.ingest import BLOCK_STEPS
+from ltm.store.db import Database, from_db_time
+from ltm.store.ingest import BLOCK_STEPS
 
 _SERIES = """
 SELECT name, min(first_step) AS lo, max(last_step) AS hi, sum(points)::BIGINT AS total

@@ -1,6 +1,6 @@
 import json
 
-from store.db import Database, from_db_time
+from ltm.store.db import Database, from_db_time
 
 ACTIVE_RUN_STATUSES = ("排队中", "运行中", "取消中")
 

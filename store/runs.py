@@ -1,6 +1,6 @@
 import json
 
-from store.db import Database, from_db_time
+from ltm.store.db import Database, from_db_time
 
 _JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps")
 _TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at")

@@ -3,11 +3,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ltm import Client, harness
-from ltm.harness import ROOT, LtmSystem, answers, free_port, wait_until  # noqa: F401  (re-exported to tests)
+from ltm import Client, testing
+from ltm.testing import ROOT, LtmSystem, answers, free_port, wait_until  # noqa: F401  (re-exported to tests)
 
 
-class ApiProcess(harness.ApiProcess):
+class ApiProcess(testing.ApiProcess):
     """The real API in its own process, with the tests' defaults: short cancel wait, an artifact root URL."""
 
     def __init__(self, home: Path, **env: str) -> None:

@@ -5,9 +5,9 @@ import fsspec
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
-from flows.trainers import TrainerConfig
-from flows.trainers.simulated import SimulatedTrainer
+from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from ltm.trainers import TrainerConfig
+from ltm.trainers.simulated import SimulatedTrainer
 
 
 def test_checkpoint_round_trip_with_real_size(tmp_path):

@@ -17,9 +17,9 @@ import pytest
 
 from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
-from store import Database
-from store import compaction
-from store import ingest as ingest_store
+from ltm.store import Database
+from ltm.store import compaction
+from ltm.store import ingest as ingest_store
 from tests.conftest import ROOT, ApiProcess, wait_until
 from tests.test_auth import cli_token
 

@@ -165,7 +165,7 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     """Issue 7's journey in the browser: tiny-lm chosen in the run form, loss falling on the page, cancel, resume,
     release, then the released checkpoint loaded in Python as the README shows."""
     pytest.importorskip("torch", reason="需要安装 ltm[torch]（CI 会安装）")
-    from flows.trainers.tiny_lm import generate, load_checkpoint
+    from ltm.trainers.tiny_lm import generate, load_checkpoint
 
     api = Client(ltm_system.api_url)
     project = api.create_project(name="控制台真实模型", owner="小王", base_model="tiny-lm",

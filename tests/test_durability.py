@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ApiProcess
 from ltm import ApiError, Client
-from store.migrations import MIGRATIONS
+from ltm.store.migrations import MIGRATIONS
 
 LATEST_SCHEMA = MIGRATIONS[-1][0]
 
@@ -184,8 +184,8 @@ def test_two_local_clients_on_one_folder_share_the_store(tmp_path):
 def test_opening_an_older_store_migrates_it_without_losing_rows(tmp_path):
     import duckdb
 
-    from store import Database
-    from store.migrations import MIGRATIONS
+    from ltm.store import Database
+    from ltm.store.migrations import MIGRATIONS
 
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
@@ -211,9 +211,9 @@ def test_opening_an_older_store_migrates_it_without_losing_rows(tmp_path):
 def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(tmp_path):
     import duckdb
 
-    from store import Database
-    from store import metrics as metric_store
-    from store.migrations import MIGRATIONS
+    from ltm.store import Database
+    from ltm.store import metrics as metric_store
+    from ltm.store.migrations import MIGRATIONS
 
     path = tmp_path / "v5.duckdb"
     con = duckdb.connect(str(path))
@@ -241,11 +241,11 @@ def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(t
 def test_a_store_from_before_line_numbers_pages_its_old_lines_and_numbers_new_ones_after_them(tmp_path):
     import duckdb
 
-    from store import Database, ingest
-    from store import logs as log_store
-    from store.migrations import MIGRATIONS
+    from ltm.store import Database, ingest
+    from ltm.store import logs as log_store
+    from ltm.store.migrations import MIGRATIONS
     from ltm import arrow_batches
-    from api.ingest_payload import _stored
+    from ltm.api.ingest_payload import _stored
 
     path = tmp_path / "v6.duckdb"
     con = duckdb.connect(str(path))

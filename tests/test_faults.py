@@ -16,7 +16,7 @@ from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait
 
 TRAIN = """
 import sys
-from flows.training import training_run
+from ltm.flows.training import training_run
 training_run(sys.argv[1])
 """
 
@@ -205,7 +205,7 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
     from prefect.states import Crashed
 
     prefect = PrefectServer(tmp_path / "prefect").start()
-    deployed = subprocess.run([sys.executable, "-m", "flows.deploy"], cwd=ROOT, env=prefect.env, capture_output=True,
+    deployed = subprocess.run([sys.executable, "-m", "ltm.flows.deploy"], cwd=ROOT, env=prefect.env, capture_output=True,
                               text=True, timeout=120)
     assert deployed.returncode == 0, deployed.stderr[-2000:]
     api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url,

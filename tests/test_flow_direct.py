@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 SCRIPT = """
 from ltm import Client
-from flows.training import training_run
+from ltm.flows.training import training_run
 client = Client.local()
 project = client.create_project(name="直接调用", owner="笔记本", task_type="分类")
 run = client.create_run(project.id, model="m", dataset="d",

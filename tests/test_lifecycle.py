@@ -19,7 +19,7 @@ from tests.conftest import ROOT, ApiProcess
 
 APPLY_RETENTION = """
 import json, sys
-from flows.retention import apply_retention
+from ltm.flows.retention import apply_retention
 print("RESULT " + json.dumps([apply_retention(project_id) for project_id in sys.argv[1:]], ensure_ascii=False))
 """
 

@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from schemathesis import checks
 
-from api.app import create_app
+from ltm.api.app import create_app
 from conftest import ApiProcess
 
 SEED = 20240601

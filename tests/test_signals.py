@@ -6,7 +6,7 @@ import signal
 import pytest
 from prefect.exceptions import TerminationSignal
 
-from flows.signals import sigterm_deferred
+from ltm.flows.signals import sigterm_deferred
 
 
 def test_sigterm_inside_the_block_is_raised_after_it_and_the_handler_comes_back():

@@ -3,8 +3,8 @@ import statistics
 
 import pytest
 
-from flows.trainers import DEFAULT_TRAINER, InvalidConfig, TrainerConfig, get_trainer
-from flows.trainers.simulated import SimulatedTrainer
+from ltm.trainers import DEFAULT_TRAINER, InvalidConfig, TrainerConfig, get_trainer
+from ltm.trainers.simulated import SimulatedTrainer
 from tests.trainer_steps import losses, run_to_end
 
 

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="需要安装 ltm[torch]")
 safetensors_torch = pytest.importorskip("safetensors.torch", reason="需要安装 ltm[torch]")
 
-from flows.trainers.base import InvalidConfig, TrainerConfig  # noqa: E402
-from flows.trainers.tiny_lm import (  # noqa: E402
+from ltm.trainers.base import InvalidConfig, TrainerConfig  # noqa: E402
+from ltm.trainers.tiny_lm import (  # noqa: E402
     SAMPLE_CORPUS,
     ModelConfig,
     TinyLM,

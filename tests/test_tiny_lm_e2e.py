@@ -10,7 +10,7 @@ from tests.conftest import wait_until  # noqa: E402
 
 
 def test_a_real_model_trains_cancels_resumes_and_its_released_checkpoint_loads(ltm_system):
-    from flows.trainers.tiny_lm import generate, load_checkpoint
+    from ltm.trainers.tiny_lm import generate, load_checkpoint
 
     api = Client(ltm_system.api_url)
     assert "tiny-lm" in [t.name for t in api.list_trainers()]

@@ -2,12 +2,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from store import auth as auth_store
-from store import from_db_time
+from ltm.store import auth as auth_store
+from ltm.store import from_db_time
 
-from api.auth import Caller, issue_token, require_owner, require_role
-from api.deps import Db, ProjectRow, json_body_only
-from api.errors import BODY_ERRORS, not_found, responses
+from ltm.api.auth import Caller, issue_token, require_owner, require_role
+from ltm.api.deps import Db, ProjectRow, json_body_only
+from ltm.api.errors import BODY_ERRORS, not_found, responses
 from ltm.models import AuditEvent, Identity, MembersUpdate, TokenCreate, TokenCreated, TokenInfo
 
 router = APIRouter(tags=["访问控制"], dependencies=[Depends(json_body_only)])

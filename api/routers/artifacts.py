@@ -1,41 +1,24 @@
-import os
-import posixpath
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
-from store import artifacts as artifact_store
-from store import utc_now
+from ltm.store import artifacts as artifact_store
+from ltm.store import utc_now
 
-from api import examples
-from store import auth as audit
+from ltm.api import examples
+from ltm.store import auth as audit
 
-from api.auth import Caller, require_owner, require_project_member
-from api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
-from api.errors import BODY_ERRORS, not_found, responses, unprocessable
-from api.ids import ARTIFACT_KINDS, well_formed
+from ltm.api.auth import Caller, require_owner, require_project_member
+from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
+from ltm.api.errors import BODY_ERRORS, not_found, responses, unprocessable
+from ltm.api.ids import ARTIFACT_KINDS, well_formed
+from ltm.api.paths import within_root
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
                    dependencies=[Depends(json_body_only)])
-
-
-def within_root(path: str, root: str) -> bool:
-    """True when `path` names something inside the artifact root, after resolving '..' and links."""
-    if "://" in root:
-        scheme, _, rest = root.partition("://")
-        if not path.startswith(scheme + "://"):
-            return False
-        inner = posixpath.normpath(path[len(scheme) + 3:])
-        base = posixpath.normpath(rest)
-        return inner.startswith(base.rstrip("/") + "/")
-    if "://" in path and not path.startswith("file://"):
-        return False
-    local = os.path.realpath(path.removeprefix("file://"))
-    base = os.path.realpath(root)
-    return local.startswith(base.rstrip(os.sep) + os.sep)
 
 
 @router.get("", response_model=ArtifactList, summary="列出运行工件", responses=responses(404, 422))

@@ -2,13 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from store import ingest, to_db_time
-from store import logs as log_store
+from ltm.store import ingest, to_db_time
+from ltm.store import logs as log_store
 
-from api.auth import Caller, require_project_member
-from api.deps import Db, ProjectRow, RunRow, json_body_only
-from api.errors import BODY_ERRORS, responses, unprocessable
-from api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows
+from ltm.api.auth import Caller, require_project_member
+from ltm.api.deps import Db, ProjectRow, RunRow, json_body_only
+from ltm.api.errors import BODY_ERRORS, responses, unprocessable
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"],

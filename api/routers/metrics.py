@@ -2,13 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from store import ingest
-from store import metrics as metric_store
+from ltm.store import ingest
+from ltm.store import metrics as metric_store
 
-from api.auth import Caller, require_project_member
-from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
-from api.errors import BODY_ERRORS, invalid_field, responses
-from api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows
+from ltm.api.auth import Caller, require_project_member
+from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
+from ltm.api.errors import BODY_ERRORS, invalid_field, responses
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 
 MAX_METRIC_NAMES = 100

@@ -2,17 +2,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from store import runs as run_store
-from store import projects as project_store
-from store import utc_now
+from ltm.store import runs as run_store
+from ltm.store import projects as project_store
+from ltm.store import utc_now
 
-from api import examples
-from store import auth as audit
+from ltm.api import examples
+from ltm.store import auth as audit
 
-from api.auth import Caller, require_owner, require_project_member, require_role
-from api.deps import Db, ProjectRow, json_body_only
-from api.errors import BODY_ERRORS, conflict, responses
-from api.routers.trainers import checked_trainer
+from ltm.api.auth import Caller, require_owner, require_project_member, require_role
+from ltm.api.deps import Db, ProjectRow, json_body_only
+from ltm.api.errors import BODY_ERRORS, conflict, responses
+from ltm.api.trainer_catalog import checked_trainer
 from ltm.ids import new_id
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
 

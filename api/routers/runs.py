@@ -3,17 +3,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from store import runs as run_store
+from ltm.store import runs as run_store
 
-from api import examples
-from store import auth as audit
+from ltm.api import examples
+from ltm.store import auth as audit
 
-from api.auth import Caller, require_project_member
-from api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
-from api.errors import BODY_ERRORS, not_found, responses
-from api.ids import well_formed
-from api.routers.trainers import checked_trainer
-from flows.trainers import DEFAULT_TRAINER
+from ltm.api.auth import Caller, require_project_member
+from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
+from ltm.api.errors import BODY_ERRORS, not_found, responses
+from ltm.api.ids import well_formed
+from ltm.api.trainer_catalog import checked_trainer
+from ltm.trainers import DEFAULT_TRAINER
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
 
 router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])

@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from console import charts, diffing, links, ui
-from console.client import call, require
+from ltm.console import charts, diffing, links, ui
+from ltm.console.client import call, require
 from ltm import Client
 from ltm.models import RunOverview
 

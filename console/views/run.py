@@ -1,7 +1,7 @@
 import streamlit as st
 
-from console import links, pickers, run_actions, run_live, run_logs, ui
-from console.client import require
+from ltm.console import links, pickers, run_actions, run_live, run_logs, ui
+from ltm.console.client import require
 from ltm import Client
 from ltm.models import Run, RunOverview
 

@@ -1,6 +1,10 @@
-"""How the API hands runs to an orchestrator. Only flows/ knows Prefect; the API knows this interface."""
+"""How the API hands runs to an orchestrator: the interface, and launchers found through `ltm.launchers`.
+
+Only ltm.flows knows Prefect; the API knows this interface and loads the launcher by its entry-point name.
+"""
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Protocol
 
 from ltm.models import RunStatus
@@ -47,11 +51,15 @@ class NoopLauncher:
         return None
 
 
+ENTRY_POINT_GROUP = "ltm.launchers"
+
+
 def load_launcher(settings: Settings) -> Launcher:
+    """`none`, or a launcher registered under the `ltm.launchers` entry-point group (ltm's own: `prefect`)."""
     if settings.launcher == "none":
         return NoopLauncher()
-    if settings.launcher == "prefect":
-        from flows.launcher import PrefectLauncher
-
-        return PrefectLauncher(settings)
-    raise ValueError(f"LTM_LAUNCHER must be 'none' or 'prefect', not {settings.launcher!r}")
+    found = {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    if settings.launcher not in found:
+        names = ", ".join(["none", *sorted(found)])
+        raise ValueError(f"LTM_LAUNCHER must be one of {names}, not {settings.launcher!r}")
+    return found[settings.launcher].load()(settings)

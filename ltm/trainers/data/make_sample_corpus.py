@@ -5,8 +5,8 @@ lists in this file, written for this project (nothing is copied from a book, a w
 another data set). A ``random.Random`` with a fixed seed picks a topic per paragraph, then
 templates and words for each sentence, so the output is byte-for-byte reproducible:
 
-    python flows/data/make_sample_corpus.py            # rewrites flows/data/sample_zh.txt
-    python flows/data/make_sample_corpus.py --check    # exits 1 if the committed file differs
+    python ltm/trainers/data/make_sample_corpus.py            # rewrites ltm/trainers/data/sample_zh.txt
+    python ltm/trainers/data/make_sample_corpus.py --check    # exits 1 if the committed file differs
 
 The text is grammatical but repetitive by design: it is meant to let a character-level model
 show a clearly falling loss within a hundred steps, not to teach it anything about the world.

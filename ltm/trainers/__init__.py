@@ -4,7 +4,7 @@ import functools
 from dataclasses import asdict
 from importlib.metadata import entry_points
 
-from flows.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
+from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
 
 ENTRY_POINT_GROUP = "ltm.trainers"
 DEFAULT_TRAINER = "simulated"

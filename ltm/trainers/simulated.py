@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from flows.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
+from ltm.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
                                  read_int)
 
 LOG_EVERY_STEPS = 10

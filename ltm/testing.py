@@ -1,4 +1,8 @@
-"""Start ltm processes on free loopback ports and wait on conditions: shared by tests and benchmarks."""
+"""Real ltm processes for tests: free loopback ports, an API process, a whole `ltm up`, waiting on conditions.
+
+Used by ltm's own tests and benchmarks, and public for plugin authors who test a trainer or launcher against a
+real API (see docs/trainers.md).
+"""
 
 import os
 import signal
@@ -8,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from ltm.up import answers
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,16 +21,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    """Whether `url` answers 200 right now."""
-    import httpx
-
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):

@@ -55,11 +55,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flows.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
+from ltm.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
                                  read_int)
 
 LOG_EVERY_STEPS = 10
-SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "data" / "sample_zh.txt"
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_zh.txt"
 SAMPLE_DATASET_NAMES = ("sample", "中文示例语料")
 TRAIN_FRACTION = 0.9
 MIN_LR_RATIO = 0.1
