@@ -34,9 +34,8 @@ class TrainingSession:
         self.reporter = RunReporter(client, run.project_id, run.id)
         self.tensorboard: TensorBoardWriter | None = None
         self._tensorboard_registered = False
-        paced = hasattr(trainer, "step_seconds")
-        explicit = "step_seconds" in run.hyperparameters
-        self.pace = (trainer.step_seconds if explicit else settings.step_seconds) if paced else 0.0
+        pace = getattr(trainer, "step_seconds", 0.0)  # a trainer without the attribute runs at its own speed
+        self.pace = settings.step_seconds if pace is None else pace
 
     @classmethod
     def open(cls, client: Client, run: Run, task_type: str | None, settings: Settings) -> "TrainingSession":

@@ -402,6 +402,9 @@ class TrainerHyperparameter(BaseModel):
     type: str
     default: Any = None
     description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    minimum_exclusive: bool = False
 
 
 class TrainerInfo(BaseModel):

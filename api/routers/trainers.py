@@ -1,11 +1,11 @@
 from fastapi import APIRouter
 
 from ltm.models import TrainerInfo
-from ltm.trainers import describe, installed
+from ltm.trainers import trainer_info, installed
 
 router = APIRouter(tags=["训练器"])
 
 
 @router.get("/trainers", response_model=list[TrainerInfo], summary="列出已安装的训练器及其超参数")
 def list_trainers():
-    return [describe(trainer) for trainer in installed().values()]
+    return [trainer_info(trainer) for trainer in installed().values()]

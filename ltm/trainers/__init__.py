@@ -1,6 +1,10 @@
-"""Trainers are found through the `ltm.trainers` entry-point group, so other packages can add their own."""
+"""The public plugin API for trainers; trainers are found through the `ltm.trainers` entry-point group.
+
+`from ltm.trainers import Trainer, TrainerConfig, StepOutput, Hyperparameter` is all a trainer package needs.
+"""
 
 import functools
+import importlib.util
 from dataclasses import asdict
 from importlib.metadata import entry_points
 
@@ -16,7 +20,11 @@ def _entry_points() -> dict:
 
 @functools.cache
 def _load(name: str) -> type[Trainer]:
-    return _entry_points()[name].load()
+    trainer = _entry_points()[name].load()
+    missing = [module for module in trainer.requires if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ImportError(f"训练器 {name} 需要安装 {'、'.join(missing)}")
+    return trainer
 
 
 def installed() -> dict[str, type[Trainer]]:
@@ -41,7 +49,7 @@ def get_trainer(name: str) -> type[Trainer]:
     raise InvalidConfig(f"未知的训练器 {name!r}，已安装的训练器：{names}")
 
 
-def describe(trainer: type[Trainer]) -> dict:
+def trainer_info(trainer: type[Trainer]) -> dict:
     return {"name": trainer.name, "description": trainer.description,
             "hyperparameters": [asdict(h) for h in trainer.hyperparameters]}
 
@@ -54,7 +62,7 @@ __all__ = [
     "StepOutput",
     "Trainer",
     "TrainerConfig",
-    "describe",
     "get_trainer",
     "installed",
+    "trainer_info",
 ]

@@ -14,12 +14,30 @@ class InvalidConfig(ValueError):
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """One hyperparameter a trainer understands, as listed by `GET /trainers`."""
+    """One hyperparameter a trainer understands: its validator, its default and what `GET /trainers` lists."""
 
     name: str
-    type: str
+    type: str  # "int", "float" or "str"
     default: Any
     description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    minimum_exclusive: bool = False
+
+    def read(self, values: dict) -> Any:
+        """The validated value from `values`, or the default when it is absent or null."""
+        if self.type == "int":
+            return read_int(values, self.name, self.default, self.minimum, self.maximum)
+        if self.type == "float":
+            if values.get(self.name) is None:
+                return self.default
+            return read_float(values, self.name, self.default, self.minimum, self.maximum, self.minimum_exclusive)
+        value = values.get(self.name)
+        if value is None:
+            return self.default
+        if not isinstance(value, str):
+            raise InvalidConfig(f"超参数 {self.name} 必须是字符串，当前值为 {value!r}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,12 @@ class Trainer(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()  # importable modules the trainer needs (imported lazily by it)
+
+    @classmethod
+    def resolve_hyperparameters(cls, values: dict) -> dict[str, Any]:
+        """Every declared hyperparameter, validated against its declaration or filled with its default."""
+        return {declared.name: declared.read(values) for declared in cls.hyperparameters}
 
     def __init__(self, config: TrainerConfig) -> None:
         self.config = config
@@ -104,8 +128,8 @@ def read_float(
     values: dict,
     key: str,
     default: float,
-    minimum: float,
-    maximum: float,
+    minimum: float | None,
+    maximum: float | None,
     minimum_exclusive: bool = False,
 ) -> float:
     value = values.get(key)
@@ -113,8 +137,8 @@ def read_float(
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidConfig(f"超参数 {key} 必须是有限的数值，当前值为 {value!r}")
-    below = value <= minimum if minimum_exclusive else value < minimum
-    if below or value > maximum:
+    below = minimum is not None and (value <= minimum if minimum_exclusive else value < minimum)
+    if below or (maximum is not None and value > maximum):
         raise InvalidConfig(
             f"超参数 {key} 必须{_range_text(minimum, maximum, minimum_exclusive)}，当前值为 {value}"
         )

@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ltm.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
-                                 read_int)
+from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_int
 
 LOG_EVERY_STEPS = 10
 MAX_LOSS = 50.0
@@ -104,25 +103,25 @@ class SimulatedTrainer(Trainer):
     name: ClassVar[str] = "simulated"
     description: ClassVar[str] = "模拟训练器：不占用 GPU，生成逼真且可复现的训练曲线"
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (
-        Hyperparameter("learning_rate", "float", 3e-5, "学习率，(0, 1]；过高会不稳定"),
-        Hyperparameter("batch_size", "int", 16, "批大小，1–65536；越大噪声越小"),
-        Hyperparameter("num_epochs", "int", 3, "训练轮数，1–1000"),
-        Hyperparameter("steps_per_epoch", "int", 100, "每轮步数"),
+        Hyperparameter("learning_rate", "float", 3e-5, "学习率，(0, 1]；过高会不稳定", 0.0, 1.0, minimum_exclusive=True),
+        Hyperparameter("batch_size", "int", 16, "批大小，1–65536；越大噪声越小", 1, 65536),
+        Hyperparameter("num_epochs", "int", 3, "训练轮数，1–1000", 1, 1000),
+        Hyperparameter("steps_per_epoch", "int", 100, "每轮步数", 1, 1_000_000),
         Hyperparameter("seed", "int", 42, "随机种子，相同种子与状态得到相同曲线"),
-        Hyperparameter("warmup_steps", "int", 0, "学习率线性预热步数"),
-        Hyperparameter("step_seconds", "float", None, "每步模拟耗时（秒），缺省用 LTM_STEP_SECONDS"),
+        Hyperparameter("warmup_steps", "int", 0, "学习率线性预热步数", 0),
+        Hyperparameter("step_seconds", "float", None, "每步模拟耗时（秒），0–60；缺省用 LTM_STEP_SECONDS", 0.0, 60.0),
     )
 
     def __init__(self, config: TrainerConfig) -> None:
         super().__init__(config)
-        hyperparameters = config.hyperparameters or {}
-        self._learning_rate = read_float(hyperparameters, "learning_rate", 3e-5, 0.0, 1.0, minimum_exclusive=True)
-        self._batch_size = read_int(hyperparameters, "batch_size", 16, 1, 65536)
-        self._num_epochs = read_int(hyperparameters, "num_epochs", 3, 1, 1000)
-        self._steps_per_epoch = read_int(hyperparameters, "steps_per_epoch", 100, 1, 1_000_000)
-        self._seed = read_int(hyperparameters, "seed", 42, None, None)
-        self._warmup_steps = read_int(hyperparameters, "warmup_steps", 0, 0, None)
-        self._step_seconds = read_float(hyperparameters, "step_seconds", 0.0, 0.0, 60.0)
+        values = self.resolve_hyperparameters(config.hyperparameters or {})
+        self._learning_rate = values["learning_rate"]
+        self._batch_size = values["batch_size"]
+        self._num_epochs = values["num_epochs"]
+        self._steps_per_epoch = values["steps_per_epoch"]
+        self._seed = values["seed"]
+        self._warmup_steps = values["warmup_steps"]
+        self._step_seconds = values["step_seconds"]
         if self._warmup_steps > self.total_steps:
             raise InvalidConfig(
                 f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}"
