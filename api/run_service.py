@@ -36,7 +36,7 @@ class RunService:
         if project["archived"]:
             raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
         now = utc_now()
-        with self.db.write_lock:
+        with self.db.writing():
             number = run_store.count_for_project(self.db, project["id"]) + 1
             run = {
                 "id": new_id("run"),
@@ -98,13 +98,13 @@ class RunService:
         return self.create(project, config, resumed_from=artifact)
 
     def update(self, run_id: str, values: dict) -> None:
-        with self.db.write_lock:
+        with self.db.writing():
             run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
 
     def report(self, project_id: str, run_id: str, values: dict) -> dict:
         """Apply what a flow reports: an optional status move plus progress fields."""
         status = values.pop("status", None)
-        with self.db.write_lock:
+        with self.db.writing():
             run = self.get(project_id, run_id)
             current = RunStatus(run["status"])
             if current.is_terminal:
@@ -117,7 +117,7 @@ class RunService:
         return self.get(project_id, run_id)
 
     def move(self, run: dict, new: RunStatus, message: str | None = None) -> None:
-        with self.db.write_lock:
+        with self.db.writing():
             fresh = run_store.get(self.db, run["id"])
             values = self._checked_move(fresh, new)
             if message is not None:
@@ -180,7 +180,7 @@ class RunService:
 
     def merge_metrics(self, run_id: str, latest: list[tuple[str, int, float]]) -> None:
         """Keep the value at the largest step of each series, whatever order batches arrive in."""
-        with self.db.write_lock:
+        with self.db.writing():
             run = run_store.get(self.db, run_id)
             metrics, steps = run["metrics"], run["metric_steps"]
             for name, step, value in latest:

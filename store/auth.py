@@ -27,13 +27,13 @@ def list_tokens(db: Database) -> list[dict]:
 
 
 def revoke_token(db: Database, token_id: str) -> bool:
-    with db.cursor() as cur:
+    with db.writing() as cur:
         cur.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [utc_now(), token_id])
         return cur.fetchone()[0] > 0
 
 
 def revoke_run_tokens(db: Database, run_id: str) -> None:
-    with db.cursor() as cur:
+    with db.writing() as cur:
         cur.execute("UPDATE tokens SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL", [utc_now(), run_id])
 
 
@@ -43,7 +43,7 @@ def members(db: Database, project_id: str) -> list[str]:
 
 
 def set_members(db: Database, project_id: str, user_names: list[str]) -> None:
-    with db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         cur.execute("DELETE FROM project_members WHERE project_id = ?", [project_id])
         now = utc_now()
         for name in user_names:

@@ -30,7 +30,7 @@ def export_database(db: Database, folder: Path) -> dict[str, int]:
 
     One transaction covers the counts and the export, so appends arriving meanwhile are in neither;
     the write lock keeps run and project rows still for the duration."""
-    with db.write_lock, db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         counts = _table_counts(cur)
         version = cur.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         cur.execute(f"EXPORT DATABASE {_literal(str(folder))} (FORMAT PARQUET)")

@@ -76,14 +76,15 @@ class _Gate:
 
 
 class Database:
-    """Owns the connection. Readers and appenders take a cursor each; row updates take `write_lock`;
-    `compact` swaps the connection for one on a rewritten file while no cursor is open."""
+    """Owns the connection. Readers and appenders take a cursor each; every row update or delete runs inside
+    `writing()` (one writer at a time: concurrent UPDATEs of one DuckDB row conflict); `compact` swaps the
+    connection for one on a rewritten file while no cursor is open."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = duckdb.connect(str(self.path))
-        self.write_lock = threading.RLock()
+        self._writer = threading.RLock()
         self._gate = _Gate()
         self._seq_lock = threading.Lock()
         self._migrate()
@@ -132,6 +133,13 @@ class Database:
                 cur.rollback()
                 raise
             cur.commit()
+
+    @contextmanager
+    def writing(self, transaction: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The one writer: re-entrant, so a caller that checks and then writes holds it across both."""
+        with self._writer:
+            with self.transaction() if transaction else self.cursor() as cur:
+                yield cur
 
     def fetch_one(self, sql: str, params: list | None = None) -> tuple | None:
         with self.cursor() as cur:

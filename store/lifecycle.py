@@ -25,7 +25,7 @@ def get_policy(db: Database, project_id: str) -> dict:
 
 
 def set_policy(db: Database, project_id: str, keep_last: int | None) -> dict:
-    with db.cursor() as cur:
+    with db.writing() as cur:
         cur.execute(
             "INSERT INTO retention_policies VALUES (?, ?, ?) "
             "ON CONFLICT (project_id) DO UPDATE SET keep_last = excluded.keep_last, updated_at = excluded.updated_at",
@@ -109,13 +109,13 @@ def run_ids_of_project(db: Database, project_id: str) -> list[str]:
                                            [project_id])]
 
 
-# Deleting rows; the caller holds db.write_lock and has removed the files first
+# Deleting rows; the caller has removed the files first
 
 
 def delete_artifacts(db: Database, artifact_ids: list[str]) -> None:
     if not artifact_ids:
         return
-    with db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         _delete_artifact_rows(cur, artifact_ids)
 
 
@@ -139,13 +139,13 @@ def _delete_run_rows(cur, run_ids: list[str]) -> None:
 
 def delete_runs(db: Database, run_ids: list[str]) -> None:
     """Runs with their logs, metrics, artifacts, tags and ingest records, in one transaction."""
-    with db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         _delete_run_rows(cur, run_ids)
 
 
 def delete_project(db: Database, project_id: str, run_ids: list[str]) -> None:
     """The project, its versions, members, retention policy and all its runs, in one transaction."""
-    with db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         _delete_run_rows(cur, run_ids)
         for table in ("project_versions", "project_members", "retention_policies"):
             cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])

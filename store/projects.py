@@ -98,7 +98,7 @@ UPDATABLE_COLUMNS = frozenset({"description", "objective", "task_type", "base_mo
 def update(db: Database, project_id: str, changes: dict, at) -> int:
     """Apply `changes` ({column: new value}) and record them as the next version; returns it."""
     assert changes and set(changes) <= UPDATABLE_COLUMNS, changes
-    with db.transaction() as cur:
+    with db.writing(transaction=True) as cur:
         current = cur.execute("SELECT * FROM projects WHERE id = ?", [project_id])
         columns = [d[0] for d in current.description]
         project = _decode(dict(zip(columns, current.fetchone())))

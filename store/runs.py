@@ -53,14 +53,13 @@ def count_for_project(db: Database, project_id: str) -> int:
 
 
 def update(db: Database, run_id: str, values: dict) -> None:
-    """Caller holds `db.write_lock`: concurrent UPDATEs of one DuckDB row conflict."""
     assert values and set(values) <= UPDATABLE_COLUMNS, values
     encoded = _encode(values)
     assignments = ", ".join(f"{column} = ?" for column in encoded)
-    with db.cursor() as cur:
+    with db.writing() as cur:
         cur.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [*encoded.values(), run_id])
 
 
 def delete(db: Database, run_id: str) -> None:
-    with db.cursor() as cur:
+    with db.writing() as cur:
         cur.execute("DELETE FROM runs WHERE id = ?", [run_id])

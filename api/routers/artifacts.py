@@ -34,7 +34,7 @@ def register_artifact(db: Db, settings: CurrentSettings, caller: Caller, project
     require_project_member(db, caller, project, "登记工件")
     if not within_root(body.path, settings.artifact_root_url):
         raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下", "path")
-    with db.write_lock:
+    with db.writing():
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:
             return JSONResponse(Artifact.model_validate(existing).model_dump(mode="json"), status_code=200)

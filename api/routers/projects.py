@@ -33,7 +33,7 @@ def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(o
         checked_trainer(body.default_trainer, "default_trainer")
     now = utc_now()
     project = {**body.model_dump(), "id": new_id("project"), "archived": False, "created_at": now, "updated_at": now}
-    with db.write_lock:
+    with db.writing():
         if project_store.name_taken(db, body.name):
             raise conflict(f"项目名称“{body.name}”已存在，请换一个名称")
         project_store.insert(db, project)
@@ -76,7 +76,7 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
     if "archived" in changes:
         require_owner(caller, project, "归档或恢复项目")
     if changes:
-        with db.write_lock:
+        with db.writing():
             version = project_store.update(db, project["id"], changes, utc_now())
         action = ("归档项目" if changes["archived"] else "恢复项目") if "archived" in changes else "修改项目"
         audit.record(db, caller.user, action, project["id"], details=f"版本 {version}：{'、'.join(changes)}")
