@@ -116,7 +116,7 @@ _MESSAGES = {
 _UNION_MEMBER = re.compile(r"[a-z][a-z-]*\[.*\]")  # pydantic names the union member it tried, e.g. literal['a']
 
 
-def _describe(error: dict) -> dict:
+def _field_error(error: dict) -> dict:
     location = [str(part) for part in error.get("loc", ()) if not _UNION_MEMBER.fullmatch(str(part))]
     where = location[0] if location else ""
     field = ".".join(location[1:]) or where
@@ -160,7 +160,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_response([_describe(e) for e in exc.errors()])
+        return validation_response([_field_error(e) for e in exc.errors()])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

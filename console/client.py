@@ -61,7 +61,7 @@ def sign_in() -> None:
         st.rerun()
 
 
-def describe(exc: Exception) -> str:
+def error_text(exc: Exception) -> str:
     """A Chinese sentence for an SDK failure."""
     if isinstance(exc, ApiError):
         label = STATUS_LABELS.get(exc.status_code, "API 出错" if exc.status_code >= 500 else "请求失败")
@@ -84,7 +84,7 @@ def _validation_message(error: dict) -> str:
 
 
 def _show(exc: Exception) -> None:
-    message = describe(exc)
+    message = error_text(exc)
     if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException):
         st.warning(message, icon=":material/cloud_off:")
     else:

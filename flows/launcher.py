@@ -40,7 +40,7 @@ class PrefectLauncher:
                 tags=[f"project:{run['project_id']}", f"model:{run['model']}"],
             )
         except _PREFECT_ERRORS as exc:
-            raise LauncherUnavailable(_describe(exc)) from exc
+            raise LauncherUnavailable(_outage_text(exc)) from exc
         return str(flow_run.id)
 
     def cancel(self, run: dict) -> None:
@@ -55,7 +55,7 @@ class PrefectLauncher:
                 elif state in (StateType.RUNNING, StateType.PAUSED):
                     client.set_flow_run_state(flow_run.id, Cancelling(message="用户请求取消"))
         except _PREFECT_ERRORS as exc:
-            raise LauncherUnavailable(_describe(exc)) from exc
+            raise LauncherUnavailable(_outage_text(exc)) from exc
 
     def observe(self, runs: list[dict]) -> list[Observation]:
         tracked = {run["flow_run_id"]: run for run in runs if run.get("flow_run_id")}
@@ -68,7 +68,7 @@ class PrefectLauncher:
                 observations = [self._observe_one(client, tracked[str(flow_run.id)], flow_run)
                                 for flow_run in flow_runs]
         except _PREFECT_ERRORS as exc:
-            raise LauncherUnavailable(_describe(exc)) from exc
+            raise LauncherUnavailable(_outage_text(exc)) from exc
         return [observation for observation in observations if observation]
 
     def _observe_one(self, client, run: dict, flow_run) -> Observation | None:
@@ -92,7 +92,7 @@ class PrefectLauncher:
         return None
 
 
-def _describe(exc: Exception) -> str:
+def _outage_text(exc: Exception) -> str:
     if isinstance(exc, ObjectNotFound):
         return "找不到训练部署，请先运行 `ltm up` 或 `prefect deploy --all`"
     return f"无法连接 Prefect（{type(exc).__name__}）"
