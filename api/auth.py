@@ -12,8 +12,9 @@ from ltm.store import auth as auth_store
 
 from ltm.api.errors import ApiError
 from ltm.ids import new_id
+from ltm.vocabulary import USER_ROLES, Role
 
-ROLES = ("viewer", "member", "admin")
+ROLES = tuple(role.value for role in USER_ROLES)
 LOCAL = "本地用户"
 
 
@@ -25,7 +26,7 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.ADMIN
 
 
 def hash_token(token: str) -> str:
@@ -44,7 +45,7 @@ def issue_token(db: Database, user: str, role: str, created_by: str, run_id: str
 def actor(request: Request) -> Actor:
     """The caller; with auth on, a missing, unknown or revoked token is a 401."""
     if not request.app.state.settings.auth:
-        return Actor(LOCAL, "admin")
+        return Actor(LOCAL, Role.ADMIN.value)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -73,12 +74,12 @@ Caller = Annotated[Actor, Depends(actor)]
 
 
 def require_role(caller: Actor, role: str, doing: str) -> None:
-    if ROLES.index(caller.role if caller.role in ROLES else "viewer") < ROLES.index(role):
+    if ROLES.index(caller.role if caller.role in ROLES else Role.VIEWER) < ROLES.index(role):
         raise ApiError(403, f"{caller.user}（{caller.role}）无权{doing}：需要 {role} 角色")
 
 
 def can_work_on(db: Database, caller: Actor, project: dict) -> bool:
-    return caller.is_admin or (caller.role == "member" and (
+    return caller.is_admin or (caller.role == Role.MEMBER and (
         caller.user == project["owner"] or caller.user in auth_store.members(db, project["id"])))
 
 
@@ -90,5 +91,5 @@ def require_project_member(db: Database, caller: Actor, project: dict, doing: st
 
 
 def require_owner(caller: Actor, project: dict, doing: str) -> None:
-    if not (caller.is_admin or (caller.role == "member" and caller.user == project["owner"])):
+    if not (caller.is_admin or (caller.role == Role.MEMBER and caller.user == project["owner"])):
         raise ApiError(403, f"{caller.user} 无权{doing}：只有项目负责人（{project['owner']}）或管理员可以这样做")

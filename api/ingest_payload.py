@@ -14,10 +14,9 @@ from pydantic import BaseModel, ValidationError
 
 from ltm.api.errors import ApiError, unprocessable
 from ltm import arrow_batches
-from ltm.models import MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, LogBatch, LogLevel, MetricBatch
+from ltm.limits import MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, MAX_NAME_LENGTH
+from ltm.models import LogBatch, LogLevel, MetricBatch
 
-MAX_NAME_LENGTH = 200
-MAX_BATCH_ID_LENGTH = 128
 STORED_TIMESTAMP = pa.timestamp("us")
 # a day inside Python's datetime range, so every stored time reads back in any time zone
 _EARLIEST_US = arrow_batches.micros(datetime(1, 1, 2))

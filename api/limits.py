@@ -6,9 +6,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MIB = 1024 * 1024
-BODY_LIMIT = 1 * MIB
-INGEST_BODY_LIMIT = 16 * MIB
+from ltm.limits import BODY_LIMIT, INGEST_BODY_LIMIT, MIB
+
 _INGEST_PATH = re.compile(r"^/projects/[^/]+/runs/[^/]+/(logs|metrics)/?$")
 
 

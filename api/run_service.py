@@ -12,6 +12,7 @@ from ltm.launchers import Launcher, LauncherUnavailable, Observation
 from ltm.api.run_state import StatusWatch, can_move, stamps
 from ltm.ids import new_id
 from ltm.models import RunStatus
+from ltm.vocabulary import Role
 from ltm.settings import Settings
 
 
@@ -69,7 +70,8 @@ class RunService:
             run_store.insert(self.db, run)
         env = {}
         if self.settings.auth:
-            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", "runner", "ltm", run_id=run["id"])
+            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", Role.RUNNER.value, "ltm",
+                                             run_id=run["id"])
         try:
             flow_run_id = self.launcher.submit(run, env)
         except LauncherUnavailable as exc:

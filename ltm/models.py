@@ -3,63 +3,20 @@
 import json
 import math
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-MAX_JSON_OBJECT_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 32
-MAX_BATCH_ITEMS = 50_000
-MAX_LOG_MESSAGE = 10_000
+from ltm.limits import (MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_JSON_DEPTH, MAX_JSON_OBJECT_BYTES, MAX_LOG_MESSAGE,
+                        MAX_MEMBERS, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, MAX_TEXT_LENGTH,
+                        MAX_TRAINER_NAME_LENGTH)
+from ltm.vocabulary import (ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, ArtifactType, LogLevel, ProjectStatus, Role,
+                            RunStatus, TagValue, USER_ROLES)
 
+USER_ROLE_NAMES = tuple(role.value for role in USER_ROLES)
 
-class RunStatus(str, Enum):
-    QUEUED = "排队中"
-    RUNNING = "运行中"
-    CANCELLING = "取消中"
-    CANCELLED = "已取消"
-    COMPLETED = "已完成"
-    FAILED = "失败"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_RUN_STATUSES
-
-    @property
-    def is_active(self) -> bool:
-        return not self.is_terminal
-
-
-TERMINAL_RUN_STATUSES = frozenset({RunStatus.CANCELLED, RunStatus.COMPLETED, RunStatus.FAILED})
-
-
-class ProjectStatus(str, Enum):
-    DRAFT = "草稿"
-    ACTIVE = "进行中"
-    IDLE = "空闲"
-    ARCHIVED = "已归档"
-
-
-class TagValue(str, Enum):
-    CANDIDATE = "候选"
-    RELEASE = "发布"
-    ARCHIVE = "归档"
-
-
-class ArtifactType(str, Enum):
-    CHECKPOINT = "checkpoint"
-    EVENT = "event"
-    EVALUATION = "evaluation"
-    CONFIG = "config"
-
-
-class LogLevel(str, Enum):
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-    CRITICAL = "CRITICAL"
+__all__ = ["ACTIVE_RUN_STATUSES", "MAX_BATCH_ITEMS", "MAX_JSON_DEPTH", "MAX_JSON_OBJECT_BYTES", "MAX_LOG_MESSAGE",
+           "TERMINAL_RUN_STATUSES", "ArtifactType", "LogLevel", "ProjectStatus", "Role", "RunStatus", "TagValue"]
 
 
 def _strip_nonempty(value: str) -> str:
@@ -116,14 +73,14 @@ def _no_nul(value: str) -> str:
 
 
 NonBlank = Field(json_schema_extra={"pattern": r"\S"})  # documents what _strip_nonempty enforces
-Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(_strip_nonempty), NonBlank]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
-Tag = Annotated[str, StringConstraints(max_length=64), AfterValidator(_strip_nonempty), NonBlank]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH)]
+LongText = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
+Tag = Annotated[str, StringConstraints(max_length=MAX_TAG_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-BatchId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TRAINER_NAME_LENGTH)]
+BatchId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BATCH_ID_LENGTH)]
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
 Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 
@@ -142,7 +99,7 @@ class ProjectCreate(Contract):
     task_type: ShortText | None = None
     base_model: ShortText | None = None
     owner: Name
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     default_hyperparameters: JsonObject = Field(default_factory=dict)
     default_trainer: TrainerName | None = None
 
@@ -152,7 +109,7 @@ class ProjectUpdate(Contract):
     objective: LongText | None = None
     task_type: ShortText | None = None
     base_model: ShortText | None = None
-    tags: list[Tag] | None = Field(None, max_length=50)
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS)
     default_hyperparameters: JsonObject | None = None
     default_trainer: TrainerName | None = None
     status: Annotated[str, Field(pattern="^(已归档|未归档)$")] = Field(
@@ -232,7 +189,7 @@ class Resources(BaseModel):
 class RunCreate(Contract):
     name: Name | None = None
     model: Name
-    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty), NonBlank]
+    dataset: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
     hyperparameters: JsonObject = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     trainer: TrainerName | None = Field(None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers")
@@ -241,7 +198,7 @@ class RunCreate(Contract):
 class RunResume(Contract):
     name: Name | None = None
     model: Name | None = None
-    dataset: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_strip_nonempty), NonBlank] | None = None
+    dataset: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank] | None = None
     hyperparameters: JsonObject | None = None
     resources: Resources | None = None
     trainer: TrainerName | None = None
@@ -339,7 +296,7 @@ class LogBatch(Contract):
 
 
 class MetricPoint(Contract):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
     step: Count
     value: Annotated[float, AfterValidator(_finite)]
     timestamp: Timestamp
@@ -380,7 +337,7 @@ class MetricSeriesList(BaseModel):
 class ArtifactCreate(Contract):
     type: ArtifactType
     name: Name
-    path: Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_no_nul)]
+    path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH), AfterValidator(_no_nul)]
     size_bytes: Count | None = None
     step: Count | None = None
 
@@ -391,7 +348,7 @@ class ArtifactList(BaseModel):
 
 class TagRequest(Contract):
     tag: TagValue
-    notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    notes: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH)] | None = None
 
 
 # Trainers
@@ -424,7 +381,7 @@ class Identity(BaseModel):
 
 class TokenCreate(Contract):
     user: Name
-    role: Annotated[str, Field(pattern="^(viewer|member|admin)$", description="viewer、member 或 admin")]
+    role: Annotated[str, Field(pattern=f"^({'|'.join(USER_ROLE_NAMES)})$", description="、".join(USER_ROLE_NAMES))]
 
 
 class TokenInfo(BaseModel):
@@ -441,7 +398,7 @@ class TokenCreated(TokenInfo):
 
 
 class MembersUpdate(Contract):
-    members: list[Name] = Field(max_length=500)
+    members: list[Name] = Field(max_length=MAX_MEMBERS)
 
 
 class AuditEvent(BaseModel):

@@ -7,6 +7,7 @@ import sys
 import httpx
 
 from ltm.client import ApiError, Client
+from ltm.vocabulary import USER_ROLES
 
 
 def _client() -> Client:
@@ -49,7 +50,7 @@ def add_commands(commands) -> None:
     actions = token.add_subparsers(dest="token_command", required=True)
     new = actions.add_parser("create", help="创建令牌（只显示一次）")
     new.add_argument("--user", required=True)
-    new.add_argument("--role", required=True, choices=["viewer", "member", "admin"])
+    new.add_argument("--role", required=True, choices=[role.value for role in USER_ROLES])
     new.set_defaults(token_handler=create)
     actions.add_parser("list", help="列出令牌").set_defaults(token_handler=list_)
     gone = actions.add_parser("revoke", help="吊销令牌")

@@ -1,7 +1,7 @@
 """Retention policies and deleting runs and projects with everything recorded about them."""
 
 from ltm.store.db import Database, from_db_time, utc_now
-from ltm.store.projects import ACTIVE_RUN_STATUSES
+from ltm.vocabulary import ACTIVE_RUN_STATUSES
 
 _ARTIFACT_COLUMNS = (
     "a.id, a.run_id, a.project_id, a.type, a.name, a.path, a.size_bytes, a.step, "

@@ -1,19 +1,18 @@
 import json
 
 from ltm.store.db import Database, from_db_time
+from ltm.vocabulary import ACTIVE_RUN_STATUSES, ProjectStatus
 
-ACTIVE_RUN_STATUSES = ("排队中", "运行中", "取消中")
-
-_SELECT = """
+_SELECT = f"""
 SELECT p.*, coalesce(r.run_count, 0) AS run_count,
-       CASE WHEN p.archived THEN '已归档'
-            WHEN coalesce(r.active_count, 0) > 0 THEN '进行中'
-            WHEN coalesce(r.run_count, 0) > 0 THEN '空闲'
-            ELSE '草稿' END AS status
+       CASE WHEN p.archived THEN '{ProjectStatus.ARCHIVED.value}'
+            WHEN coalesce(r.active_count, 0) > 0 THEN '{ProjectStatus.ACTIVE.value}'
+            WHEN coalesce(r.run_count, 0) > 0 THEN '{ProjectStatus.IDLE.value}'
+            ELSE '{ProjectStatus.DRAFT.value}' END AS status
 FROM projects p
 LEFT JOIN (SELECT project_id, count(*) AS run_count,
                   count(*) FILTER (WHERE status IN (?, ?, ?)) AS active_count
-           FROM runs {runs_of} GROUP BY project_id) r ON r.project_id = p.id
+           FROM runs {{runs_of}} GROUP BY project_id) r ON r.project_id = p.id
 """
 
 

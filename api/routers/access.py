@@ -8,6 +8,7 @@ from ltm.store import from_db_time
 from ltm.api.auth import Caller, issue_token, require_owner, require_role
 from ltm.api.deps import Db, ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses
+from ltm.vocabulary import Role
 from ltm.models import AuditEvent, Identity, MembersUpdate, TokenCreate, TokenCreated, TokenInfo
 
 router = APIRouter(tags=["访问控制"], dependencies=[Depends(json_body_only)])
@@ -21,7 +22,7 @@ def whoami(caller: Caller):
 @router.post("/tokens", status_code=201, response_model=TokenCreated, summary="创建访问令牌（管理员）",
              responses=responses(*BODY_ERRORS))
 def create_token(db: Db, caller: Caller, body: TokenCreate):
-    require_role(caller, "admin", "管理访问令牌")
+    require_role(caller, Role.ADMIN, "管理访问令牌")
     token, record = issue_token(db, body.user, body.role, created_by=caller.user)
     auth_store.record(db, caller.user, "创建令牌", target=record["id"], details=f"{body.user}（{body.role}）")
     return {**record, "created_at": from_db_time(record["created_at"]), "user": body.user, "token": token}
@@ -29,14 +30,14 @@ def create_token(db: Db, caller: Caller, body: TokenCreate):
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="列出访问令牌（管理员）")
 def list_tokens(db: Db, caller: Caller):
-    require_role(caller, "admin", "管理访问令牌")
+    require_role(caller, Role.ADMIN, "管理访问令牌")
     return [{**row, "user": row["user_name"]} for row in auth_store.list_tokens(db)]
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）",
                responses=responses(404, 422))
 def revoke_token(db: Db, caller: Caller, token_id: str):
-    require_role(caller, "admin", "管理访问令牌")
+    require_role(caller, Role.ADMIN, "管理访问令牌")
     if not auth_store.revoke_token(db, token_id):
         raise not_found("令牌", token_id)
     auth_store.record(db, caller.user, "吊销令牌", target=token_id)

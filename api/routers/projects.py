@@ -14,6 +14,7 @@ from ltm.api.deps import Db, ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, conflict, responses
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.ids import new_id
+from ltm.vocabulary import Role
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
 
 StatusFilter = Literal["草稿", "进行中", "运行中", "空闲", "已归档"]  # ProjectStatus, plus 运行中 as the seed writes it
@@ -28,7 +29,7 @@ def project_view(db, project: dict) -> dict:
 
 @router.post("", status_code=201, response_model=Project, summary="创建项目", responses=responses(409, *BODY_ERRORS))
 def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
-    require_role(caller, "member", "创建项目")
+    require_role(caller, Role.MEMBER, "创建项目")
     if body.default_trainer:
         checked_trainer(body.default_trainer, "default_trainer")
     now = utc_now()

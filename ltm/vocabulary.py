@@ -1,0 +1,72 @@
+"""The words of the wire format, defined once: statuses, tags, artifact kinds, log levels, roles.
+
+A leaf module (it imports nothing of ltm), so the store may use it too.
+"""
+
+from enum import Enum
+
+
+class RunStatus(str, Enum):
+    QUEUED = "排队中"
+    RUNNING = "运行中"
+    CANCELLING = "取消中"
+    CANCELLED = "已取消"
+    COMPLETED = "已完成"
+    FAILED = "失败"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_terminal
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.CANCELLED, RunStatus.COMPLETED, RunStatus.FAILED})
+ACTIVE_RUN_STATUSES = tuple(status.value for status in RunStatus if status not in TERMINAL_RUN_STATUSES)
+
+
+class ProjectStatus(str, Enum):
+    DRAFT = "草稿"
+    ACTIVE = "进行中"
+    IDLE = "空闲"
+    ARCHIVED = "已归档"
+
+
+class TagValue(str, Enum):
+    CANDIDATE = "候选"
+    RELEASE = "发布"
+    ARCHIVE = "归档"
+
+
+class ArtifactType(str, Enum):
+    CHECKPOINT = "checkpoint"
+    EVENT = "event"
+    EVALUATION = "evaluation"
+    CONFIG = "config"
+
+
+class LogLevel(str, Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class Role(str, Enum):
+    """Token roles, weakest first; `runner` is the token a run's own flow gets, scoped to that run."""
+
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+    RUNNER = "runner"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+USER_ROLES = (Role.VIEWER, Role.MEMBER, Role.ADMIN)  # the ones a person's token can have, in rising rank
