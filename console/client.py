@@ -1,6 +1,5 @@
 """The console's only way to the API: one cached SDK client and helpers that turn failures into Chinese messages."""
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +8,7 @@ import pydantic
 import streamlit as st
 
 from ltm import ApiError, Client
+from ltm.settings import Settings
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 RETRY_SECONDS = 5
@@ -23,7 +23,7 @@ VALIDATION_MESSAGES = {
 
 
 def api_url() -> str:
-    return os.environ.get("LTM_API_URL") or DEFAULT_API_URL
+    return Settings().api_url or DEFAULT_API_URL
 
 
 TOKEN_KEY = "ltm_token"
@@ -36,7 +36,7 @@ def _client(url: str, token: str | None) -> Client:
 
 def get_client() -> Client:
     """Each browser session calls with its own token (typed in the sidebar), else the console's LTM_TOKEN."""
-    return _client(api_url(), st.session_state.get(TOKEN_KEY) or os.environ.get("LTM_TOKEN"))
+    return _client(api_url(), st.session_state.get(TOKEN_KEY) or Settings().token)
 
 
 def sign_in() -> None:

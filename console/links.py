@@ -1,15 +1,15 @@
 """Page addresses and links between pages; the deep-link URLs are part of the console's interface."""
 
-import os
 from urllib.parse import urlencode
 
 import streamlit as st
+
+from ltm.settings import Settings
 
 PROJECTS_PAGE = "views/projects.py"
 PROJECT_PAGE = "views/project.py"
 RUN_PAGE = "views/run.py"
 COMPARE_PAGE = "views/compare.py"
-DEFAULT_PREFECT_UI_URL = "http://127.0.0.1:4200"
 
 
 def project_params(project_id: str) -> dict:
@@ -33,7 +33,7 @@ def run_url(project_id: str, run_id: str) -> str:
 
 
 def prefect_flow_run_url(flow_run_id: str) -> str:
-    base = os.environ.get("LTM_PREFECT_UI_URL") or DEFAULT_PREFECT_UI_URL
+    base = Settings().prefect_ui_url
     return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}"
 
 

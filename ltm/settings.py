@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
+    prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI address, for links from the console")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")
     reconcile_seconds: float = Field(5.0, gt=0, description="How often the API syncs run status with Prefect")
     step_seconds: float = Field(0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds")
