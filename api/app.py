@@ -5,16 +5,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from ltm.store import Database
-
 from ltm.api import errors
 from ltm.api.auth import actor
 from ltm.api.ingest_payload import document_ingest_models
-from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
-from ltm.api.routers import artifacts, lifecycle, logs, metrics, projects, runs, trainers, access
+from ltm.api.routers import access, artifacts, lifecycle, logs, metrics, projects, runs, trainers
 from ltm.api.run_service import RunService
+from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
 from ltm.settings import Settings
+from ltm.store import Database
 
 log = logging.getLogger("ltm.api")
 

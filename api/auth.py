@@ -8,11 +8,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ltm.store import Database, utc_now
-from ltm.store import auth as auth_store
-
 from ltm.api.errors import ApiError
 from ltm.ids import new_id
+from ltm.store import Database, utc_now
+from ltm.store import auth as auth_store
 from ltm.vocabulary import USER_ROLES, Role
 
 ROLES = tuple(role.value for role in USER_ROLES)

@@ -2,13 +2,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ltm.store import Database
-from ltm.store import projects as project_store
-
 from ltm.api.errors import ApiError, not_found
 from ltm.api.ids import well_formed
 from ltm.api.run_service import RunService
 from ltm.settings import Settings
+from ltm.store import Database
+from ltm.store import projects as project_store
 
 
 def get_db(request: Request) -> Database:

@@ -12,8 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from ltm.api.errors import ApiError, unprocessable
 from ltm import arrow_batches
+from ltm.api.errors import ApiError, unprocessable
 from ltm.limits import MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, MAX_NAME_LENGTH
 from ltm.models import LogBatch, LogLevel, MetricBatch
 

@@ -1,19 +1,18 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
+from ltm.api.auth import issue_token
+from ltm.api.errors import ApiError, conflict, not_found
+from ltm.api.ids import ARTIFACT_KINDS, well_formed
+from ltm.api.run_state import StatusWatch, can_move, stamps
+from ltm.ids import new_id
+from ltm.launchers import Launcher, LauncherUnavailable, Observation
+from ltm.models import RunStatus
+from ltm.settings import Settings
 from ltm.store import Database, utc_now
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
-
-from ltm.api.auth import issue_token
-from ltm.api.errors import ApiError, conflict, not_found
-from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.launchers import Launcher, LauncherUnavailable, Observation
-from ltm.api.run_state import StatusWatch, can_move, stamps
-from ltm.ids import new_id
-from ltm.models import RunStatus
 from ltm.vocabulary import Role
-from ltm.settings import Settings
 
 
 class RunService:

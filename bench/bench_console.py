@@ -16,8 +16,8 @@ from playwright.sync_api import sync_playwright
 
 from bench.common import figure
 from ltm import Client
-from ltm.testing import LtmSystem
 from ltm.models import MetricBatch, MetricPoint
+from ltm.testing import LtmSystem
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -77,7 +77,10 @@ def main() -> None:
             print(f"seeded {args.series} × {args.points:,} points in {seeded:.1f} s", flush=True)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                projects_ready = lambda page: page.get_by_role("button", name="创建项目").wait_for(timeout=30_000)
+
+                def projects_ready(page):
+                    return page.get_by_role("button", name="创建项目").wait_for(timeout=30_000)
+
                 run_url = f"{system.console_url}/run?project_id={project_id}&run_id={run_id}"
 
                 def charts_ready(page):

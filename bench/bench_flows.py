@@ -15,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 from bench.common import figure
-from ltm.trainers import TrainerConfig, get_trainer
 from ltm import Client
-from ltm.testing import ROOT, LtmSystem, wait_until
 from ltm.models import Run, RunStatus
+from ltm.testing import ROOT, LtmSystem, wait_until
+from ltm.trainers import TrainerConfig, get_trainer
 
 OVERHEAD_SCRIPT = """
 import sys, time
@@ -153,7 +153,10 @@ def main() -> None:
     for key, value in (SMOKE if args.smoke else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    wanted = lambda number: args.only in (None, number)
+
+    def wanted(number: int) -> bool:
+        return args.only in (None, number)
+
     with tempfile.TemporaryDirectory() as tmp:
         system = LtmSystem(Path(tmp) / "home").start()
         try:

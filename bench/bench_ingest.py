@@ -14,9 +14,9 @@ import duckdb
 
 from bench.common import figure, on_threads
 from ltm import Client, arrow_batches
-from ltm.testing import ApiProcess
 from ltm.reporter import MAX_BATCH_ROWS, RunReporter
 from ltm.store import Database
+from ltm.testing import ApiProcess
 
 SERIES = ("train_loss", "learning_rate", "grad_norm", "tokens_per_second", "gpu_utilization")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -94,7 +94,7 @@ def main() -> None:
             with Client(api.url, timeout=120) as client:
                 project = client.create_project(name="bench-ingest", owner="bench")
                 metric_rates, raw_rates, log_rates = [], [], []
-                for i in range(samples):
+                for _ in range(samples):
                     metric_rates.append(reporters_rate(client, project.id, reporters, steps, "metrics"))
                     raw_rates.append(raw_rate(Path(tmp), reporters * steps * len(SERIES)))
                     log_rates.append(reporters_rate(client, project.id, reporters, lines, "logs"))

@@ -63,7 +63,7 @@ def fill_logs(client: Client, project_id: str, run_ids: list[str], scale: Scale)
 
     with ThreadPoolExecutor(8) as pool:
         for round_number in range(ROUNDS):
-            list(pool.map(lambda i: send(i, round_number), range(len(run_ids))))
+            list(pool.map(send, range(len(run_ids)), [round_number] * len(run_ids)))
     assert sent == totals
 
 

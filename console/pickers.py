@@ -6,9 +6,9 @@ would show the old run again. Setting the parameter sends the address to the bro
 
 import streamlit as st
 
+from ltm import Client
 from ltm.console import links
 from ltm.console.client import require
-from ltm import Client
 
 
 def project_id() -> str:

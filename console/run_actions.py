@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
+from ltm import Client
 from ltm.console import links, ui
 from ltm.console.client import call
-from ltm import Client
 from ltm.models import Artifact, ArtifactType, Run, RunStatus, TagValue
 
 CONFIRM_KEY = "confirm_cancel"

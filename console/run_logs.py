@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import streamlit as st
 
+from ltm import Client
 from ltm.console import ui
 from ltm.console.client import call
-from ltm import Client
 from ltm.models import LogLevel
 
 ALL_LEVELS = "全部"

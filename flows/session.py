@@ -4,13 +4,13 @@ import os
 import time
 from dataclasses import dataclass
 
+from ltm.client import Client
 from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
 from ltm.flows.signals import sigterm_deferred
-from ltm.trainers import InvalidConfig, Trainer, TrainerConfig, get_trainer
-from ltm.client import Client
 from ltm.models import Run, RunStatus
 from ltm.reporter import RunReporter
 from ltm.settings import Settings
+from ltm.trainers import InvalidConfig, Trainer, TrainerConfig, get_trainer
 
 
 class CancelRequested(Exception):

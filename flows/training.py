@@ -10,13 +10,13 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled
 
+from ltm.client import ApiError, Client
 from ltm.flows.prefect_state import flow_run_is_cancelling, tag_flow_run
 from ltm.flows.session import CancelRequested, EpochResult, TrainingSession
 from ltm.flows.signals import sigterm_deferred
-from ltm.trainers import InvalidConfig
-from ltm.client import ApiError, Client
 from ltm.models import RunStatus
 from ltm.settings import Settings
+from ltm.trainers import InvalidConfig
 
 
 @task(name="epoch", task_run_name="epoch-{epoch}", cache_policy=NO_CACHE, persist_result=False)

@@ -12,7 +12,6 @@ def serve_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ltm.api.app import create_app
-
     from ltm.settings import Settings
 
     settings = Settings()

@@ -3,15 +3,35 @@
 import json
 import math
 from datetime import datetime, timezone
-from typing import Any, Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ltm.limits import (MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_JSON_DEPTH, MAX_JSON_OBJECT_BYTES, MAX_LOG_MESSAGE,
-                        MAX_MEMBERS, MAX_NAME_LENGTH, MAX_PATH_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, MAX_TEXT_LENGTH,
-                        MAX_TRAINER_NAME_LENGTH)
-from ltm.vocabulary import (ACTIVE_RUN_STATUSES, TERMINAL_RUN_STATUSES, ArtifactType, LogLevel, ProjectStatus, Role,
-                            RunStatus, TagValue, USER_ROLES)
+from ltm.limits import (
+    MAX_BATCH_ID_LENGTH,
+    MAX_BATCH_ITEMS,
+    MAX_JSON_DEPTH,
+    MAX_JSON_OBJECT_BYTES,
+    MAX_LOG_MESSAGE,
+    MAX_MEMBERS,
+    MAX_NAME_LENGTH,
+    MAX_PATH_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_TEXT_LENGTH,
+    MAX_TRAINER_NAME_LENGTH,
+)
+from ltm.vocabulary import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    USER_ROLES,
+    ArtifactType,
+    LogLevel,
+    ProjectStatus,
+    Role,
+    RunStatus,
+    TagValue,
+)
 
 USER_ROLE_NAMES = tuple(role.value for role in USER_ROLES)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 
-
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 RESTARTABLE = {"worker"}  # a lost worker is replaced; its runs end as the flows and the reconciler find them
 

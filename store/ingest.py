@@ -9,7 +9,6 @@ import pyarrow.compute as pc
 
 from ltm.store.db import Database, utc_now
 
-
 BLOCK_STEPS = 128  # migration 6 fills metric_blocks with the same block size
 _BLOCKS_OF_INCOMING = f"""
 INSERT INTO metric_blocks

@@ -7,7 +7,6 @@ import httpx
 import pytest
 
 
-
 @pytest.fixture
 def http(shared_http):
     return shared_http

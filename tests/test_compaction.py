@@ -17,8 +17,7 @@ import pytest
 
 from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
-from ltm.store import Database
-from ltm.store import compaction
+from ltm.store import Database, compaction
 from ltm.store import ingest as ingest_store
 from tests.conftest import ROOT, ApiProcess, wait_until
 from tests.test_auth import cli_token
@@ -297,7 +296,7 @@ def test_compaction_waits_for_open_cursors_and_holds_new_ones_until_the_swap(tmp
     finished: dict[str, object] = {}
 
     def hold_a_cursor() -> None:
-        with db.cursor() as cur:
+        with db.cursor():
             holding.set()
             release.wait(10)
             finished["nested"] = db.fetch_one("SELECT count(*) FROM logs")[0]  # may nest while compaction waits

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import duckdb
 import httpx
 import pytest
-
 from conftest import ApiProcess
+
 from ltm import ApiError, Client
 from ltm.store.migrations import MIGRATIONS
 
@@ -241,11 +241,11 @@ def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(t
 def test_a_store_from_before_line_numbers_pages_its_old_lines_and_numbers_new_ones_after_them(tmp_path):
     import duckdb
 
+    from ltm import arrow_batches
+    from ltm.api.ingest_payload import _stored
     from ltm.store import Database, ingest
     from ltm.store import logs as log_store
     from ltm.store.migrations import MIGRATIONS
-    from ltm import arrow_batches
-    from ltm.api.ingest_payload import _stored
 
     path = tmp_path / "v6.duckdb"
     con = duckdb.connect(str(path))

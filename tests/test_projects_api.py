@@ -8,7 +8,6 @@ import httpx
 import pytest
 
 
-
 @pytest.fixture
 def http(shared_http):
     return shared_http

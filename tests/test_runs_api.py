@@ -7,7 +7,6 @@ from datetime import datetime
 
 import httpx
 import pytest
-
 from conftest import ApiProcess, wait_until
 
 

@@ -11,10 +11,10 @@ import uuid
 import httpx
 import pytest
 import schemathesis
+from conftest import ApiProcess
 from schemathesis import checks
 
 from ltm.api.app import create_app
-from conftest import ApiProcess
 
 SEED = 20240601
 MAX_EXAMPLES = 25

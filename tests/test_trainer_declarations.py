@@ -3,8 +3,8 @@
 import pytest
 
 from ltm.trainers import Hyperparameter, InvalidConfig, get_trainer, installed, trainer_info
-from ltm.trainers.simulated import SimulatedTrainer
 from ltm.trainers.base import TrainerConfig
+from ltm.trainers.simulated import SimulatedTrainer
 
 
 def declared_bounds():

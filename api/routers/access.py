@@ -2,14 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from ltm.store import auth as auth_store
-from ltm.store import from_db_time
-
 from ltm.api.auth import Caller, issue_token, require_owner, require_role
 from ltm.api.deps import Db, ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses
-from ltm.vocabulary import Role
 from ltm.models import AuditEvent, Identity, MembersUpdate, TokenCreate, TokenCreated, TokenInfo
+from ltm.store import auth as auth_store
+from ltm.store import from_db_time
+from ltm.vocabulary import Role
 
 router = APIRouter(tags=["访问控制"], dependencies=[Depends(json_body_only)])
 

@@ -3,12 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
-from ltm.store import artifacts as artifact_store
-from ltm.store import utc_now
-
 from ltm.api import examples
-from ltm.store import auth as audit
-
 from ltm.api.auth import Caller, require_owner, require_project_member
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses, unprocessable
@@ -16,6 +11,9 @@ from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.paths import within_root
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
+from ltm.store import artifacts as artifact_store
+from ltm.store import auth as audit
+from ltm.store import utc_now
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
                    dependencies=[Depends(json_body_only)])

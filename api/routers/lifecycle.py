@@ -16,18 +16,17 @@ from fastapi import APIRouter, Depends, Query
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, Field
 
-from ltm.store import auth as audit_store
-from ltm.store import backup as backup_store
-from ltm.store import lifecycle as lifecycle_store
-from ltm.store import runs as run_store
-from ltm.store.compaction import CompactionFailed
-
 from ltm.api.auth import Actor, Caller, require_owner, require_role
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, ApiError, ErrorBody, conflict, invalid_field, not_found, responses
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.paths import within_root
 from ltm.models import ArtifactType, Contract, RunStatus
+from ltm.store import auth as audit_store
+from ltm.store import backup as backup_store
+from ltm.store import lifecycle as lifecycle_store
+from ltm.store import runs as run_store
+from ltm.store.compaction import CompactionFailed
 
 router = APIRouter(tags=["数据生命周期"], dependencies=[Depends(json_body_only)])
 PROJECT = "/projects/{project_id}"

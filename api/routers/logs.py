@@ -2,14 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ltm.store import ingest, to_db_time
-from ltm.store import logs as log_store
-
 from ltm.api.auth import Caller, require_project_member
 from ltm.api.deps import Db, ProjectRow, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses, unprocessable
 from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
+from ltm.store import ingest, to_db_time
+from ltm.store import logs as log_store
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"],
                    dependencies=[Depends(json_body_only)])

@@ -2,16 +2,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ltm.store import ingest
-from ltm.store import metrics as metric_store
-
 from ltm.api.auth import Caller, require_project_member
 from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, invalid_field, responses
 from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows
 from ltm.limits import MAX_METRIC_NAMES, MAX_NAME_LENGTH
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
-
+from ltm.store import ingest
+from ltm.store import metrics as metric_store
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"],
                    dependencies=[Depends(json_body_only)])

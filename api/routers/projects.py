@@ -2,20 +2,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from ltm.store import runs as run_store
-from ltm.store import projects as project_store
-from ltm.store import utc_now
-
 from ltm.api import examples
-from ltm.store import auth as audit
-
 from ltm.api.auth import Caller, require_owner, require_project_member, require_role
 from ltm.api.deps import Db, ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, conflict, responses
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.ids import new_id
-from ltm.vocabulary import Role
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
+from ltm.store import auth as audit
+from ltm.store import projects as project_store
+from ltm.store import runs as run_store
+from ltm.store import utc_now
+from ltm.vocabulary import Role
 
 StatusFilter = Literal["草稿", "进行中", "运行中", "空闲", "已归档"]  # ProjectStatus, plus 运行中 as the seed writes it
 

@@ -3,18 +3,16 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
-from ltm.store import runs as run_store
-
 from ltm.api import examples
-from ltm.store import auth as audit
-
 from ltm.api.auth import Caller, require_project_member
 from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses
 from ltm.api.ids import well_formed
 from ltm.api.trainer_catalog import checked_trainer
-from ltm.trainers import DEFAULT_TRAINER
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
+from ltm.store import auth as audit
+from ltm.store import runs as run_store
+from ltm.trainers import DEFAULT_TRAINER
 
 router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 
 from ltm.models import TrainerInfo
-from ltm.trainers import trainer_info, installed
+from ltm.trainers import installed, trainer_info
 
 router = APIRouter(tags=["训练器"])
 

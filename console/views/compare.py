@@ -1,9 +1,9 @@
 import pandas as pd
 import streamlit as st
 
+from ltm import Client
 from ltm.console import charts, diffing, links, ui
 from ltm.console.client import call, require
-from ltm import Client
 from ltm.models import RunOverview
 
 MAX_POINTS = 500

@@ -1,9 +1,9 @@
 import pandas as pd
 import streamlit as st
 
+from ltm import Client
 from ltm.console import diffing, links, pickers, ui
 from ltm.console.client import call, require
-from ltm import Client
 from ltm.models import Project, ProjectStatus, RunOverview
 
 GPU_TYPES = ["A100", "H100", "H200", "H800", "A800", "L40S", "V100", "A10"]

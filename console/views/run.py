@@ -1,8 +1,8 @@
 import streamlit as st
 
+from ltm import Client
 from ltm.console import links, pickers, run_actions, run_live, run_logs, ui
 from ltm.console.client import require
-from ltm import Client
 from ltm.models import Run, RunOverview
 
 

@@ -55,8 +55,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ltm.trainers.base import (Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float,
-                                 read_int)
+from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float, read_int
 
 LOG_EVERY_STEPS = 10
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_zh.txt"
