@@ -55,3 +55,27 @@ def test_string_hyperparameters_are_type_checked():
     assert declared.read({}) == "auto" and declared.read({"device": "cpu"}) == "cpu"
     with pytest.raises(InvalidConfig, match="device"):
         declared.read({"device": 3})
+
+
+def test_the_documented_example_trainer_runs_from_outside_the_checkout(tmp_path):
+    """docs/trainers.md's MyTrainer and its local try-out, run as a third-party package would run them."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "trainers.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    trainer_source = next(b for b in blocks if "class MyTrainer(Trainer)" in b)
+    try_out = next(b for b in blocks if "from my_pkg.trainer import MyTrainer" in b)
+    package = tmp_path / "my_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "trainer.py").write_text(trainer_source, encoding="utf-8")
+    check = try_out + "\nassert abs(trainer.w - 3) < 0.1 and abs(trainer.b - 2) < 0.1\n" + (
+        "from ltm.trainers import InvalidConfig\n"
+        "try:\n    MyTrainer(TrainerConfig('m', 'd', None, {'learning_rate': 5}, {}))\n"
+        "except InvalidConfig as exc:\n    assert 'learning_rate' in str(exc)\nelse:\n    raise SystemExit('accepted')\n")
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "eval_loss" in done.stdout
