@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ltm.api import media_types
 from ltm.api.errors import ApiError, not_found
 from ltm.api.ids import well_formed
 from ltm.api.run_service import RunService
@@ -27,13 +28,10 @@ async def json_body_only(request: Request) -> None:
     route = request.scope.get("route")
     if getattr(route, "body_field", None) is None:
         return
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_types.media_type(request) == media_types.JSON:
         return
     if await request.body():
-        received = f"（收到 {content_type[:100]}）" if content_type else "（请求未设置 Content-Type）"
-        raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json{received}")
+        raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json{media_types.received(request)}")
 
 
 def get_project(project_id: str, db: Annotated[Database, Depends(get_db)]) -> dict:

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from ltm import arrow_batches
+from ltm.api import media_types
 from ltm.api.errors import ApiError, unprocessable
 from ltm.limits import MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, MAX_NAME_LENGTH
 from ltm.models import LogBatch, LogLevel, MetricBatch
@@ -34,14 +35,10 @@ class Payload:
 
 
 async def ingest_payload(request: Request) -> Payload:
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
-        media_type = "application/json"
-    elif media_type != arrow_batches.MEDIA_TYPE:
-        received = f"（收到 {content_type[:100]}）" if content_type else "（请求未设置 Content-Type）"
+    media_type = media_types.media_type(request)
+    if media_type not in (media_types.JSON, arrow_batches.MEDIA_TYPE):
         raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json，"
-                            f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{received}")
+                            f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}")
     return Payload(media_type, await request.body())
 
 
