@@ -123,6 +123,8 @@ class RunService:
             values = self._checked_move(fresh, new)
             if message is not None:
                 values["message"] = message
+            if not values:  # already there (a second cancel while 取消中): the answer is the current state
+                return
             run_store.update(self.db, run["id"], values)
         self._moved(run["id"], new)
 
