@@ -2,6 +2,8 @@ import importlib.util
 import json
 import math
 import statistics
+import subprocess
+import sys
 
 import pytest
 
@@ -189,6 +191,44 @@ def test_hyperparameter_declarations_match_defaults():
     assert declared["device"].default == "auto"
     assert trainer.total_steps == 100 and trainer.steps_per_epoch == 100
     assert TinyLMTrainer.name == "tiny-lm" and TinyLMTrainer.description
+
+
+def test_declarations_are_readable_without_importing_torch():
+    """The API process lists tiny-lm and its hyperparameters without torch (an optional extra)."""
+    code = (
+        "import sys, ltm.trainers.tiny_lm as module\n"
+        "trainer = module.TinyLMTrainer\n"
+        "print(trainer.name, len(trainer.hyperparameters), trainer.requires)\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'safetensors', 'ltm.trainers.tiny_lm_model') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    described, heavy = done.stdout.strip().splitlines()
+    assert described == "tiny-lm 12 ('torch', 'safetensors')"
+    assert heavy == "[]"
+
+
+def test_declared_ranges_are_the_validated_ones():
+    declared = {item.name: item for item in TinyLMTrainer.hyperparameters}
+    assert (declared["learning_rate"].minimum, declared["learning_rate"].maximum) == (0.0, 1.0)
+    assert declared["learning_rate"].minimum_exclusive
+    assert (declared["context_length"].minimum, declared["context_length"].maximum) == (2, 4096)
+    assert (declared["warmup_steps"].minimum, declared["warmup_steps"].maximum) == (0, None)
+    assert (declared["seed"].minimum, declared["seed"].maximum) == (None, None)
+    with pytest.raises(InvalidConfig, match="超参数 learning_rate 必须大于 0.0 且 不超过 1.0，当前值为 0"):
+        make_trainer(learning_rate=0)
+    with pytest.raises(InvalidConfig, match="超参数 d_model 必须不小于 8 且 不超过 8192，当前值为 4"):
+        make_trainer(d_model=4, n_heads=1)
+
+
+def test_model_names_are_still_importable_from_the_trainer_module():
+    import ltm.trainers.tiny_lm as module
+    import ltm.trainers.tiny_lm_model as model_module
+
+    for name in ("CharVocab", "ModelConfig", "TinyLM", "generate", "load_checkpoint", "MODEL_FILE"):
+        assert getattr(module, name) is getattr(model_module, name)
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
 
 
 @pytest.mark.parametrize(

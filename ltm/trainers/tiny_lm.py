@@ -34,11 +34,19 @@ the losses of the uninterrupted run, bit for bit, on CPU. What makes that hold:
 
 On CUDA the run is deterministic with the settings above, but a CPU checkpoint resumed on a GPU (or
 the reverse) continues with slightly different losses.
+
+This module imports neither torch nor safetensors at module level (they are the optional extra
+``ltm[torch]``): the API process reads ``TinyLMTrainer.name``, ``.description`` and
+``.hyperparameters`` without them. The vocabulary, the model, ``load_checkpoint`` and ``generate``
+live in ``ltm.trainers.tiny_lm_model``, imported inside the methods that need it;
+``from ltm.trainers.tiny_lm import generate, load_checkpoint, TinyLM, ...`` still works through the
+module-level ``__getattr__`` below, which imports them on first use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -46,16 +54,16 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
+from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
 
-from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_float, read_int
+if TYPE_CHECKING:
+    import torch
+
+    from ltm.trainers.tiny_lm_model import CharVocab
 
 LOG_EVERY_STEPS = 10
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_zh.txt"
@@ -65,195 +73,25 @@ MIN_LR_RATIO = 0.1
 WEIGHT_DECAY = 0.1
 ADAM_BETAS = (0.9, 0.95)
 GRAD_CLIP_NORM = 1.0
-UNKNOWN_TOKEN = 0
 
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-SCHEDULER_FILE = "scheduler.pt"
-STATE_FILE = "state.json"
-CHECKPOINT_FORMAT = 1
-
-
-# ---------------------------------------------------------------------------------------------
-# Vocabulary
+# Names that used to be defined here and now live in ltm.trainers.tiny_lm_model (they need torch).
+_MODEL_NAMES = frozenset({
+    "CharVocab", "ModelConfig", "CausalSelfAttention", "Block", "TinyLM", "load_checkpoint", "generate",
+    "UNKNOWN_TOKEN", "MODEL_FILE", "OPTIMIZER_FILE", "SCHEDULER_FILE", "STATE_FILE", "CHECKPOINT_FORMAT",
+})
 
 
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+def __getattr__(name: str) -> Any:
+    """``from ltm.trainers.tiny_lm import generate`` and friends, imported (with torch) on first use."""
+    if name in _MODEL_NAMES:
+        value = getattr(importlib.import_module("ltm.trainers.tiny_lm_model"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class CharVocab:
-    """Characters sorted by code point; id 0 stands for any character outside the vocabulary."""
-
-    def __init__(self, chars: str) -> None:
-        self.chars = chars
-        self._ids = {char: index + 1 for index, char in enumerate(chars)}
-
-    @classmethod
-    def from_text(cls, text: str) -> CharVocab:
-        return cls("".join(map(chr, np.unique(_code_points(text)))))
-
-    @property
-    def size(self) -> int:
-        return len(self.chars) + 1
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.chars.encode("utf-8", "surrogatepass")).hexdigest()
-
-    def encode(self, text: str) -> list[int]:
-        return [self._ids.get(char, UNKNOWN_TOKEN) for char in text]
-
-    def encode_corpus(self, text: str) -> torch.Tensor:
-        """Token ids of a whole corpus as int32, without a Python object per character."""
-        known = np.fromiter(map(ord, self.chars), dtype=np.uint32, count=len(self.chars))
-        points = _code_points(text)
-        ids = np.searchsorted(known, points) + 1
-        ids[(ids > len(known)) | (known[np.minimum(ids, len(known)) - 1] != points)] = UNKNOWN_TOKEN
-        return torch.from_numpy(ids.astype(np.int32))
-
-    def decode(self, ids) -> str:
-        return "".join(self.chars[index - 1] if 0 < index <= len(self.chars) else "\ufffd" for index in ids)
-
-
-# ---------------------------------------------------------------------------------------------
-# Model
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    context_length: int
-    n_layers: int
-    n_heads: int
-    d_model: int
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.n_heads = config.n_heads
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
-        self.proj = nn.Linear(config.d_model, config.d_model)
-        mask = torch.ones(config.context_length, config.context_length, dtype=torch.bool).tril()
-        self.register_buffer("mask", mask, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        head = width // self.n_heads
-        q, k, v = self.qkv(x).split(width, dim=2)
-        q, k, v = (t.view(batch, length, self.n_heads, head).transpose(1, 2) for t in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(head))
-        scores = scores.masked_fill(~self.mask[:length, :length], float("-inf"))
-        out = scores.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(batch, length, width))
-
-
-class Block(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(config.d_model)
-        self.attn = CausalSelfAttention(config)
-        self.ln2 = nn.LayerNorm(config.d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.d_model, 4 * config.d_model), nn.GELU(), nn.Linear(4 * config.d_model, config.d_model)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
-class TinyLM(nn.Module):
-    """GPT-style decoder: token + learned position embeddings, pre-LayerNorm blocks, untied output head."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.vocab: CharVocab | None = None
-        self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        self.position_embedding = nn.Embedding(config.context_length, config.d_model)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = nn.LayerNorm(config.d_model)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.apply(self._init_weights)
-        for name, parameter in self.named_parameters():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.token_embedding(tokens) + self.position_embedding(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x))
-
-    def num_parameters(self) -> int:
-        return sum(parameter.numel() for parameter in self.parameters())
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading a checkpoint for inference
-
-
-def _read_bytes(path: str) -> bytes:
-    import fsspec
-
-    with fsspec.open(path, "rb") as handle:
-        return handle.read()
-
-
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> TinyLM:
-    """Load a tiny-lm checkpoint folder (local path or fsspec URL) as a model ready for `generate`.
-
-    Only ``model.safetensors`` and ``state.json`` are read; the vocabulary comes from
-    ``state.json`` and is attached to the model as ``model.vocab``.
-    """
-    from safetensors.torch import load as load_safetensors
-
-    base = str(path).rstrip("/")
-    state = json.loads(_read_bytes(f"{base}/{STATE_FILE}"))
-    if state.get("trainer") != TinyLMTrainer.name:
-        raise ValueError(f"{base} 不是 {TinyLMTrainer.name} 训练器的检查点（trainer={state.get('trainer')!r}）")
-    model = TinyLM(ModelConfig(**state["model_config"]))
-    model.load_state_dict(load_safetensors(_read_bytes(f"{base}/{MODEL_FILE}")))
-    model.vocab = CharVocab(state["vocab"])
-    return model.to(device).eval()
-
-
-@torch.no_grad()
-def generate(
-    model: TinyLM, prompt: str, max_new_tokens: int = 50, temperature: float = 0.8, seed: int = 0
-) -> str:
-    """Continue `prompt` by sampling `max_new_tokens` characters; `temperature=0` picks greedily.
-
-    Sampling uses its own generator seeded with `seed`, so the same call returns the same text.
-    """
-    if model.vocab is None:
-        raise ValueError("模型没有附带词表，请用 load_checkpoint 加载")
-    model.eval()
-    device = next(model.parameters()).device
-    tokens = torch.tensor([model.vocab.encode(prompt) or [UNKNOWN_TOKEN]], dtype=torch.long, device=device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    new_ids = []
-    for _ in range(max_new_tokens):
-        logits = model(tokens[:, -model.config.context_length :])[0, -1]
-        logits[UNKNOWN_TOKEN] = float("-inf")
-        if temperature <= 0:
-            next_id = logits.argmax().view(1)
-        else:
-            probabilities = (logits / temperature).softmax(dim=-1)
-            next_id = torch.multinomial(probabilities, 1, generator=generator)
-        new_ids.append(int(next_id))
-        tokens = torch.cat([tokens, next_id.view(1, 1)], dim=1)
-    return prompt + model.vocab.decode(new_ids)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODEL_NAMES})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +108,8 @@ def _load_text(dataset: str) -> str:
         raise InvalidConfig("数据集不能为空：请填写 UTF-8 文本文件的路径或 URL，或使用内置的 sample / 中文示例语料")
     if dataset.strip() in SAMPLE_DATASET_NAMES:
         return SAMPLE_CORPUS.read_text(encoding="utf-8")
+    from ltm.trainers.tiny_lm_model import _read_bytes
+
     try:
         data = _read_bytes(dataset)
     except (OSError, ValueError, ImportError) as error:
@@ -280,76 +120,45 @@ def _load_text(dataset: str) -> str:
         raise InvalidConfig(f"数据集 {dataset} 不是 UTF-8 文本：{error}") from None
 
 
-def _resolve_device(value: Any) -> torch.device:
-    if not isinstance(value, str):
-        raise InvalidConfig(f"超参数 device 必须是字符串 auto、cpu、cuda 或 cuda:N，当前值为 {value!r}")
-    name = value.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise InvalidConfig(f"超参数 device 必须是 auto、cpu、cuda 或 cuda:N，当前值为 {value!r}")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidConfig(f"超参数 device 为 {value!r}，但这台机器上没有可用的 CUDA 设备")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InvalidConfig(f"超参数 device 为 {value!r}，但只有 {torch.cuda.device_count()} 块 GPU")
-    return device
-
-
-def _gpu_utilization(device: torch.device) -> float:
-    """Fraction of the last sample period the GPU was busy, read through NVML (the nvidia-ml-py package).
-
-    ``torch.cuda.utilization`` maps the torch device to its NVML index (CUDA_VISIBLE_DEVICES included)
-    and initialises NVML on first use, so nothing touches NVML on CPU. Without NVML it reports 0.
-    """
-    try:
-        return max(0.0, min(1.0, torch.cuda.utilization(device) / 100.0))
-    except Exception:  # noqa: BLE001 - nvidia-ml-py missing, driver too old, NVML not supported
-        return 0.0
-
-
-def _to_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
 class TinyLMTrainer(Trainer):
     name: ClassVar[str] = "tiny-lm"
     description: ClassVar[str] = "从零训练一个字符级的小型 Transformer 语言模型（PyTorch，CPU 或 GPU 均可）"
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (
-        Hyperparameter("learning_rate", "float", 3e-3, "AdamW 的峰值学习率（先线性预热，再余弦衰减到峰值的 10%）"),
-        Hyperparameter("batch_size", "int", 16, "每步的序列条数"),
-        Hyperparameter("context_length", "int", 64, "每条序列的字符数（上下文长度）"),
-        Hyperparameter("n_layers", "int", 2, "Transformer 层数"),
-        Hyperparameter("n_heads", "int", 4, "注意力头数，必须整除 d_model"),
-        Hyperparameter("d_model", "int", 128, "隐藏维度"),
-        Hyperparameter("num_epochs", "int", 1, "训练轮数"),
-        Hyperparameter("steps_per_epoch", "int", 100, "每轮的步数，每轮结束时评估并保存检查点"),
-        Hyperparameter("warmup_steps", "int", 10, "学习率线性预热的步数"),
+        Hyperparameter("learning_rate", "float", 3e-3, "AdamW 的峰值学习率（先线性预热，再余弦衰减到峰值的 10%）",
+                       minimum=0.0, maximum=1.0, minimum_exclusive=True),
+        Hyperparameter("batch_size", "int", 16, "每步的序列条数", minimum=1, maximum=4096),
+        Hyperparameter("context_length", "int", 64, "每条序列的字符数（上下文长度）", minimum=2, maximum=4096),
+        Hyperparameter("n_layers", "int", 2, "Transformer 层数", minimum=1, maximum=64),
+        Hyperparameter("n_heads", "int", 4, "注意力头数，必须整除 d_model", minimum=1, maximum=64),
+        Hyperparameter("d_model", "int", 128, "隐藏维度", minimum=8, maximum=8192),
+        Hyperparameter("num_epochs", "int", 1, "训练轮数", minimum=1, maximum=1000),
+        Hyperparameter("steps_per_epoch", "int", 100, "每轮的步数，每轮结束时评估并保存检查点",
+                       minimum=1, maximum=1_000_000),
+        Hyperparameter("warmup_steps", "int", 10, "学习率线性预热的步数", minimum=0),
         Hyperparameter("seed", "int", 0, "随机种子：决定初始权重和每一步取到的数据"),
-        Hyperparameter("eval_batches", "int", 4, "评估时在验证集上计算的批数"),
+        Hyperparameter("eval_batches", "int", 4, "评估时在验证集上计算的批数", minimum=1, maximum=1000),
         Hyperparameter("device", "str", "auto", "auto（有 CUDA 用 GPU，否则用 CPU）、cpu、cuda 或 cuda:N"),
     )
+    requires: ClassVar[tuple[str, ...]] = ("torch", "safetensors")
 
     def __init__(self, config: TrainerConfig) -> None:
+        import torch
+
+        from ltm.trainers.tiny_lm_model import CharVocab, ModelConfig, TinyLM, _resolve_device
+
         super().__init__(config)
-        values = config.hyperparameters or {}
-        self._learning_rate = read_float(values, "learning_rate", 3e-3, 0.0, 1.0, minimum_exclusive=True)
-        self._batch_size = read_int(values, "batch_size", 16, 1, 4096)
-        self._context_length = read_int(values, "context_length", 64, 2, 4096)
-        self._n_layers = read_int(values, "n_layers", 2, 1, 64)
-        self._n_heads = read_int(values, "n_heads", 4, 1, 64)
-        self._d_model = read_int(values, "d_model", 128, 8, 8192)
-        self._num_epochs = read_int(values, "num_epochs", 1, 1, 1000)
-        self._steps_per_epoch = read_int(values, "steps_per_epoch", 100, 1, 1_000_000)
-        self._warmup_steps = read_int(values, "warmup_steps", 10, 0, None)
-        self._seed = read_int(values, "seed", 0, None, None)
-        self._eval_batches = read_int(values, "eval_batches", 4, 1, 1000)
+        values = self.resolve_hyperparameters(config.hyperparameters or {})
+        self._learning_rate = values["learning_rate"]
+        self._batch_size = values["batch_size"]
+        self._context_length = values["context_length"]
+        self._n_layers = values["n_layers"]
+        self._n_heads = values["n_heads"]
+        self._d_model = values["d_model"]
+        self._num_epochs = values["num_epochs"]
+        self._steps_per_epoch = values["steps_per_epoch"]
+        self._warmup_steps = values["warmup_steps"]
+        self._seed = values["seed"]
+        self._eval_batches = values["eval_batches"]
         if self._d_model % self._n_heads:
             raise InvalidConfig(
                 f"超参数 d_model 必须能被 n_heads 整除，当前 d_model={self._d_model}，n_heads={self._n_heads}"
@@ -358,7 +167,7 @@ class TinyLMTrainer(Trainer):
             raise InvalidConfig(
                 f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}"
             )
-        self._device = _resolve_device(values.get("device", "auto"))
+        self._device = _resolve_device(values["device"])
 
         text = _load_text(config.dataset)
         self._vocab = CharVocab.from_text(text)
@@ -436,6 +245,11 @@ class TinyLMTrainer(Trainer):
         return self._learning_rate * (MIN_LR_RATIO + (1.0 - MIN_LR_RATIO) * cosine)
 
     def train_step(self) -> StepOutput:
+        import torch
+        from torch.nn import functional as F
+
+        from ltm.trainers.tiny_lm_model import _gpu_utilization
+
         if self._step >= self.total_steps:
             raise RuntimeError(f"训练已完成全部 {self.total_steps} 步，不能继续执行训练步")
         step = self._step + 1
@@ -474,18 +288,23 @@ class TinyLMTrainer(Trainer):
         return StepOutput(step=step, metrics=metrics, gpu_utilization=float(utilization),
                           log=self._log_line(step, train_loss, learning_rate, metrics["tokens_per_second"]))
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.model.eval()
-        losses = []
-        for inputs, targets in self._eval_set():
-            logits = self.model(inputs)
-            losses.append(float(F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))))
+        import torch
+        from torch.nn import functional as F
+
+        with torch.no_grad():
+            self.model.eval()
+            losses = []
+            for inputs, targets in self._eval_set():
+                logits = self.model(inputs)
+                losses.append(float(F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))))
         eval_loss = sum(losses) / len(losses)
         return {"eval_loss": eval_loss, "eval_perplexity": math.exp(min(eval_loss, 50.0))}
 
     def checkpoint_files(self) -> dict[str, bytes]:
         from safetensors.torch import save as save_safetensors
+
+        from ltm.trainers.tiny_lm_model import MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, STATE_FILE, _to_bytes
 
         weights = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
         return {
@@ -496,7 +315,10 @@ class TinyLMTrainer(Trainer):
         }
 
     def restore_files(self, files: dict[str, bytes]) -> None:
+        import torch
         from safetensors.torch import load as load_safetensors
+
+        from ltm.trainers.tiny_lm_model import MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, STATE_FILE
 
         missing = [name for name in (MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, STATE_FILE) if name not in files]
         if missing:
@@ -528,6 +350,10 @@ class TinyLMTrainer(Trainer):
 
     def state(self) -> dict:
         """The JSON part of a checkpoint (``state.json``)."""
+        import torch
+
+        from ltm.trainers.tiny_lm_model import CHECKPOINT_FORMAT
+
         return {
             "format": CHECKPOINT_FORMAT,
             "trainer": self.name,
@@ -562,6 +388,8 @@ class TinyLMTrainer(Trainer):
         }
 
     def _batch(self, ids: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         generator = torch.Generator().manual_seed(seed)
         starts = torch.randint(0, len(ids) - self._context_length, (self._batch_size,), generator=generator)
         offsets = torch.arange(self._context_length + 1)
