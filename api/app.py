@@ -9,9 +9,10 @@ from ltm.api import errors
 from ltm.api.auth import actor
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
-from ltm.api.routers import access, artifacts, lifecycle, logs, metrics, projects, runs, trainers
+from ltm.api.routers import access, admin, artifacts, deletion, logs, metrics, projects, retention, runs, trainers
 from ltm.api.run_service import RunService
 from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
+from ltm.models import Health
 from ltm.settings import Settings
 from ltm.store import Database
 
@@ -54,12 +55,12 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     errors.install(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
-    for module in (projects, runs, logs, metrics, artifacts, trainers, lifecycle, access):
+    for module in (projects, runs, logs, metrics, artifacts, trainers, retention, deletion, admin, access):
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
 
     document_ingest_models(app)
 
-    @app.get("/health", tags=["系统"], summary="健康检查")
+    @app.get("/health", tags=["系统"], summary="健康检查", response_model=Health)
     def health() -> dict:
         return {"status": "ok", "schema_version": app.state.db.schema_version}
 

@@ -162,7 +162,7 @@ def space_back(client: Client, project_id: str, run_ids: list[str], scale: Scale
     """Target 9: the size of the full store, then deleting every other small run and compacting."""
     first = client.compact()
     print(f"9  store of {scale.lines:,} log lines and {len(SERIES) * scale.points_per_series:,} metric points: "
-          f"{first['bytes_after'] / 1e6:,.1f} MB compacted ({first['bytes_before'] / 1e6:,.1f} MB as ingested) "
+          f"{first.bytes_after / 1e6:,.1f} MB compacted ({first.bytes_before / 1e6:,.1f} MB as ingested) "
           f"target ≤ 300 MB for 10M lines", flush=True)
     doomed = run_ids[2::2]
     def delete(run_id: str) -> None:
@@ -175,10 +175,10 @@ def space_back(client: Client, project_id: str, run_ids: list[str], scale: Scale
     small = (scale.lines - scale.big_run_lines) // (len(run_ids) - 1)
     assert kept == scale.big_run_lines + small * (len(run_ids) - 1 - len(doomed)), kept
     second = client.compact()
-    print(f"9  deleted {len(doomed):,} runs, compacted: {second['bytes_before'] / 1e6:,.1f} MB → "
-          f"{second['bytes_after'] / 1e6:,.1f} MB in {second['seconds']:.1f} s "
+    print(f"9  deleted {len(doomed):,} runs, compacted: {second.bytes_before / 1e6:,.1f} MB → "
+          f"{second.bytes_after / 1e6:,.1f} MB in {second.seconds:.1f} s "
           f"(target: deleting runs gives the space back)", flush=True)
-    assert second["bytes_after"] < second["bytes_before"]
+    assert second.bytes_after < second.bytes_before
 
 
 def _iso(line_number: int) -> str:

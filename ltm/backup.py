@@ -127,10 +127,10 @@ def backup_command(args: argparse.Namespace) -> int:
     result, code = call_api("备份", lambda client: client.backup(target))
     if result is None:
         return code
-    rows = sum(result["tables"].values())
-    print(f"已备份到 {result['folder']}：{len(result['tables'])} 张表，共 {rows} 行，"
-          f"{result['files']} 个文件，{result['bytes']} 字节（结构版本 {result['schema_version']}）")
-    print(json.dumps(result["tables"], ensure_ascii=False))
+    rows = sum(result.tables.values())
+    print(f"已备份到 {result.folder}：{len(result.tables)} 张表，共 {rows} 行，"
+          f"{result.files} 个文件，{result.bytes} 字节（结构版本 {result.schema_version}）")
+    print(json.dumps(result.tables, ensure_ascii=False))
     return 0
 
 

@@ -35,9 +35,9 @@ def compact_store(args: argparse.Namespace) -> int:
     result, code = call_api("压缩存储", lambda client: client.compact())
     if result is None:
         return code
-    megabytes = [round(result[key] / 2**20, 1) for key in ("bytes_before", "bytes_after")]
-    print(f"已压缩存储：{megabytes[0]} MiB → {megabytes[1]} MiB，用时 {result['seconds']} 秒"
-          f"（{len(result['tables'])} 张表，共 {sum(result['tables'].values())} 行，行数已核对）")
+    megabytes = [round(size / 2**20, 1) for size in (result.bytes_before, result.bytes_after)]
+    print(f"已压缩存储：{megabytes[0]} MiB → {megabytes[1]} MiB，用时 {result.seconds} 秒"
+          f"（{len(result.tables)} 张表，共 {sum(result.tables.values())} 行，行数已核对）")
     return 0
 
 

@@ -194,38 +194,41 @@ class Client:
     def audit_trail(self, project_id: str, limit: int = 100) -> list[models.AuditEvent]:
         return self._get(list[models.AuditEvent], f"/projects/{_segment(project_id)}/audit", limit=limit)
 
-    def health(self) -> dict:
-        return self.request("GET", "/health").json()
+    def health(self) -> models.Health:
+        return self._get(models.Health, "/health")
 
-    # Data lifecycle (answers are the JSON objects documented in /docs under 数据生命周期)
+    # Data lifecycle
 
-    def get_retention(self, project_id: str) -> dict:
-        return self.request("GET", f"/projects/{_segment(project_id)}/retention").json()
+    def get_retention(self, project_id: str) -> models.RetentionPolicy:
+        return self._get(models.RetentionPolicy, f"/projects/{_segment(project_id)}/retention")
 
-    def set_retention(self, project_id: str, keep_last: int | None) -> dict:
-        return self.request("PUT", f"/projects/{_segment(project_id)}/retention", json={"keep_last": keep_last}).json()
+    def set_retention(self, project_id: str, keep_last: int | None) -> models.RetentionPolicy:
+        return self._send("PUT", models.RetentionPolicy, f"/projects/{_segment(project_id)}/retention",
+                          {"keep_last": keep_last})
 
-    def retention_preview(self, project_id: str) -> dict:
-        return self.request("GET", f"/projects/{_segment(project_id)}/retention/preview").json()
+    def retention_preview(self, project_id: str) -> models.RetentionPreview:
+        return self._get(models.RetentionPreview, f"/projects/{_segment(project_id)}/retention/preview")
 
-    def delete_artifact(self, project_id: str, run_id: str, artifact_id: str, dry_run: bool = True) -> dict:
+    def delete_artifact(self, project_id: str, run_id: str, artifact_id: str,
+                        dry_run: bool = True) -> models.ArtifactDeletion:
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}"
-        return self.request("DELETE", path, params={"dry_run": dry_run}).json()
+        return self._send("DELETE", models.ArtifactDeletion, path, dry_run=dry_run)
 
-    def delete_run(self, project_id: str, run_id: str, dry_run: bool = True) -> dict:
+    def delete_run(self, project_id: str, run_id: str, dry_run: bool = True) -> models.DeletionReport:
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}"
-        return self.request("DELETE", path, params={"dry_run": dry_run}).json()
+        return self._send("DELETE", models.DeletionReport, path, dry_run=dry_run)
 
-    def delete_project(self, project_id: str, dry_run: bool = True) -> dict:
-        return self.request("DELETE", f"/projects/{_segment(project_id)}", params={"dry_run": dry_run}).json()
+    def delete_project(self, project_id: str, dry_run: bool = True) -> models.DeletionReport:
+        return self._send("DELETE", models.DeletionReport, f"/projects/{_segment(project_id)}", dry_run=dry_run)
 
-    def backup(self, target: str | Path) -> dict:
+    def backup(self, target: str | Path) -> models.BackupResult:
         """Export the whole store into `target`, a folder on the API's machine that is missing or empty."""
-        return self.request("POST", "/admin/backup", json={"target": str(target)}, timeout=None).json()
+        response = self.request("POST", "/admin/backup", json={"target": str(target)}, timeout=None)
+        return _parse(models.BackupResult, response.json())
 
-    def compact(self) -> dict:
-        """Rewrite the store so deleted runs give their space back: {bytes_before, bytes_after, tables, seconds}."""
-        return self.request("POST", "/admin/compact", timeout=None).json()
+    def compact(self) -> models.CompactionResult:
+        """Rewrite the store so deleted runs give their space back (sizes before and after, rows per table)."""
+        return _parse(models.CompactionResult, self.request("POST", "/admin/compact", timeout=None).json())
 
 
 def _segment(item_id: str) -> str:

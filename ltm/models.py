@@ -428,3 +428,88 @@ class AuditEvent(BaseModel):
     run_id: str | None = None
     target: str | None = None
     details: str | None = None
+
+
+# Data lifecycle
+
+
+class Health(BaseModel):
+    status: str
+    schema_version: int
+
+
+class RetentionPolicy(BaseModel):
+    project_id: str
+    keep_last: int | None = Field(description="每个运行保留步数最新的检查点个数；null 表示全部保留")
+    updated_at: datetime | None = Field(None, description="策略最近一次修改的时间；从未设置时为 null")
+
+
+class RetentionUpdate(Contract):
+    keep_last: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        description="每个运行保留步数最新的检查点个数（1–1000）；null 表示全部保留。带标签的检查点始终保留")
+
+
+class DeletableArtifact(BaseModel):  # an artifact that a deletion or the retention policy removes
+    artifact_id: str
+    run_id: str
+    type: ArtifactType
+    name: str
+    path: str
+    step: int | None = None
+    size_bytes: int | None = None
+    tags: list[str] = Field(default_factory=list, description="检查点带有的标签（候选/发布/归档）")
+
+
+class RetentionPreview(BaseModel):
+    project_id: str
+    keep_last: int | None
+    items: list[DeletableArtifact] = Field(description="按策略将删除的检查点（只含已结束运行中、未打标签的检查点）")
+    count: int
+    total_bytes: int
+
+
+class DeletableRun(BaseModel):  # a run that a deletion removes
+    id: str
+    name: str
+    status: RunStatus
+
+
+class ArtifactDeletion(BaseModel):
+    dry_run: bool
+    deleted: bool
+    artifact: DeletableArtifact
+
+
+class DeletionReport(BaseModel):
+    dry_run: bool = Field(description="true 表示只是预览，什么都没有删除")
+    deleted: bool = Field(description="true 表示已经删除")
+    project_id: str
+    runs: list[DeletableRun]
+    artifacts: list[DeletableArtifact]
+    artifact_count: int
+    artifact_bytes: int = Field(description="工件登记的大小之和（字节）")
+    log_lines: int
+    metric_points: int
+    project_versions: int = Field(0, description="删除项目时一并删除的项目版本数")
+    notes: list[str] = Field(default_factory=list, description="不影响结果的提示，例如未能清理的空目录")
+
+
+class BackupRequest(Contract):
+    target: Annotated[str, Field(min_length=1, max_length=4096,
+                                 description="API 所在机器上、备份根目录（LTM_BACKUP_ROOT，默认 <LTM_HOME>/backups）之下"
+                                             "的备份目录（绝对路径）；必须不存在或为空")]
+
+
+class BackupResult(BaseModel):
+    folder: str
+    tables: dict[str, int] = Field(description="每张表导出的行数")
+    files: int
+    bytes: int
+    schema_version: int
+
+
+class CompactionResult(BaseModel):
+    bytes_before: int = Field(description="压缩前存储文件（含 WAL）的字节数")
+    bytes_after: int = Field(description="压缩后存储文件的字节数")
+    tables: dict[str, int] = Field(description="每张表的行数（压缩前后一致，已核对）")
+    seconds: float = Field(description="用时（秒），含等待进行中的请求结束的时间")
