@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ltm.api.errors import ApiError
+from ltm.api.errors import Refusal
 from ltm.ids import new_id
 from ltm.store import Database, utc_now
 from ltm.store import auth as auth_store
@@ -49,13 +49,13 @@ def actor(request: Request) -> Actor:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "需要访问令牌：请在请求头中提供 Authorization: Bearer <令牌>")
+        raise Refusal(401, "需要访问令牌：请在请求头中提供 Authorization: Bearer <令牌>")
     found = auth_store.find_token(request.app.state.db, hash_token(token.strip()))
     if found is None:
-        raise ApiError(401, "访问令牌无效或已被吊销")
+        raise Refusal(401, "访问令牌无效或已被吊销")
     caller = Actor(found["user_name"], found["role"], found["run_id"])
     if caller.run_id and not _within_run(request, caller.run_id):
-        raise ApiError(403, f"此令牌只能访问运行 {caller.run_id}")
+        raise Refusal(403, f"此令牌只能访问运行 {caller.run_id}")
     return caller
 
 
@@ -85,7 +85,7 @@ Caller = Annotated[Actor, Depends(actor)]
 
 def require_role(caller: Actor, role: str, doing: str) -> None:
     if ROLES.index(caller.role if caller.role in ROLES else Role.VIEWER) < ROLES.index(role):
-        raise ApiError(403, f"{caller.user}（{caller.role}）无权{doing}：需要 {role} 角色")
+        raise Refusal(403, f"{caller.user}（{caller.role}）无权{doing}：需要 {role} 角色")
 
 
 def can_work_on(db: Database, caller: Actor, project: dict) -> bool:
@@ -97,9 +97,9 @@ def require_project_member(db: Database, caller: Actor, project: dict, doing: st
     if caller.run_id:
         return
     if not can_work_on(db, caller, project):
-        raise ApiError(403, f"{caller.user} 无权{doing}：只有项目负责人、项目成员或管理员可以操作项目 {project['id']}")
+        raise Refusal(403, f"{caller.user} 无权{doing}：只有项目负责人、项目成员或管理员可以操作项目 {project['id']}")
 
 
 def require_owner(caller: Actor, project: dict, doing: str) -> None:
     if not (caller.is_admin or (caller.role == Role.MEMBER and caller.user == project["owner"])):
-        raise ApiError(403, f"{caller.user} 无权{doing}：只有项目负责人（{project['owner']}）或管理员可以这样做")
+        raise Refusal(403, f"{caller.user} 无权{doing}：只有项目负责人（{project['owner']}）或管理员可以这样做")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from fsspec.core import url_to_fs
 
-from ltm.api.errors import ApiError, conflict, not_found
+from ltm.api.errors import Refusal, conflict, not_found
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.paths import within_root
 from ltm.models import RunStatus
@@ -73,9 +73,9 @@ def _refuse_outside_run_folder(files: ArtifactFiles, project_id: str, artifacts:
                        "为免误删其他数据，不能删除")
 
 
-def _storage_failed(failures: list[str], removed: list[str]) -> ApiError:
+def _storage_failed(failures: list[str], removed: list[str]) -> Refusal:
     done = f"；已删除文件的 {len(removed)} 个工件记录已一并删除" if removed else ""
-    return ApiError(503, f"删除工件文件失败，未删除的记录保持不变：{'；'.join(failures[:5])}{done}")
+    return Refusal(503, f"删除工件文件失败，未删除的记录保持不变：{'；'.join(failures[:5])}{done}")
 
 
 # Shapes
@@ -183,7 +183,7 @@ def _delete_files_then_rows(db, files: ArtifactFiles, report: dict, recheck: Cal
         try:
             recheck()
             _refuse_new_artifacts(db, report)
-        except ApiError:
+        except Refusal:
             lifecycle_store.delete_artifacts(db, removed)
             raise
         if failures:

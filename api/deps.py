@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ltm.api import media_types
-from ltm.api.errors import ApiError, not_found
+from ltm.api.errors import Refusal, not_found
 from ltm.api.ids import well_formed
 from ltm.api.run_service import RunService
 from ltm.settings import Settings
@@ -31,7 +31,7 @@ async def json_body_only(request: Request) -> None:
     if media_types.media_type(request) == media_types.JSON:
         return
     if await request.body():
-        raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json{media_types.received(request)}")
+        raise Refusal(415, f"请求体必须是 JSON，Content-Type 应为 application/json{media_types.received(request)}")
 
 
 def get_project(project_id: str, db: Annotated[Database, Depends(get_db)]) -> dict:

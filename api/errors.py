@@ -26,7 +26,9 @@ class ValidationErrorBody(BaseModel):
     errors: list[FieldError] = Field(default_factory=list, description="逐个字段的错误")
 
 
-class ApiError(Exception):
+class Refusal(Exception):
+    """The API refuses a request: answered as JSON {"detail": …} with this status (the SDK raises ApiError)."""
+
     def __init__(self, status_code: int, detail: str, errors: list[dict] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
@@ -39,22 +41,22 @@ def shown(item_id: str) -> str:
     return item_id if len(item_id) <= SHOWN_ID_LENGTH else item_id[:SHOWN_ID_LENGTH] + "…"
 
 
-def not_found(kind: str, item_id: str) -> ApiError:
-    return ApiError(404, f"{kind} {shown(item_id)} 不存在")
+def not_found(kind: str, item_id: str) -> Refusal:
+    return Refusal(404, f"{kind} {shown(item_id)} 不存在")
 
 
-def conflict(detail: str) -> ApiError:
-    return ApiError(409, detail)
+def conflict(detail: str) -> Refusal:
+    return Refusal(409, detail)
 
 
-def unprocessable(detail: str, field: str | None = None, location: str = "body") -> ApiError:
+def unprocessable(detail: str, field: str | None = None, location: str = "body") -> Refusal:
     errors = [{"location": location, "field": field, "message": detail}] if field else None
-    return ApiError(422, detail, errors)
+    return Refusal(422, detail, errors)
 
 
-def invalid_field(location: str, field: str, message: str) -> ApiError:
+def invalid_field(location: str, field: str, message: str) -> Refusal:
     """A 422 shaped like the ones request validation answers."""
-    return ApiError(422, f"请求参数有误 - {field}：{message}",
+    return Refusal(422, f"请求参数有误 - {field}：{message}",
                     [{"location": location, "field": field, "message": message}])
 
 
@@ -153,8 +155,8 @@ def _http_error_detail(request: Request, exc: HTTPException) -> str:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(Refusal)
+    async def api_error(_: Request, exc: Refusal) -> JSONResponse:
         body = {"detail": exc.detail} if exc.errors is None else {"detail": exc.detail, "errors": exc.errors}
         return JSONResponse(body, status_code=exc.status_code)
 

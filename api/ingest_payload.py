@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from ltm import arrow_batches
 from ltm.api import media_types
-from ltm.api.errors import ApiError, unprocessable
+from ltm.api.errors import Refusal, unprocessable
 from ltm.limits import MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, MAX_NAME_LENGTH
 from ltm.models import LogBatch, LogLevel, MetricBatch
 
@@ -37,7 +37,7 @@ class Payload:
 async def ingest_payload(request: Request) -> Payload:
     media_type = media_types.media_type(request)
     if media_type not in (media_types.JSON, arrow_batches.MEDIA_TYPE):
-        raise ApiError(415, f"请求体必须是 JSON，Content-Type 应为 application/json，"
+        raise Refusal(415, f"请求体必须是 JSON，Content-Type 应为 application/json，"
                             f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}")
     return Payload(media_type, await request.body())
 

@@ -1,7 +1,7 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
 from ltm.api.auth import issue_token
-from ltm.api.errors import ApiError, conflict, not_found
+from ltm.api.errors import Refusal, conflict, not_found
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.run_state import StatusWatch, can_move, stamps
 from ltm.ids import new_id
@@ -76,7 +76,7 @@ class RunService:
         except LauncherUnavailable as exc:
             auth_store.revoke_run_tokens(self.db, run["id"])
             run_store.delete(self.db, run["id"])
-            raise ApiError(503, f"编排服务不可用，运行未创建：{exc}") from exc
+            raise Refusal(503, f"编排服务不可用，运行未创建：{exc}") from exc
         if flow_run_id:
             self.update(run["id"], {"flow_run_id": flow_run_id})
             run["flow_run_id"] = flow_run_id
@@ -87,7 +87,7 @@ class RunService:
         if artifact is None or artifact["run_id"] != source_run["id"]:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
         if artifact["type"] != "checkpoint":
-            raise ApiError(422, f"工件 {artifact_id} 的类型是 {artifact['type']}，只能从检查点（checkpoint）恢复")
+            raise Refusal(422, f"工件 {artifact_id} 的类型是 {artifact['type']}，只能从检查点（checkpoint）恢复")
         config = {
             "name": overrides.get("name"),
             "model": overrides.get("model") or source_run["model"],
@@ -149,7 +149,7 @@ class RunService:
         try:
             self.launcher.cancel(run)
         except LauncherUnavailable as exc:
-            raise ApiError(503, f"编排服务不可用，未能取消运行：{exc}") from exc
+            raise Refusal(503, f"编排服务不可用，未能取消运行：{exc}") from exc
         if status == RunStatus.QUEUED:
             self._move_quietly(run_id, RunStatus.CANCELLED)
         else:
@@ -162,7 +162,7 @@ class RunService:
         """Move unless the run got somewhere else first (e.g. it finished meanwhile)."""
         try:
             self.move(run_store.get(self.db, run_id), new)
-        except ApiError:
+        except Refusal:
             pass
 
     def _is_terminal(self, run_id: str) -> bool:
@@ -177,7 +177,7 @@ class RunService:
             if run and not RunStatus(run["status"]).is_terminal:
                 try:
                     self.move(run, observation.status, observation.message)
-                except ApiError:
+                except Refusal:
                     pass
         return observations
 

@@ -3,9 +3,9 @@
 import argparse
 import sys
 
-from ltm.backup import add_commands as add_backup_commands
-from ltm.backup import call_api
-from ltm.tokens import add_commands as add_token_commands
+from ltm.cli_backup import add_commands as add_backup_commands
+from ltm.cli_backup import call_api
+from ltm.cli_tokens import add_commands as add_token_commands
 
 
 def serve_api(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends
 
 from ltm.api.auth import Caller, require_role
 from ltm.api.deps import CurrentSettings, Db, json_body_only
-from ltm.api.errors import BODY_ERRORS, ApiError, ErrorBody, conflict, invalid_field, responses
+from ltm.api.errors import BODY_ERRORS, ErrorBody, Refusal, conflict, invalid_field, responses
 from ltm.models import BackupRequest, BackupResult, CompactionResult
-from ltm.store import auth as audit_store
+from ltm.store import auth as auth_store
 from ltm.store import backup as backup_store
 from ltm.store.compaction import CompactionFailed
 
@@ -65,7 +65,7 @@ def _export(db, folder: Path) -> dict[str, int]:
         return backup_store.export_database(db, folder)
     except (duckdb.Error, OSError) as exc:
         _clear(folder, existed)
-        raise ApiError(503, f"备份写入失败，已清理未完成的备份：{exc}") from exc
+        raise Refusal(503, f"备份写入失败，已清理未完成的备份：{exc}") from exc
 
 
 @router.post("/admin/backup", status_code=201, response_model=BackupResult, summary="在线备份存储（管理员）",
@@ -76,7 +76,7 @@ def backup(db: Db, settings: CurrentSettings, caller: Caller, body: BackupReques
         folder = _backup_folder(body.target, settings.backup_root_path)
         tables = _export(db, folder)
     written = [entry for entry in folder.rglob("*") if entry.is_file()]
-    audit_store.record(db, caller.user, "备份存储", target=str(folder), details=f"{sum(tables.values())} 行")
+    auth_store.record(db, caller.user, "备份存储", target=str(folder), details=f"{sum(tables.values())} 行")
     return {"folder": str(folder), "tables": tables, "files": len(written),
             "bytes": sum(entry.stat().st_size for entry in written), "schema_version": db.schema_version}
 
@@ -93,7 +93,7 @@ def compact(db: Db, caller: Caller):
     try:
         result = db.compact()
     except (duckdb.Error, OSError, CompactionFailed) as exc:
-        raise ApiError(503, f"压缩存储失败，存储保持原样：{exc}") from exc
-    audit_store.record(db, caller.user, "压缩存储", target=str(db.path),
+        raise Refusal(503, f"压缩存储失败，存储保持原样：{exc}") from exc
+    auth_store.record(db, caller.user, "压缩存储", target=str(db.path),
                        details=f"{result['bytes_before']} → {result['bytes_after']} 字节")
     return result

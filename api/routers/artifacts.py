@@ -12,7 +12,7 @@ from ltm.api.paths import within_root
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
 from ltm.store import artifacts as artifact_store
-from ltm.store import auth as audit
+from ltm.store import auth as auth_store
 from ltm.store import utc_now
 
 router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
@@ -56,6 +56,6 @@ def tag_artifact(db: Db, caller: Caller, project: ProjectRow, run: RunRow, artif
     else:
         require_project_member(db, caller, project, "打标签")
     artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now(), caller.user)
-    audit.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact_id,
+    auth_store.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact_id,
                  details=f"{body.tag.value}：{body.notes or ''}")
     return artifact_store.get(db, artifact_id)

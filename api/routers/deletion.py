@@ -10,7 +10,7 @@ from ltm.api.auth import Caller, require_owner
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
 from ltm.api.errors import ErrorBody, responses
 from ltm.models import ArtifactDeletion, DeletionReport
-from ltm.store import auth as audit_store
+from ltm.store import auth as auth_store
 from ltm.store import lifecycle as lifecycle_store
 from ltm.store import runs as run_store
 
@@ -32,7 +32,7 @@ def delete_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: 
         return {"dry_run": True, "deleted": False, "artifact": artifact}
     require_owner(caller, project, "删除工件")
     deletion.delete_artifact(db, files, run["id"], artifact)
-    audit_store.record(db, caller.user, "删除工件", project["id"], run["id"],
+    auth_store.record(db, caller.user, "删除工件", project["id"], run["id"],
                        details=f"{artifact_id}（{artifact['path']}）")
     return {"dry_run": False, "deleted": True, "artifact": artifact}
 
@@ -46,7 +46,7 @@ def delete_run(db: Db, settings: CurrentSettings, caller: Caller, project: Proje
         return report
     require_owner(caller, project, "删除运行")
     deletion.delete_run(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run["id"], report)
-    audit_store.record(db, caller.user, "删除运行", project["id"], run["id"],
+    auth_store.record(db, caller.user, "删除运行", project["id"], run["id"],
                        details=f"{run['name']}：{report['artifact_count']} 个工件，{report['artifact_bytes']} 字节")
     return {**report, "deleted": True}
 
@@ -61,7 +61,7 @@ def delete_project(db: Db, settings: CurrentSettings, caller: Caller, project: P
     require_owner(caller, project, "删除项目")
     run_ids = [run["id"] for run in runs]
     deletion.delete_project(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run_ids, report)
-    audit_store.record(db, caller.user, "删除项目", project["id"], None,
+    auth_store.record(db, caller.user, "删除项目", project["id"], None,
                        details=f"{project['name']}：{len(runs)} 个运行，{report['artifact_count']} 个工件，"
                                f"{report['artifact_bytes']} 字节")
     return {**report, "deleted": True}

@@ -9,7 +9,7 @@ from ltm.api.errors import BODY_ERRORS, conflict, responses
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.ids import new_id
 from ltm.models import Project, ProjectCreate, ProjectListItem, ProjectStatus, ProjectUpdate, ProjectVersion
-from ltm.store import auth as audit
+from ltm.store import auth as auth_store
 from ltm.store import projects as project_store
 from ltm.store import runs as run_store
 from ltm.store import utc_now
@@ -36,7 +36,7 @@ def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(o
         if project_store.name_taken(db, body.name):
             raise conflict(f"项目名称“{body.name}”已存在，请换一个名称")
         project_store.insert(db, project)
-    audit.record(db, caller.user, "创建项目", project["id"], target=body.name)
+    auth_store.record(db, caller.user, "创建项目", project["id"], target=body.name)
     return project_view(db, project_store.get(db, project["id"]))
 
 
@@ -78,7 +78,7 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
         with db.writing():
             version = project_store.update(db, project["id"], changes, utc_now())
         action = ("归档项目" if changes["archived"] else "恢复项目") if "archived" in changes else "修改项目"
-        audit.record(db, caller.user, action, project["id"], details=f"版本 {version}：{'、'.join(changes)}")
+        auth_store.record(db, caller.user, action, project["id"], details=f"版本 {version}：{'、'.join(changes)}")
     return project_view(db, project_store.get(db, project["id"]))
 
 

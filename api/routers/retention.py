@@ -7,7 +7,7 @@ from ltm.api.auth import Caller, require_owner
 from ltm.api.deps import Db, ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses
 from ltm.models import RetentionPolicy, RetentionPreview, RetentionUpdate
-from ltm.store import auth as audit_store
+from ltm.store import auth as auth_store
 from ltm.store import lifecycle as lifecycle_store
 
 router = APIRouter(tags=["数据生命周期"], dependencies=[Depends(json_body_only)])
@@ -27,7 +27,7 @@ def set_retention(db: Db, caller: Caller, project: ProjectRow, body: RetentionUp
     with db.writing():
         policy = lifecycle_store.set_policy(db, project["id"], body.keep_last)
     kept = "全部保留" if body.keep_last is None else f"每个运行保留最新 {body.keep_last} 个"
-    audit_store.record(db, caller.user, "设置保留策略", project["id"], None, details=kept)
+    auth_store.record(db, caller.user, "设置保留策略", project["id"], None, details=kept)
     return policy
 
 

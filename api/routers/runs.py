@@ -10,7 +10,7 @@ from ltm.api.errors import BODY_ERRORS, not_found, responses
 from ltm.api.ids import well_formed
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
-from ltm.store import auth as audit
+from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
 from ltm.trainers import DEFAULT_TRAINER
 
@@ -28,7 +28,7 @@ def create_run(runs: Runs, caller: Caller, project: ProjectRow,
     config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
     require_project_member(runs.db, caller, project, "创建运行")
     run = runs.create(project, config)
-    audit.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
+    auth_store.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
     return runs.with_artifacts(run)
 
 
@@ -66,7 +66,7 @@ def report_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, bod
 def cancel_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow):
     require_project_member(runs.db, caller, project, "取消运行")
     status_code, body = runs.cancel(run["project_id"], run["id"])
-    audit.record(runs.db, caller.user, "取消运行", project["id"], run["id"], target=run["name"],
+    auth_store.record(runs.db, caller.user, "取消运行", project["id"], run["id"], target=run["name"],
                  details=body["status"])
     if status_code == 200:
         return body
@@ -85,6 +85,6 @@ def resume_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
         overrides["resources"] = body.resources.model_dump(exclude_none=True)
     require_project_member(runs.db, caller, project, "恢复运行")
     resumed = runs.resume(project, run, source_artifact_id, overrides)
-    audit.record(runs.db, caller.user, "恢复运行", project["id"], resumed["id"], target=resumed["name"],
+    auth_store.record(runs.db, caller.user, "恢复运行", project["id"], resumed["id"], target=resumed["name"],
                  details=f"从 {run['id']} 的检查点 {source_artifact_id}")
     return runs.with_artifacts(resumed)
