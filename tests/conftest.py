@@ -14,38 +14,50 @@ class ApiProcess(testing.ApiProcess):
         super().__init__(home, **{"LTM_CANCEL_WAIT_SECONDS": "1", "LTM_ARTIFACT_ROOT": "s3://artifacts", **env})
 
 
-@pytest.fixture
-def api_server(tmp_path):
-    server = ApiProcess(tmp_path / "home").start()
-    yield server
-    if server.process.poll() is None:
-        server.stop()
+# Two kinds of API server. Most tests use the one shared API of the whole session (`shared_api`, `shared_http`,
+# `shared_client`) and give what they create unique names (tests/helpers.py). A test that needs an empty store of its
+# own, or one whose store it inspects as a whole, asks for a fresh server (`fresh_api`, `fresh_http`, `fresh_client`).
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One API process shared by the tests of a module (each test makes its own uniquely named data)."""
-    api = ApiProcess(tmp_path_factory.mktemp("api") / "home").start()
+@pytest.fixture(scope="session")
+def shared_api(tmp_path_factory):
+    """One API process shared by every test of the session (each test makes its own uniquely named data)."""
+    api = ApiProcess(tmp_path_factory.mktemp("shared-api") / "home").start()
     yield api
     if api.process.poll() is None:
         api.stop()
 
 
 @pytest.fixture
-def shared_http(server):
-    with httpx.Client(base_url=server.url, timeout=30) as client:
+def shared_http(shared_api):
+    with httpx.Client(base_url=shared_api.url, timeout=30) as client:
         yield client
 
 
 @pytest.fixture
-def http(api_server):
-    with httpx.Client(base_url=api_server.url, timeout=30) as client:
+def shared_client(shared_api):
+    with Client(shared_api.url) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def fresh_api(tmp_path):
+    """An API process of the test's own, on an empty store under tmp_path."""
+    server = ApiProcess(tmp_path / "home").start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_http(fresh_api):
+    with httpx.Client(base_url=fresh_api.url, timeout=30) as client:
         yield client
 
 
 @pytest.fixture
-def client(api_server):
-    with Client(api_server.url) as sdk:
+def fresh_client(fresh_api):
+    with Client(fresh_api.url) as sdk:
         yield sdk
 
 

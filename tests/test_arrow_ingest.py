@@ -1,6 +1,5 @@
 """Arrow IPC ingest (the SDK's format) over HTTP: stored exactly like JSON, every malformed stream a clear 422."""
 
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -9,6 +8,7 @@ import pytest
 from ltm import Client, arrow_batches
 from ltm.models import MAX_BATCH_ITEMS, MAX_LOG_MESSAGE
 from ltm.reporter import MAX_BATCH_TEXT, TRUNCATED, RunReporter
+from tests.helpers import new_project, new_run, unique
 
 T0 = datetime(2024, 5, 6, 7, 0, tzinfo=timezone.utc)
 US0 = arrow_batches.micros(T0)
@@ -16,14 +16,8 @@ ARROW = {"Content-Type": arrow_batches.MEDIA_TYPE}
 
 
 @pytest.fixture
-def http(shared_http):
-    return shared_http
-
-
-@pytest.fixture
-def run(http) -> dict:
-    project = http.post("/projects", json={"name": f"箭头-{uuid.uuid4().hex[:10]}", "owner": "小李"}).json()
-    return http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "d"}).json()
+def run(shared_http) -> dict:
+    return new_run(shared_http, new_project(shared_http, name=unique("箭头"), owner="小李")["id"], model="m", dataset="d")
 
 
 def url(run: dict, suffix: str) -> str:
@@ -44,32 +38,32 @@ def points(count: int, name: str = "loss") -> pa.Table:
                                       [US0 + i * 1_000_000 for i in range(count)])
 
 
-def test_arrow_batches_are_stored_once_and_read_back_like_json(http, run):
+def test_arrow_batches_are_stored_once_and_read_back_like_json(shared_http, run):
     lines = arrow_batches.log_table([US0, US0 + 1_000_000], ["INFO", "WARNING"], ["第一行 ✓", "损失上升"])
-    first = http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
-    again = http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
+    first = shared_http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
+    again = shared_http.post(url(run, "/logs"), content=stream(lines, "logs-1"), headers=ARROW).json()
     assert first == {"batch_id": "logs-1", "accepted": 2, "duplicate": False}
     assert again == {"batch_id": "logs-1", "accepted": 0, "duplicate": True}
-    page = http.get(url(run, "/logs")).json()
+    page = shared_http.get(url(run, "/logs")).json()
     assert page["total"] == 2
     assert [(i["timestamp"], i["level"], i["message"]) for i in page["items"]] == [
         ("2024-05-06T07:00:00Z", "INFO", "第一行 ✓"), ("2024-05-06T07:00:01Z", "WARNING", "损失上升")]
 
-    assert http.post(url(run, "/metrics"), content=stream(points(3), "m-1"), headers=ARROW).json()["accepted"] == 3
-    series = http.get(url(run, "/metrics")).json()["series"]
+    assert shared_http.post(url(run, "/metrics"), content=stream(points(3), "m-1"), headers=ARROW).json()["accepted"] == 3
+    series = shared_http.get(url(run, "/metrics")).json()["series"]
     assert series[0]["total_points"] == 3
-    assert http.get(url(run, "")).json()["metrics"] == {"loss": pytest.approx(1 / 3)}
+    assert shared_http.get(url(run, "")).json()["metrics"] == {"loss": pytest.approx(1 / 3)}
 
 
-def test_naive_and_other_zone_timestamps_are_read_as_utc_instants(http, run):
+def test_naive_and_other_zone_timestamps_are_read_as_utc_instants(shared_http, run):
     cst = timezone(timedelta(hours=8))
     naive = pa.table({"timestamp": pa.array([datetime(2024, 5, 6, 7, 0)], pa.timestamp("ms")),
                       "level": ["INFO"], "message": ["无时区"]})
     zoned = pa.table({"timestamp": pa.array([datetime(2024, 5, 6, 15, 0, 1, tzinfo=cst)], pa.timestamp("s", tz="+08:00")),
                       "level": ["INFO"], "message": ["东八区"]})
     for batch_id, table in (("naive", naive), ("zoned", zoned)):
-        assert http.post(url(run, "/logs"), content=stream(table, batch_id), headers=ARROW).status_code == 200
-    items = http.get(url(run, "/logs")).json()["items"]
+        assert shared_http.post(url(run, "/logs"), content=stream(table, batch_id), headers=ARROW).status_code == 200
+    items = shared_http.get(url(run, "/logs")).json()["items"]
     assert [(i["timestamp"], i["message"]) for i in items] == [("2024-05-06T07:00:00Z", "无时区"),
                                                               ("2024-05-06T07:00:01Z", "东八区")]
 
@@ -101,18 +95,18 @@ def _log_columns(**overrides) -> pa.Table:
                                  "timestamp": pa.array([T0], arrow_batches.TIMESTAMP)})), "step", "类型应为 int64"),
     ("metrics", stream(points(MAX_BATCH_ITEMS + 1)), "body", f"最多 {MAX_BATCH_ITEMS} 行"),
 ])
-def test_malformed_arrow_streams_are_a_422_naming_the_column_and_store_nothing(http, run, kind, body, field, message):
-    response = http.post(url(run, f"/{kind}"), content=body, headers=ARROW)
+def test_malformed_arrow_streams_are_a_422_naming_the_column_and_store_nothing(shared_http, run, kind, body, field, message):
+    response = shared_http.post(url(run, f"/{kind}"), content=body, headers=ARROW)
     assert response.status_code == 422, response.text
     answer = response.json()
     assert field in [e["field"] for e in answer["errors"]], answer
     assert message in answer["detail"], answer
-    assert http.get(url(run, "/logs")).json()["total"] == 0
-    assert http.get(url(run, "/metrics")).json()["series"] == []
+    assert shared_http.get(url(run, "/logs")).json()["total"] == 0
+    assert shared_http.get(url(run, "/metrics")).json()["series"] == []
 
 
-def test_the_reporter_truncates_overlong_lines_and_turns_non_finite_values_into_warnings(server, run):
-    with Client(server.url) as client:
+def test_the_reporter_truncates_overlong_lines_and_turns_non_finite_values_into_warnings(shared_api, run):
+    with Client(shared_api.url) as client:
         reporter = RunReporter(client, run["project_id"], run["id"], interval=60)
         reporter.log("长" * (MAX_LOG_MESSAGE + 50))
         reporter.metrics(7, {"loss": float("nan"), "lr": 0.1})
@@ -125,10 +119,10 @@ def test_the_reporter_truncates_overlong_lines_and_turns_non_finite_values_into_
     assert [(s.name, s.total_points) for s in series] == [("lr", 1)]
 
 
-def test_the_reporter_splits_a_large_backlog_into_batches_under_the_body_limit(server, run):
+def test_the_reporter_splits_a_large_backlog_into_batches_under_the_body_limit(shared_api, run):
     line = "日" * 9_000
     count = 2 * MAX_BATCH_TEXT // len(line) + 10
-    with Client(server.url) as client:
+    with Client(shared_api.url) as client:
         reporter = RunReporter(client, run["project_id"], run["id"], interval=60)
         for i in range(count):
             reporter.log(line, timestamp=T0 + timedelta(microseconds=i))

@@ -6,24 +6,12 @@ from datetime import datetime
 import httpx
 import pytest
 
-
-@pytest.fixture
-def http(shared_http):
-    return shared_http
-
-
-def new_run(http, project_id: str | None = None) -> dict:
-    if project_id is None:
-        project = http.post("/projects", json={"name": f"工件-{uuid.uuid4().hex[:10]}", "owner": "小李"})
-        project_id = project.json()["id"]
-    response = http.post(f"/projects/{project_id}/runs", json={"model": "m", "dataset": "d"})
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.helpers import new_run
 
 
 @pytest.fixture
-def run(http) -> dict:
-    return new_run(http)
+def run(shared_http) -> dict:
+    return new_run(shared_http)
 
 
 def url(run: dict, suffix: str = "") -> str:
@@ -50,10 +38,10 @@ def listed(http, run: dict) -> list[dict]:
 @pytest.mark.parametrize(("type", "prefix"), [
     ("checkpoint", "ckpt_"), ("event", "tb_"), ("evaluation", "eval_"), ("config", "cfg_"),
 ])
-def test_register_artifact(http, run, type, prefix):
+def test_register_artifact(shared_http, run, type, prefix):
     path = path_for(run, "file.bin")
 
-    response = http.post(url(run), json={"type": type, "name": "工件", "path": path, "size_bytes": 123, "step": 2000})
+    response = shared_http.post(url(run), json={"type": type, "name": "工件", "path": path, "size_bytes": 123, "step": 2000})
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -66,11 +54,11 @@ def test_register_artifact(http, run, type, prefix):
     assert body["step"] == 2000
     assert body["tags"] == []
     assert datetime.fromisoformat(body["created_at"]) >= datetime.fromisoformat(run["created_at"])
-    assert listed(http, run) == [body]
+    assert listed(shared_http, run) == [body]
 
 
-def test_optional_fields_default_to_null(http, run):
-    body = register(http, run, type="event", name="TensorBoard 日志")
+def test_optional_fields_default_to_null(shared_http, run):
+    body = register(shared_http, run, type="event", name="TensorBoard 日志")
     assert body["size_bytes"] is None and body["step"] is None
 
 
@@ -86,17 +74,17 @@ def test_optional_fields_default_to_null(http, run):
     "/etc/passwd",
     "artifacts/p/r/ckpt.pt",
 ])
-def test_path_outside_artifact_root_is_rejected(http, run, path):
-    response = http.post(url(run), json={"type": "checkpoint", "name": "越界", "path": path})
+def test_path_outside_artifact_root_is_rejected(shared_http, run, path):
+    response = shared_http.post(url(run), json={"type": "checkpoint", "name": "越界", "path": path})
 
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert "path" in detail and "s3://artifacts" in detail
-    assert listed(http, run) == []
+    assert listed(shared_http, run) == []
 
 
-def test_path_normalised_inside_root_is_accepted(http, run):
-    response = http.post(url(run), json={"type": "config", "name": "配置",
+def test_path_normalised_inside_root_is_accepted(shared_http, run):
+    response = shared_http.post(url(run), json={"type": "config", "name": "配置",
                                          "path": f"s3://artifacts/{run['project_id']}/x/../{run['id']}/cfg.json"})
     assert response.status_code == 201, response.text
 
@@ -113,34 +101,34 @@ def test_path_normalised_inside_root_is_accepted(http, run):
     ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "step": 2**63}, "step"),
     ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "tags": []}, "tags"),
 ])
-def test_register_validation(http, run, body, field):
-    response = http.post(url(run), json=body)
+def test_register_validation(shared_http, run, body, field):
+    response = shared_http.post(url(run), json=body)
     assert response.status_code == 422, response.text
     assert field in response.json()["detail"]
-    assert listed(http, run) == []
+    assert listed(shared_http, run) == []
 
 
-def test_list_artifacts_of_one_run_in_order(http, run):
-    other = new_run(http, run["project_id"])
-    first = register(http, run, type="checkpoint")
-    second = register(http, run, type="evaluation", name="第 1 轮评估结果")
-    register(http, other)
+def test_list_artifacts_of_one_run_in_order(shared_http, run):
+    other = new_run(shared_http, run["project_id"])
+    first = register(shared_http, run, type="checkpoint")
+    second = register(shared_http, run, type="evaluation", name="第 1 轮评估结果")
+    register(shared_http, other)
 
-    items = listed(http, run)
+    items = listed(shared_http, run)
 
     assert [a["id"] for a in items] == [first["id"], second["id"]]
-    assert listed(http, new_run(http)) == []
-    run_view = http.get(f"/projects/{run['project_id']}/runs/{run['id']}").json()
+    assert listed(shared_http, new_run(shared_http)) == []
+    run_view = shared_http.get(f"/projects/{run['project_id']}/runs/{run['id']}").json()
     assert [a["id"] for a in run_view["artifacts"]] == [first["id"], second["id"]]
 
 
-def test_unknown_or_foreign_run_is_404(http, run):
-    other_project_run = new_run(http)
+def test_unknown_or_foreign_run_is_404(shared_http, run):
+    other_project_run = new_run(shared_http)
     wrong = {"project_id": other_project_run["project_id"], "id": run["id"]}
     for response in (
-        http.get(url(wrong)),
-        http.post(url(wrong), json={"type": "checkpoint", "name": "x", "path": path_for(run, "x")}),
-        http.get(url({"project_id": run["project_id"], "id": "run_missing"})),
+        shared_http.get(url(wrong)),
+        shared_http.post(url(wrong), json={"type": "checkpoint", "name": "x", "path": path_for(run, "x")}),
+        shared_http.get(url({"project_id": run["project_id"], "id": "run_missing"})),
     ):
         assert response.status_code == 404, response.text
 
@@ -152,11 +140,11 @@ def tag(http, run: dict, artifact_id: str, **body) -> httpx.Response:
     return http.post(url(run, f"/{artifact_id}/tag"), json=body)
 
 
-def test_tag_history_is_append_only(http, run):
-    ckpt = register(http, run)
+def test_tag_history_is_append_only(shared_http, run):
+    ckpt = register(shared_http, run)
 
-    first = tag(http, run, ckpt["id"], tag="候选", notes="验证集 loss 最低")
-    second = tag(http, run, ckpt["id"], tag="发布")
+    first = tag(shared_http, run, ckpt["id"], tag="候选", notes="验证集 loss 最低")
+    second = tag(shared_http, run, ckpt["id"], tag="发布")
 
     assert first.status_code == 200 and second.status_code == 200
     assert [t["value"] for t in first.json()["tags"]] == ["候选"]
@@ -164,17 +152,17 @@ def test_tag_history_is_append_only(http, run):
     assert [(t["value"], t["notes"]) for t in tags] == [("候选", "验证集 loss 最低"), ("发布", None)]
     assert datetime.fromisoformat(tags[0]["applied_at"]) <= datetime.fromisoformat(tags[1]["applied_at"])
     assert tags[0] == first.json()["tags"][0]
-    assert listed(http, run)[0]["tags"] == tags
+    assert listed(shared_http, run)[0]["tags"] == tags
 
-    third = tag(http, run, ckpt["id"], tag="候选", notes="再次评估").json()["tags"]
+    third = tag(shared_http, run, ckpt["id"], tag="候选", notes="再次评估").json()["tags"]
     assert [t["value"] for t in third] == ["候选", "发布", "候选"]
     assert third[:2] == tags
 
 
-def test_tags_belong_to_one_artifact(http, run):
-    first, second = register(http, run), register(http, run)
-    tag(http, run, first["id"], tag="发布")
-    items = {a["id"]: a for a in listed(http, run)}
+def test_tags_belong_to_one_artifact(shared_http, run):
+    first, second = register(shared_http, run), register(shared_http, run)
+    tag(shared_http, run, first["id"], tag="发布")
+    items = {a["id"]: a for a in listed(shared_http, run)}
     assert [t["value"] for t in items[first["id"]]["tags"]] == ["发布"]
     assert items[second["id"]]["tags"] == []
 
@@ -187,42 +175,42 @@ def test_tags_belong_to_one_artifact(http, run):
     ({"tag": "发布", "notes": "x" * 2001}, "notes"),
     ({"tag": "发布", "by": "小李"}, "by"),
 ])
-def test_invalid_tag_body(http, run, body, field):
-    ckpt = register(http, run)
+def test_invalid_tag_body(shared_http, run, body, field):
+    ckpt = register(shared_http, run)
 
-    response = tag(http, run, ckpt["id"], **body)
+    response = tag(shared_http, run, ckpt["id"], **body)
 
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert field in detail
     if field == "tag" and body:
         assert all(value in detail for value in ("候选", "发布", "归档"))
-    assert listed(http, run)[0]["tags"] == []
+    assert listed(shared_http, run)[0]["tags"] == []
 
 
-def test_tag_unknown_artifact_is_404(http, run):
-    response = tag(http, run, "ckpt_missing", tag="发布")
+def test_tag_unknown_artifact_is_404(shared_http, run):
+    response = tag(shared_http, run, "ckpt_missing", tag="发布")
     assert response.status_code == 404
     assert "ckpt_missing" in response.json()["detail"]
 
 
-def test_tag_artifact_of_another_run_is_404(http, run):
-    other = new_run(http, run["project_id"])
-    foreign = register(http, other)
+def test_tag_artifact_of_another_run_is_404(shared_http, run):
+    other = new_run(shared_http, run["project_id"])
+    foreign = register(shared_http, other)
 
-    response = tag(http, run, foreign["id"], tag="发布")
+    response = tag(shared_http, run, foreign["id"], tag="发布")
 
     assert response.status_code == 404
     assert foreign["id"] in response.json()["detail"]
-    assert listed(http, other)[0]["tags"] == []
+    assert listed(shared_http, other)[0]["tags"] == []
 
 
 @pytest.mark.parametrize("type", ["event", "evaluation", "config"])
-def test_only_checkpoints_can_be_tagged(http, run, type):
-    artifact = register(http, run, type=type, name="非检查点")
+def test_only_checkpoints_can_be_tagged(shared_http, run, type):
+    artifact = register(shared_http, run, type=type, name="非检查点")
 
-    response = tag(http, run, artifact["id"], tag="候选")
+    response = tag(shared_http, run, artifact["id"], tag="候选")
 
     assert response.status_code == 422
     assert type in response.json()["detail"] and "检查点" in response.json()["detail"]
-    assert listed(http, run)[0]["tags"] == []
+    assert listed(shared_http, run)[0]["tags"] == []

@@ -2,9 +2,6 @@
 stores through the SDK."""
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -16,15 +13,7 @@ import pytest
 from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from tests.conftest import ROOT, ApiProcess, free_port, wait_until
-
-
-def ltm(*args: str, api_url: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ}
-    env.pop("LTM_API_URL", None)
-    if api_url:
-        env["LTM_API_URL"] = api_url
-    return subprocess.run([sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+from tests.helpers import ltm
 
 
 def now() -> datetime:
@@ -95,7 +84,7 @@ def snapshot(sdk: Client, project_id: str, skip_run: str | None = None) -> dict:
     return {
         "project": sdk.get_project(project_id).model_dump(mode="json", exclude={"runs", "status"}),
         "versions": [v.model_dump(mode="json") for v in sdk.list_versions(project_id)],
-        "retention": sdk.get_retention(project_id),
+        "retention": sdk.get_retention(project_id).model_dump(mode="json"),
         "runs": {run.id: {
             "run": sdk.get_run(project_id, run.id).model_dump(mode="json"),
             "logs": [line.model_dump(mode="json") for line in all_logs(sdk, project_id, run.id)],
@@ -127,7 +116,7 @@ def test_backup_while_the_api_serves_writes_then_restore_gives_identical_data(tm
     assert backup.returncode == 0, backup.stderr
     assert "已备份到" in backup.stdout and str(folder) in backup.stdout
     manifest = json.loads((folder / "ltm-backup.json").read_text())
-    assert manifest["schema_version"] == sdk.health()["schema_version"]
+    assert manifest["schema_version"] == sdk.health().schema_version
 
     restored = ltm("restore", str(folder), "--home", str(tmp_path / "restored"))
     assert restored.returncode == 0, restored.stderr
@@ -135,7 +124,7 @@ def test_backup_while_the_api_serves_writes_then_restore_gives_identical_data(tm
     copy = ApiProcess(tmp_path / "restored", LTM_ARTIFACT_ROOT=str(root)).start()
     restored_sdk = Client(copy.url)
 
-    assert restored_sdk.health()["schema_version"] == manifest["schema_version"]
+    assert restored_sdk.health().schema_version == manifest["schema_version"]
     assert {p.id for p in restored_sdk.list_projects()} == {p.id for p in sdk.list_projects()}
     for project_id in seeded:
         assert snapshot(restored_sdk, project_id, skip_run=live.id) == snapshot(sdk, project_id, skip_run=live.id)
@@ -186,10 +175,11 @@ def test_restore_refuses_an_existing_store_unless_forced_and_keeps_the_old_one(t
     old.stop()
 
 
-def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(api_server, tmp_path):
-    sdk = Client(api_server.url)
+def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(fresh_api, tmp_path):
+    """A fresh API: the backup it makes at the end must hold this test's one project only."""
+    sdk = Client(fresh_api.url)
     sdk.create_project(name="拒绝覆盖", owner="小李")
-    root = api_server.home / "backups"
+    root = fresh_api.home / "backups"
     folder = root / "existing"
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("别覆盖我")
@@ -201,14 +191,14 @@ def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(api_server
     with pytest.raises(ApiError) as a_file:
         sdk.backup(folder / "notes.txt")
     assert a_file.value.status_code == 409
-    relative = httpx.post(api_server.url + "/admin/backup", json={"target": "backups/today"})
+    relative = httpx.post(fresh_api.url + "/admin/backup", json={"target": "backups/today"})
     assert relative.status_code == 422 and relative.json()["errors"][0]["field"] == "target"
     assert not (ROOT / "backups").exists()
-    outside = httpx.post(api_server.url + "/admin/backup", json={"target": str(tmp_path / "elsewhere")})
+    outside = httpx.post(fresh_api.url + "/admin/backup", json={"target": str(tmp_path / "elsewhere")})
     assert outside.status_code == 422 and "备份根目录" in outside.json()["detail"]
     assert not (tmp_path / "elsewhere").exists()
 
-    cli = ltm("backup", str(folder), api_url=api_server.url)
+    cli = ltm("backup", str(folder), api_url=fresh_api.url)
     assert cli.returncode == 2 and "不为空" in cli.stderr
     unreachable = ltm("backup", str(tmp_path / "new"), api_url=f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 1 and "无法连接 API" in unreachable.stderr
@@ -216,5 +206,5 @@ def test_backup_into_a_non_empty_folder_or_a_relative_path_is_refused(api_server
     empty = root / "empty"
     empty.mkdir()
     answer = sdk.backup(empty)
-    assert answer["folder"] == str(empty) and answer["tables"]["projects"] == 1
-    assert answer["files"] == len(list(empty.iterdir())) and answer["bytes"] > 0
+    assert answer.folder == str(empty) and answer.tables["projects"] == 1
+    assert answer.files == len(list(empty.iterdir())) and answer.bytes > 0

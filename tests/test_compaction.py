@@ -1,9 +1,6 @@
 """Store compaction on a real API process: deleted runs give their space back, every remaining row reads the same,
 ingest running meanwhile loses nothing, only admins may compact, and a restarted API opens the compacted file."""
 
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,22 +16,14 @@ from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from ltm.store import Database, compaction
 from ltm.store import ingest as ingest_store
-from tests.conftest import ROOT, ApiProcess, wait_until
+from tests.conftest import ApiProcess, wait_until
+from tests.helpers import ltm
 from tests.test_auth import cli_token
 
 RUNS, KEPT = 6, 2
 LINES_PER_BATCH, BATCHES_PER_RUN = 10_000, 6
 POINTS_PER_BATCH = 1_500
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
-
-
-def ltm(*args: str, api_url: str, token: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LTM_API_URL": api_url}
-    env.pop("LTM_TOKEN", None)
-    if token:
-        env["LTM_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def finished_run(sdk: Client, project_id: str) -> str:
@@ -129,20 +118,20 @@ def test_deleted_runs_give_their_space_back_and_every_remaining_row_reads_the_sa
         sdk.report(project_id, run_id, status="已完成")
     kept, doomed = run_ids[:KEPT], run_ids[KEPT:]
     for run_id in doomed:
-        assert sdk.delete_run(project_id, run_id, dry_run=False)["deleted"] is True
+        assert sdk.delete_run(project_id, run_id, dry_run=False).deleted is True
     before = {run_id: snapshot(sdk, project_id, run_id) for run_id in kept}
 
     result = sdk.compact()
-    print(f"\ncompaction: {result['bytes_before']} -> {result['bytes_after']} bytes in {result['seconds']} s")
+    print(f"\ncompaction: {result.bytes_before} -> {result.bytes_after} bytes in {result.seconds} s")
 
-    assert result["bytes_after"] < result["bytes_before"] / 2
-    assert (home / "ltm.duckdb").stat().st_size == result["bytes_after"]
+    assert result.bytes_after < result.bytes_before / 2
+    assert (home / "ltm.duckdb").stat().st_size == result.bytes_after
     assert store_files(home) in (["ltm.duckdb"], ["ltm.duckdb", "ltm.duckdb.wal"])  # the audit record comes after
     per_run = BATCHES_PER_RUN * LINES_PER_BATCH
-    assert result["tables"]["logs"] == KEPT * per_run
-    assert result["tables"]["metrics"] == KEPT * BATCHES_PER_RUN * POINTS_PER_BATCH * 2
-    assert result["tables"]["runs"] == KEPT and result["tables"]["artifacts"] == KEPT * 2
-    assert result["seconds"] >= 0
+    assert result.tables["logs"] == KEPT * per_run
+    assert result.tables["metrics"] == KEPT * BATCHES_PER_RUN * POINTS_PER_BATCH * 2
+    assert result.tables["runs"] == KEPT and result.tables["artifacts"] == KEPT * 2
+    assert result.seconds >= 0
     assert {run_id: snapshot(sdk, project_id, run_id) for run_id in kept} == before
 
     sdk.send_logs(project_id, kept[0], log_batch(kept[0], 99, 10))
@@ -194,12 +183,14 @@ class Sender(threading.Thread):
             number += 1
 
 
-def test_ingest_running_during_compaction_loses_no_acknowledged_batch(client, api_server):
+def test_ingest_running_during_compaction_loses_no_acknowledged_batch(fresh_client, fresh_api):
+    """A fresh API: it compacts the whole store while ingest runs, and only this test's data should be in it."""
+    client = fresh_client
     project_id = client.create_project(name=f"并发压缩-{uuid.uuid4().hex[:6]}", owner="小李").id
     logged, measured, filler = (finished_run(client, project_id) for _ in range(3))
     for number in range(5):
         client.send_logs(project_id, filler, log_batch(filler, number, LINES_PER_BATCH))
-    senders = [Sender(api_server.url, project_id, logged, "logs"), Sender(api_server.url, project_id, measured, "metrics")]
+    senders = [Sender(fresh_api.url, project_id, logged, "logs"), Sender(fresh_api.url, project_id, measured, "metrics")]
     for sender in senders:
         sender.start()
     windows = []
@@ -209,7 +200,7 @@ def test_ingest_running_during_compaction_loses_no_acknowledged_batch(client, ap
         started = time.monotonic()
         result = client.compact()
         windows.append((started, time.monotonic()))
-        assert sum(result["tables"].values()) > 0
+        assert sum(result.tables.values()) > 0
         assert client.get_logs(project_id, filler).total == 5 * LINES_PER_BATCH
     time.sleep(0.3)
     for sender in senders:
@@ -246,7 +237,7 @@ def test_only_admins_compact(tmp_path, start_api):
 
     denied = ltm("compact", api_url=api.url, token=member)
     assert denied.returncode == 2 and "压缩存储失败" in denied.stderr
-    assert admin.compact()["tables"]["tokens"] == 3
+    assert admin.compact().tables["tokens"] == 3
     assert ltm("compact", api_url=api.url, token=admin_token).returncode == 0
     api.stop()
     with duckdb.connect(str(home / "ltm.duckdb"), read_only=True) as con:

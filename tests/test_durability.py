@@ -152,7 +152,7 @@ def test_local_client_in_process(tmp_path, monkeypatch):
     artifact = sdk.register_artifact(project.id, run.id, "checkpoint", "检查点",
                                      str(tmp_path / "store" / "artifacts" / project.id / run.id / "c.pt"), step=10)
     assert sdk.tag_artifact(project.id, run.id, artifact.id, "候选").tags[0].value == "候选"
-    assert sdk.health()["schema_version"] == LATEST_SCHEMA
+    assert sdk.health().schema_version == LATEST_SCHEMA
     assert (tmp_path / "store" / "ltm.duckdb").exists()
     with pytest.raises(ApiError) as error:
         sdk.get_project("proj_missing")

@@ -12,19 +12,11 @@ import httpx
 import pytest
 
 from ltm.client import ApiError, Client
+from tests.helpers import unique
 
 MIB = 1024 * 1024
 JSON = {"Content-Type": "application/json"}
 T0 = "2024-05-01T00:00:00Z"
-
-
-@pytest.fixture
-def http(shared_http):
-    return shared_http
-
-
-def unique(prefix: str = "项目") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def created(response: httpx.Response) -> dict:
@@ -33,18 +25,18 @@ def created(response: httpx.Response) -> dict:
 
 
 @pytest.fixture
-def project(http) -> dict:
-    return created(http.post("/projects", json={"name": unique(), "owner": "测试"}))
+def project(shared_http) -> dict:
+    return created(shared_http.post("/projects", json={"name": unique(), "owner": "测试"}))
 
 
 @pytest.fixture
-def run(http, project) -> dict:
-    return created(http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "d"}))
+def run(shared_http, project) -> dict:
+    return created(shared_http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "d"}))
 
 
 @pytest.fixture
-def checkpoint(http, run) -> dict:
-    return created(http.post(url(run, "/artifacts"), json={
+def checkpoint(shared_http, run) -> dict:
+    return created(shared_http.post(url(run, "/artifacts"), json={
         "type": "checkpoint", "name": "c", "step": 1, "path": f"s3://artifacts/{run['project_id']}/{run['id']}/c"}))
 
 
@@ -85,35 +77,35 @@ def log_total(http, run: dict) -> int:
 # Body size: refused before anything parses it
 
 
-def test_a_body_over_1_mib_is_refused_from_its_content_length_before_parsing(http):
-    response = http.post("/projects", content=b"{" * (MIB + 1), headers=JSON)  # not JSON: 413, not 422
+def test_a_body_over_1_mib_is_refused_from_its_content_length_before_parsing(shared_http):
+    response = shared_http.post("/projects", content=b"{" * (MIB + 1), headers=JSON)  # not JSON: 413, not 422
 
     assert response.request.headers["content-length"] == str(MIB + 1)
     assert_refused(response, 413)
     assert response.json() == {"detail": "请求体过大（上限 1 MiB）"}
-    assert http.get("/health").status_code == 200
+    assert shared_http.get("/health").status_code == 200
 
 
-def test_a_chunked_body_over_1_mib_is_refused_while_streaming(http, run):
-    response = http.patch(url(run), content=chunks(2 * MIB), headers=JSON)
+def test_a_chunked_body_over_1_mib_is_refused_while_streaming(shared_http, run):
+    response = shared_http.patch(url(run), content=chunks(2 * MIB), headers=JSON)
 
     assert response.request.headers["transfer-encoding"] == "chunked"
     assert response.json() == {"detail": "请求体过大（上限 1 MiB）"}
     assert response.status_code == 413
-    assert http.get(url(run)).json()["status"] == "排队中"
+    assert shared_http.get(url(run)).json()["status"] == "排队中"
 
 
-def test_a_body_of_exactly_1_mib_is_accepted(http):
+def test_a_body_of_exactly_1_mib_is_accepted(shared_http):
     name = unique()
     document = json.dumps({"name": name, "owner": "测试"}).encode()
-    response = http.post("/projects", content=document + b" " * (MIB - len(document)), headers=JSON)
+    response = shared_http.post("/projects", content=document + b" " * (MIB - len(document)), headers=JSON)
 
     assert response.request.headers["content-length"] == str(MIB)
     assert created(response)["name"] == name
 
 
 @pytest.mark.parametrize("kind", ["logs", "metrics"])
-def test_ingest_batches_may_be_16_mib(http, run, kind):
+def test_ingest_batches_may_be_16_mib(shared_http, run, kind):
     if kind == "logs":
         body = {"batch_id": "big", "lines": [{"timestamp": T0, "message": "长" * 3000}] * 1000}  # ~9 MB
     else:
@@ -122,7 +114,7 @@ def test_ingest_batches_may_be_16_mib(http, run, kind):
     encoded = json.dumps(body, ensure_ascii=False).encode()
     assert 2 * MIB < len(encoded) < 16 * MIB
 
-    response = http.post(url(run, f"/{kind}"), content=encoded, headers=JSON)
+    response = shared_http.post(url(run, f"/{kind}"), content=encoded, headers=JSON)
 
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == len(body.get("lines", body.get("points", [])))
@@ -130,14 +122,14 @@ def test_ingest_batches_may_be_16_mib(http, run, kind):
 
 @pytest.mark.parametrize("kind", ["logs", "metrics"])
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_ingest_batches_over_16_mib_are_refused_and_nothing_is_stored(http, run, kind, chunked):
+def test_ingest_batches_over_16_mib_are_refused_and_nothing_is_stored(shared_http, run, kind, chunked):
     size = 16 * MIB + 1
-    response = http.post(url(run, f"/{kind}"), content=chunks(size) if chunked else b" " * size, headers=JSON)
+    response = shared_http.post(url(run, f"/{kind}"), content=chunks(size) if chunked else b" " * size, headers=JSON)
 
     assert response.json() == {"detail": "请求体过大（上限 16 MiB）"}
     assert response.status_code == 413
-    assert log_total(http, run) == 0
-    assert http.get(url(run, "/metrics")).json() == {"series": []}
+    assert log_total(shared_http, run) == 0
+    assert shared_http.get(url(run, "/metrics")).json() == {"series": []}
 
 
 # Field limits: 422 naming the field
@@ -156,11 +148,11 @@ def test_ingest_batches_over_16_mib_are_refused_and_nothing_is_stored(http, run,
     ("/runs", {"model": "m", "dataset": "d", "resources": {"gpu_count": 5000}}, "resources.gpu_count", "必须小于或等于 4096"),
     ("/runs", {"model": "m", "dataset": "  "}, "dataset", "不能为空"),
 ])
-def test_project_and_run_field_limits(http, project, path, body, field, message):
-    response = http.post(f"/projects/{project['id']}{path}" if path else "/projects", json=body)
+def test_project_and_run_field_limits(shared_http, project, path, body, field, message):
+    response = shared_http.post(f"/projects/{project['id']}{path}" if path else "/projects", json=body)
 
     assert_refused(response, 422, field, message)
-    assert http.get(f"/projects/{project['id']}").json()["run_count"] == 0
+    assert shared_http.get(f"/projects/{project['id']}").json()["run_count"] == 0
 
 
 @pytest.mark.parametrize(("suffix", "body", "field", "message"), [
@@ -185,20 +177,20 @@ def test_project_and_run_field_limits(http, project, path, body, field, message)
     ("/artifacts", {"type": "checkpoint", "name": "c", "path": "s3://artifacts/a\u0000b"}, "path", "不能包含 NUL 字符"),
     ("/artifacts", {"type": "checkpoint", "name": "c", "path": "s3://artifacts/" + "p" * 2000}, "path", "长度不能超过 2000"),
 ])
-def test_run_body_field_limits(http, run, suffix, body, field, message):
+def test_run_body_field_limits(shared_http, run, suffix, body, field, message):
     method = "PATCH" if suffix == "" else "POST"
-    response = http.request(method, url(run, suffix), json=body)
+    response = shared_http.request(method, url(run, suffix), json=body)
 
     assert_refused(response, 422, field, message)
-    assert log_total(http, run) == 0
-    assert http.get(url(run)).json() | {"updated_at": None} == run | {"updated_at": None}
+    assert log_total(shared_http, run) == 0
+    assert shared_http.get(url(run)).json() | {"updated_at": None} == run | {"updated_at": None}
 
 
-def test_tag_notes_limit(http, run, checkpoint):
-    response = http.post(url(run, f"/artifacts/{checkpoint['id']}/tag"), json={"tag": "候选", "notes": "注" * 2001})
+def test_tag_notes_limit(shared_http, run, checkpoint):
+    response = shared_http.post(url(run, f"/artifacts/{checkpoint['id']}/tag"), json={"tag": "候选", "notes": "注" * 2001})
 
     assert_refused(response, 422, "notes", "长度不能超过 2000")
-    assert http.get(url(run, "/artifacts")).json()["items"][0]["tags"] == []
+    assert shared_http.get(url(run, "/artifacts")).json()["items"][0]["tags"] == []
 
 
 @pytest.mark.parametrize(("path", "params", "field", "message"), [
@@ -220,14 +212,14 @@ def test_tag_notes_limit(http, run, checkpoint):
     ("{run}/metrics", {"max_points": 0}, "max_points", "必须大于或等于 1"),
     ("{run}/metrics", {"max_points": 10_001}, "max_points", "必须小于或等于 10000"),
 ])
-def test_query_limits(http, run, path, params, field, message):
-    response = http.get(path.replace("{run}", url(run)), params=params)
+def test_query_limits(shared_http, run, path, params, field, message):
+    response = shared_http.get(path.replace("{run}", url(run)), params=params)
 
     assert_refused(response, 422, field, message)
 
 
-def test_resume_source_artifact_id_length(http, run):
-    response = http.post(url(run, "/resume"), params={"source_artifact_id": "c" * 101})
+def test_resume_source_artifact_id_length(shared_http, run):
+    response = shared_http.post(url(run, "/resume"), params={"source_artifact_id": "c" * 101})
 
     assert_refused(response, 422, "source_artifact_id", "长度不能超过 100")
 
@@ -242,7 +234,7 @@ ASTRAL = "𠜎𠜱𝄞"
 TEXTS = [CHINESE, EMOJI, COMBINING, RTL, ASTRAL]
 
 
-def test_unicode_project_fields_round_trip_exactly(http):
+def test_unicode_project_fields_round_trip_exactly(shared_http):
     suffix = uuid.uuid4().hex[:6]
     body = {
         "name": f"{CHINESE} {EMOJI} {COMBINING} {RTL} {ASTRAL} {suffix}",
@@ -255,60 +247,60 @@ def test_unicode_project_fields_round_trip_exactly(http):
         "default_hyperparameters": {text: text for text in TEXTS},
     }
 
-    project = created(http.post("/projects", json=body))
-    stored = http.get(f"/projects/{project['id']}").json()
+    project = created(shared_http.post("/projects", json=body))
+    stored = shared_http.get(f"/projects/{project['id']}").json()
 
     for key, value in body.items():
         assert project[key] == value == stored[key], key
     assert stored["versions"][0]["snapshot"]["name"] == body["name"]
-    assert [p["id"] for p in http.get("/projects", params={"owner": body["owner"]}).json()] == [project["id"]]
-    assert project["id"] in [p["id"] for p in http.get("/projects", params={"tag": COMBINING}).json()]
-    assert project["id"] in [p["id"] for p in http.get("/projects", params={"q": f"{ASTRAL} {suffix}"}).json()]
+    assert [p["id"] for p in shared_http.get("/projects", params={"owner": body["owner"]}).json()] == [project["id"]]
+    assert project["id"] in [p["id"] for p in shared_http.get("/projects", params={"tag": COMBINING}).json()]
+    assert project["id"] in [p["id"] for p in shared_http.get("/projects", params={"q": f"{ASTRAL} {suffix}"}).json()]
 
 
-def test_decomposed_and_precomposed_names_are_different_projects(http):
+def test_decomposed_and_precomposed_names_are_different_projects(shared_http):
     suffix = uuid.uuid4().hex[:6]
-    composed = created(http.post("/projects", json={"name": f"caf\u00e9-{suffix}", "owner": "测试"}))
-    decomposed = created(http.post("/projects", json={"name": f"cafe\u0301-{suffix}", "owner": "测试"}))
+    composed = created(shared_http.post("/projects", json={"name": f"caf\u00e9-{suffix}", "owner": "测试"}))
+    decomposed = created(shared_http.post("/projects", json={"name": f"cafe\u0301-{suffix}", "owner": "测试"}))
 
     assert composed["id"] != decomposed["id"]
-    assert http.get(f"/projects/{decomposed['id']}").json()["name"] == f"cafe\u0301-{suffix}"
+    assert shared_http.get(f"/projects/{decomposed['id']}").json()["name"] == f"cafe\u0301-{suffix}"
 
 
-def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(http, project):
-    run = created(http.post(f"/projects/{project['id']}/runs", json={
+def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, project):
+    run = created(shared_http.post(f"/projects/{project['id']}/runs", json={
         "name": EMOJI, "model": ASTRAL, "dataset": RTL, "hyperparameters": {COMBINING: CHINESE},
         "resources": {"gpu_type": EMOJI, "机房": RTL}}))
-    fetched = http.get(url(run)).json()
+    fetched = shared_http.get(url(run)).json()
     assert (fetched["name"], fetched["model"], fetched["dataset"]) == (EMOJI, ASTRAL, RTL)
     assert fetched["hyperparameters"] == {COMBINING: CHINESE}
     assert fetched["resources"] == {"gpu_type": EMOJI, "机房": RTL}
 
     lines = [{"timestamp": f"2024-05-01T00:00:0{i}Z", "level": "WARNING", "message": text} for i, text in enumerate(TEXTS)]
-    assert created(http.post(url(run, "/logs"), json={"batch_id": EMOJI, "lines": lines}))["batch_id"] == EMOJI
-    assert [line["message"] for line in http.get(url(run, "/logs")).json()["items"]] == TEXTS
-    assert [line["message"] for line in http.get(url(run, "/logs"), params={"q": "שלום"}).json()["items"]] == [RTL]
-    assert [line["message"] for line in http.get(url(run, "/logs"), params={"q": "a\u0308"}).json()["items"]] == [COMBINING]
+    assert created(shared_http.post(url(run, "/logs"), json={"batch_id": EMOJI, "lines": lines}))["batch_id"] == EMOJI
+    assert [line["message"] for line in shared_http.get(url(run, "/logs")).json()["items"]] == TEXTS
+    assert [line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "שלום"}).json()["items"]] == [RTL]
+    assert [line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "a\u0308"}).json()["items"]] == [COMBINING]
 
     points = [{"name": text[:200], "step": 1, "value": 0.5, "timestamp": T0} for text in TEXTS]
-    created(http.post(url(run, "/metrics"), json={"batch_id": "指标", "points": points}))
-    series = http.get(url(run, "/metrics"), params={"names": [EMOJI, RTL]}).json()["series"]
+    created(shared_http.post(url(run, "/metrics"), json={"batch_id": "指标", "points": points}))
+    series = shared_http.get(url(run, "/metrics"), params={"names": [EMOJI, RTL]}).json()["series"]
     assert sorted(s["name"] for s in series) == sorted([EMOJI, RTL])
-    assert set(http.get(url(run)).json()["metrics"]) == set(TEXTS)
+    assert set(shared_http.get(url(run)).json()["metrics"]) == set(TEXTS)
 
-    artifact = created(http.post(url(run, "/artifacts"), json={
+    artifact = created(shared_http.post(url(run, "/artifacts"), json={
         "type": "checkpoint", "name": COMBINING, "path": f"s3://artifacts/{project['id']}/{run['id']}/{EMOJI}"}))
-    tagged = created(http.post(url(run, f"/artifacts/{artifact['id']}/tag"), json={"tag": "发布", "notes": RTL}))
+    tagged = created(shared_http.post(url(run, f"/artifacts/{artifact['id']}/tag"), json={"tag": "发布", "notes": RTL}))
     assert (tagged["name"], tagged["path"].rsplit("/", 1)[1], tagged["tags"][0]["notes"]) == (COMBINING, EMOJI, RTL)
 
 
-def test_nul_and_control_characters_in_text_round_trip(http, run):
+def test_nul_and_control_characters_in_text_round_trip(shared_http, run):
     text = "a\u0000b\tc\u0007d\u001be"
-    reported = created(http.patch(url(run), json={"message": text}))
-    created(http.post(url(run, "/logs"), json={"batch_id": "ctl", "lines": [{"timestamp": T0, "message": text}]}))
+    reported = created(shared_http.patch(url(run), json={"message": text}))
+    created(shared_http.post(url(run, "/logs"), json={"batch_id": "ctl", "lines": [{"timestamp": T0, "message": text}]}))
 
     assert reported["message"] == text
-    assert http.get(url(run, "/logs")).json()["items"][0]["message"] == text
+    assert shared_http.get(url(run, "/logs")).json()["items"][0]["message"] == text
 
 
 # Malformed JSON and wrong content types
@@ -329,13 +321,13 @@ def test_nul_and_control_characters_in_text_round_trip(http, run):
     (b"null", "body", "缺少必填字段"),
     (b"", "body", "缺少必填字段"),
 ])
-def test_malformed_json_is_a_chinese_422_naming_the_body(http, raw, field, message):
-    before = len(http.get("/projects").json())
-    response = http.post("/projects", content=raw, headers=JSON)
+def test_malformed_json_is_a_chinese_422_naming_the_body(shared_http, raw, field, message):
+    before = len(shared_http.get("/projects").json())
+    response = shared_http.post("/projects", content=raw, headers=JSON)
 
     body = assert_refused(response, 422, field, message)
     assert body["detail"].startswith("请求参数有误 - ")
-    assert len(http.get("/projects").json()) == before
+    assert len(shared_http.get("/projects").json()) == before
 
 
 @pytest.mark.parametrize(("headers", "received"), [
@@ -345,23 +337,23 @@ def test_malformed_json_is_a_chinese_422_naming_the_body(http, raw, field, messa
     ({"Content-Type": "application/xml"}, "收到 application/xml"),
     ({}, "请求未设置 Content-Type"),
 ])
-def test_a_body_that_is_not_json_is_a_415(http, run, headers, received):
+def test_a_body_that_is_not_json_is_a_415(shared_http, run, headers, received):
     document = json.dumps({"name": unique(), "owner": "测试"}).encode()
     for path in ("/projects", url(run, "/logs")):
-        response = http.post(path, content=document, headers=headers)
+        response = shared_http.post(path, content=document, headers=headers)
 
         body = assert_refused(response, 415, message="请求体必须是 JSON，Content-Type 应为 application/json")
         assert received in body["detail"]
 
 
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.ltm+json"])
-def test_json_media_type_variants_are_accepted(http, content_type):
+def test_json_media_type_variants_are_accepted(shared_http, content_type):
     document = json.dumps({"name": unique(), "owner": "测试"}).encode()
-    assert http.post("/projects", content=document, headers={"Content-Type": content_type}).status_code == 201
+    assert shared_http.post("/projects", content=document, headers={"Content-Type": content_type}).status_code == 201
 
 
-def test_resume_without_a_body_needs_no_content_type(http, run, checkpoint):
-    response = http.post(url(run, "/resume"), params={"source_artifact_id": checkpoint["id"]})
+def test_resume_without_a_body_needs_no_content_type(shared_http, run, checkpoint):
+    response = shared_http.post(url(run, "/resume"), params={"source_artifact_id": checkpoint["id"]})
 
     assert created(response)["resumed_from"] == checkpoint["id"]
 
@@ -394,7 +386,7 @@ def assert_not_found(response: httpx.Response) -> None:
 
 
 @pytest.mark.parametrize("odd", ODD_IDS)
-def test_odd_project_ids_are_404(http, odd):
+def test_odd_project_ids_are_404(shared_http, odd):
     for method, path, body in [
         ("GET", f"/projects/{odd}", None),
         ("PATCH", f"/projects/{odd}", {"description": "x"}),
@@ -402,11 +394,11 @@ def test_odd_project_ids_are_404(http, odd):
         ("GET", f"/projects/{odd}/runs", None),
         ("POST", f"/projects/{odd}/runs", {"model": "m", "dataset": "d"}),
     ]:
-        assert_not_found(http.request(method, path, json=body))
+        assert_not_found(shared_http.request(method, path, json=body))
 
 
 @pytest.mark.parametrize("odd", ODD_IDS)
-def test_odd_run_and_artifact_ids_are_404(http, run, checkpoint, odd):
+def test_odd_run_and_artifact_ids_are_404(shared_http, run, checkpoint, odd):
     base = f"/projects/{run['project_id']}/runs/{odd}"
     for method, path, body in [
         ("GET", base, None),
@@ -419,29 +411,29 @@ def test_odd_run_and_artifact_ids_are_404(http, run, checkpoint, odd):
         ("GET", f"/runs/{odd}", None),
         ("POST", url(run, f"/artifacts/{odd}/tag"), {"tag": "候选"}),
     ]:
-        assert_not_found(http.request(method, path, json=body))
-    assert_not_found(http.post(url(run, "/resume"), params={"source_artifact_id": unquote(odd)[:100]}))
-    assert http.get(url(run)).json()["status"] == "排队中"
+        assert_not_found(shared_http.request(method, path, json=body))
+    assert_not_found(shared_http.post(url(run, "/resume"), params={"source_artifact_id": unquote(odd)[:100]}))
+    assert shared_http.get(url(run)).json()["status"] == "排队中"
 
 
-def test_a_long_id_is_not_echoed_in_full(http):
-    response = http.get("/projects/proj_" + "f" * 5000)
+def test_a_long_id_is_not_echoed_in_full(shared_http):
+    response = shared_http.get("/projects/proj_" + "f" * 5000)
 
     assert_not_found(response)
     assert response.json()["detail"] == f"项目 proj_{'f' * 59}… 不存在"
 
 
-def test_unknown_paths_and_methods_answer_in_chinese(http):
-    missing = http.get("/projects/a/b/c")
-    wrong_method = http.put("/health")
+def test_unknown_paths_and_methods_answer_in_chinese(shared_http):
+    missing = shared_http.get("/projects/a/b/c")
+    wrong_method = shared_http.put("/health")
 
     assert missing.status_code == 404 and missing.json() == {"detail": "路径 /projects/a/b/c 不存在"}
     assert wrong_method.status_code == 405 and wrong_method.json() == {"detail": "路径 /health 不支持 PUT 请求"}
 
 
 @pytest.mark.parametrize("odd", ["..", ".", "proj_x?owner=y", "proj_x#frag", "项目 😀", "run_0123456789ab/cancel"])
-def test_the_sdk_sends_an_odd_id_as_one_path_segment(server, run, odd):
-    with Client(server.url) as sdk:
+def test_the_sdk_sends_an_odd_id_as_one_path_segment(shared_api, run, odd):
+    with Client(shared_api.url) as sdk:
         with pytest.raises(ApiError) as project_error:
             sdk.get_project(odd)
         with pytest.raises(ApiError) as run_error:
@@ -454,8 +446,8 @@ def test_the_sdk_sends_an_odd_id_as_one_path_segment(server, run, odd):
         assert (project_error.value.detail, run_error.value.detail) == (f"项目 {odd} 不存在", f"运行 {odd} 不存在")
 
 
-def test_the_sdk_cannot_be_steered_to_another_endpoint_by_dot_segments(server):
-    with Client(server.url) as sdk, pytest.raises(ApiError) as error:
+def test_the_sdk_cannot_be_steered_to_another_endpoint_by_dot_segments(shared_api):
+    with Client(shared_api.url) as sdk, pytest.raises(ApiError) as error:
         sdk.get_project("../trainers")  # unquoted, httpx would normalise this to GET /trainers
 
     assert error.value.status_code == 404

@@ -89,21 +89,21 @@ def status_of(call) -> int:
 
 def test_retention_policy_is_stored_per_project_and_validated(sdk, http):
     project_id = new_project(sdk)
-    assert sdk.get_retention(project_id) == {"project_id": project_id, "keep_last": None, "updated_at": None}
+    assert sdk.get_retention(project_id).model_dump() == {"project_id": project_id, "keep_last": None, "updated_at": None}
 
-    assert sdk.set_retention(project_id, 3)["keep_last"] == 3
+    assert sdk.set_retention(project_id, 3).keep_last == 3
     stored = sdk.get_retention(project_id)
-    assert stored["keep_last"] == 3 and stored["updated_at"]
-    assert sdk.set_retention(project_id, 1000)["keep_last"] == 1000
-    assert sdk.set_retention(project_id, None)["keep_last"] is None
-    assert sdk.get_retention(new_project(sdk))["keep_last"] is None
+    assert stored.keep_last == 3 and stored.updated_at
+    assert sdk.set_retention(project_id, 1000).keep_last == 1000
+    assert sdk.set_retention(project_id, None).keep_last is None
+    assert sdk.get_retention(new_project(sdk)).keep_last is None
 
     for body in ({"keep_last": 0}, {"keep_last": 1001}, {"keep_last": -1}, {"keep_last": "三"}, {"keep_last": 2.5},
                  {}, {"keep_last": 2, "keep_first": 1}):
         response = http.put(f"/projects/{project_id}/retention", json=body)
         assert response.status_code == 422, (body, response.text)
         assert "keep" in response.json()["detail"]
-    assert sdk.get_retention(project_id)["keep_last"] is None
+    assert sdk.get_retention(project_id).keep_last is None
 
     for method, suffix in (("GET", ""), ("PUT", ""), ("GET", "/preview")):
         response = http.request(method, f"/projects/proj_000000000000/retention{suffix}", json={"keep_last": 1})
@@ -122,21 +122,21 @@ def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs
     sdk.register_artifact(project_id, done, type="config", name="运行配置",
                           path=str(artifact_root / project_id / done / "config.json"))
 
-    assert sdk.retention_preview(project_id) == {"project_id": project_id, "keep_last": None, "items": [],
+    assert sdk.retention_preview(project_id).model_dump() == {"project_id": project_id, "keep_last": None, "items": [],
                                                  "count": 0, "total_bytes": 0}
     sdk.set_retention(project_id, 2)
     preview = sdk.retention_preview(project_id)
 
     expected = [done_ckpts[step] for step in (200, 400, 500, 600)] + [failed_ckpts[0]]
-    assert [item["artifact_id"] for item in preview["items"]] == [c["id"] for c in expected]
-    assert [item["run_id"] for item in preview["items"]] == [done] * 4 + [failed]
-    assert [item["path"] for item in preview["items"]] == [str(c["path"]) for c in expected]
-    assert [item["size_bytes"] for item in preview["items"]] == [c["size"] for c in expected]
-    assert preview["count"] == 5 and preview["total_bytes"] == sum(c["size"] for c in expected)
-    assert all(item["type"] == "checkpoint" and item["tags"] == [] for item in preview["items"])
+    assert [item.artifact_id for item in preview.items] == [c["id"] for c in expected]
+    assert [item.run_id for item in preview.items] == [done] * 4 + [failed]
+    assert [item.path for item in preview.items] == [str(c["path"]) for c in expected]
+    assert [item.size_bytes for item in preview.items] == [c["size"] for c in expected]
+    assert preview.count == 5 and preview.total_bytes == sum(c["size"] for c in expected)
+    assert all(item.type == "checkpoint" and item.tags == [] for item in preview.items)
 
     sdk.set_retention(project_id, 1)
-    one = {item["artifact_id"] for item in sdk.retention_preview(project_id)["items"]}
+    one = {item.artifact_id for item in sdk.retention_preview(project_id).items}
     assert one == {done_ckpts[step]["id"] for step in (200, 400, 500, 600)} | {failed_ckpts[0]["id"],
                                                                                failed_ckpts[2]["id"]}
 
@@ -165,7 +165,7 @@ def test_deleting_an_artifact_refuses_tagged_checkpoints_and_active_runs(sdk, ht
     assert plain["path"].is_dir() and plain["id"] in artifact_ids(sdk, project_id, done)
 
     answer = sdk.delete_artifact(project_id, done, plain["id"], dry_run=False)
-    assert answer["deleted"] is True and answer["artifact"]["size_bytes"] == plain["size"]
+    assert answer.deleted is True and answer.artifact.size_bytes == plain["size"]
     assert not plain["path"].exists()
     assert artifact_ids(sdk, project_id, done) == {tagged["id"], other["id"]}
 
@@ -228,7 +228,7 @@ def test_retention_flow_deletes_exactly_the_files_and_rows_the_policy_frees(sdk,
     assert all(c["path"].is_dir() for c in [ckpts[0], ckpts[3], ckpts[4], *live])
     assert artifact_ids(sdk, project_id, done) == {ckpts[0]["id"], ckpts[3]["id"], ckpts[4]["id"]}
     assert artifact_ids(sdk, project_id, running) == {c["id"] for c in live}
-    assert sdk.retention_preview(project_id)["count"] == 0
+    assert sdk.retention_preview(project_id).count == 0
 
     assert refused["deleted"] == 0 and refused["bytes_freed"] == 0
     assert [e["artifact_id"] for e in refused["errors"]] == [stuck[0]["id"], stuck[1]["id"]]
@@ -268,15 +268,15 @@ def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only
     assert sdk.get_logs(project_id, doomed).total == 30
 
     busy = sdk.delete_run(project_id, running)
-    assert busy["dry_run"] is True
+    assert busy.dry_run is True
     with pytest.raises(ApiError) as refused:
         sdk.delete_run(project_id, running, dry_run=False)
     assert refused.value.status_code == 409 and running in refused.value.detail
     assert sdk.get_run(project_id, running).artifacts
 
     freed = sdk.delete_run(project_id, doomed, dry_run=False)
-    assert freed["deleted"] is True and freed["artifact_bytes"] == preview["artifact_bytes"]
-    assert (freed["log_lines"], freed["metric_points"]) == (30, 50)
+    assert freed.deleted is True and freed.artifact_bytes == preview["artifact_bytes"]
+    assert (freed.log_lines, freed.metric_points) == (30, 50)
     assert not (artifact_root / project_id / doomed).exists()
     for call in (lambda: sdk.get_run(project_id, doomed), lambda: sdk.get_logs(project_id, doomed),
                  lambda: sdk.find_run(doomed), lambda: sdk.delete_run(project_id, doomed)):
@@ -309,7 +309,7 @@ def test_a_failed_file_delete_keeps_the_run_and_every_row_whose_files_remain(sdk
         subprocess.run(["umount", str(disk)], check=True)
 
     assert not stuck["path"].exists()  # the files went with the unmounted disk: already gone counts as deleted
-    assert sdk.delete_run(project_id, run_id, dry_run=False)["artifacts"][0]["artifact_id"] == stuck["id"]
+    assert sdk.delete_run(project_id, run_id, dry_run=False).artifacts[0].artifact_id == stuck["id"]
     assert status_of(lambda: sdk.get_run(project_id, run_id)) == 404
 
 
@@ -348,15 +348,15 @@ def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(
 
     sdk.report(project_id, running, status="已完成")
     preview = sdk.delete_project(project_id)
-    assert (preview["dry_run"], preview["deleted"]) == (True, False)
-    assert [run["id"] for run in preview["runs"]] == [done, running]
-    assert preview["project_versions"] == 2 and preview["artifact_count"] == 4
-    assert (preview["log_lines"], preview["metric_points"]) == (12, 20)
-    assert preview["artifact_bytes"] == sum(c["size"] for c in ckpts)
+    assert (preview.dry_run, preview.deleted) == (True, False)
+    assert [run.id for run in preview.runs] == [done, running]
+    assert preview.project_versions == 2 and preview.artifact_count == 4
+    assert (preview.log_lines, preview.metric_points) == (12, 20)
+    assert preview.artifact_bytes == sum(c["size"] for c in ckpts)
 
     freed = sdk.delete_project(project_id, dry_run=False)
-    assert freed["deleted"] is True and {k: v for k, v in freed.items() if k not in ("dry_run", "deleted")} == {
-        k: v for k, v in preview.items() if k not in ("dry_run", "deleted")}
+    assert freed.deleted is True and freed.model_dump(exclude={"dry_run", "deleted"}) == preview.model_dump(
+        exclude={"dry_run", "deleted"})
     assert not (root / project_id).exists()
     assert status_of(lambda: sdk.get_project(project_id)) == 404
     assert status_of(lambda: sdk.get_run(project_id, done)) == 404

@@ -7,29 +7,13 @@ from datetime import datetime
 
 import httpx
 import pytest
-from conftest import ApiProcess, wait_until
 
-
-@pytest.fixture
-def http(shared_http):
-    return shared_http
+from tests.conftest import ApiProcess, wait_until
+from tests.helpers import new_project, new_run
 
 
 def t(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def new_project(http, **fields) -> dict:
-    response = http.post("/projects", json={"name": f"项目-{uuid.uuid4().hex[:10]}", "owner": "小李", **fields})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def new_run(http, project_id: str | None = None, **fields) -> dict:
-    project_id = project_id or new_project(http)["id"]
-    response = http.post(f"/projects/{project_id}/runs", json={"model": "qwen-7b", "dataset": "语料", **fields})
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def url(run: dict, suffix: str = "") -> str:
@@ -52,11 +36,11 @@ def checkpoint(http, run: dict, step: int | None = 2000, type: str = "checkpoint
 # Status moves
 
 
-def test_valid_chain_stamps_times_and_progress(http):
-    run = new_run(http)
+def test_valid_chain_stamps_times_and_progress(shared_http):
+    run = new_run(shared_http)
     assert run["started_at"] is None and run["finished_at"] is None
 
-    running = patch(http, run, status="运行中", progress=0.3, current_step=30, total_steps=100)
+    running = patch(shared_http, run, status="运行中", progress=0.3, current_step=30, total_steps=100)
     assert running.status_code == 200, running.text
     running = running.json()
     assert running["status"] == "运行中"
@@ -66,56 +50,56 @@ def test_valid_chain_stamps_times_and_progress(http):
     assert started >= t(run["created_at"])
     assert running["finished_at"] is None
 
-    again = patch(http, run, status="运行中", progress=0.5).json()
+    again = patch(shared_http, run, status="运行中", progress=0.5).json()
     assert t(again["started_at"]) == started
     assert again["progress"] == 0.5
 
-    done = patch(http, run, status="已完成").json()
+    done = patch(shared_http, run, status="已完成").json()
     assert done["status"] == "已完成"
     assert done["progress"] == 1.0
     assert t(done["started_at"]) == started
     assert t(done["finished_at"]) >= started
     assert done["cancelled_at"] is None
-    assert http.get(url(run)).json()["status"] == "已完成"
+    assert shared_http.get(url(run)).json()["status"] == "已完成"
 
 
 @pytest.mark.parametrize("terminal", ["已完成", "已取消", "失败"])
 @pytest.mark.parametrize("target", ["排队中", "运行中", "取消中", "已完成", "已取消", "失败"])
-def test_no_move_out_of_terminal(http, terminal, target):
-    run = new_run(http)
+def test_no_move_out_of_terminal(shared_http, terminal, target):
+    run = new_run(shared_http)
     if terminal == "已完成":
-        assert patch(http, run, status="运行中").status_code == 200
-    ended = patch(http, run, status=terminal)
+        assert patch(shared_http, run, status="运行中").status_code == 200
+    ended = patch(shared_http, run, status=terminal)
     assert ended.status_code == 200, ended.text
     ended = ended.json()
 
-    response = patch(http, run, status=target, progress=0.25, message="迟到的上报")
+    response = patch(shared_http, run, status=target, progress=0.25, message="迟到的上报")
 
     assert response.status_code == 409, response.text
     assert terminal in response.json()["detail"]
-    after = http.get(url(run)).json()
+    after = shared_http.get(url(run)).json()
     assert after["status"] == terminal
     assert after["progress"] == ended["progress"]
     assert after["message"] is None
     assert after["finished_at"] == ended["finished_at"]
 
 
-def test_progress_report_on_terminal_run_conflicts(http):
-    run = new_run(http)
-    patch(http, run, status="失败", message="显存不足")
+def test_progress_report_on_terminal_run_conflicts(shared_http):
+    run = new_run(shared_http)
+    patch(shared_http, run, status="失败", message="显存不足")
 
-    response = patch(http, run, progress=0.9)
+    response = patch(shared_http, run, progress=0.9)
 
     assert response.status_code == 409
-    assert http.get(url(run)).json()["progress"] == 0.0
+    assert shared_http.get(url(run)).json()["progress"] == 0.0
 
 
-def test_queued_cannot_go_straight_to_completed(http):
-    run = new_run(http)
-    response = patch(http, run, status="已完成")
+def test_queued_cannot_go_straight_to_completed(shared_http):
+    run = new_run(shared_http)
+    response = patch(shared_http, run, status="已完成")
     assert response.status_code == 409
     assert "排队中" in response.json()["detail"]
-    assert http.get(url(run)).json()["status"] == "排队中"
+    assert shared_http.get(url(run)).json()["status"] == "排队中"
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -132,38 +116,38 @@ def test_queued_cannot_go_straight_to_completed(http):
     ({"name": "改名"}, "name"),
     ({"metrics": {"loss": 1}}, "metrics"),
 ])
-def test_report_rejects_invalid_values(http, body, field):
-    run = new_run(http)
+def test_report_rejects_invalid_values(shared_http, body, field):
+    run = new_run(shared_http)
 
-    response = patch(http, run, **body)
+    response = patch(shared_http, run, **body)
 
     assert response.status_code == 422, response.text
     assert field in response.json()["detail"]
-    assert http.get(url(run)).json()["updated_at"] == run["updated_at"]
+    assert shared_http.get(url(run)).json()["updated_at"] == run["updated_at"]
 
 
 @pytest.mark.parametrize("raw", ['{"progress": NaN}', '{"gpu_utilization": Infinity}', '{"progress": -Infinity}'])
-def test_report_rejects_non_finite_numbers(http, raw):
-    run = new_run(http)
-    response = http.patch(url(run), content=raw, headers={"Content-Type": "application/json"})
+def test_report_rejects_non_finite_numbers(shared_http, raw):
+    run = new_run(shared_http)
+    response = shared_http.patch(url(run), content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
 
 
-def test_bounds_are_inclusive(http):
-    run = new_run(http)
-    assert patch(http, run, progress=0.0, gpu_utilization=0.0).status_code == 200
-    body = patch(http, run, progress=1.0, gpu_utilization=1.0).json()
+def test_bounds_are_inclusive(shared_http):
+    run = new_run(shared_http)
+    assert patch(shared_http, run, progress=0.0, gpu_utilization=0.0).status_code == 200
+    body = patch(shared_http, run, progress=1.0, gpu_utilization=1.0).json()
     assert body["progress"] == 1.0 and body["gpu_utilization"] == 1.0
 
 
 # Cancel
 
 
-def test_cancel_queued_run_at_once(http):
-    run = new_run(http)
+def test_cancel_queued_run_at_once(shared_http):
+    run = new_run(shared_http)
 
     started = time.monotonic()
-    response = http.post(url(run, "/cancel"))
+    response = shared_http.post(url(run, "/cancel"))
 
     assert response.status_code == 200, response.text
     assert time.monotonic() - started < 0.9  # the 1 s cancel wait is not spent on a queued run
@@ -171,28 +155,28 @@ def test_cancel_queued_run_at_once(http):
     assert body["status"] == "已取消"
     assert t(body["cancelled_at"]) >= t(run["created_at"])
     assert body["finished_at"] == body["cancelled_at"]
-    assert http.get(url(run)).json()["status"] == "已取消"
+    assert shared_http.get(url(run)).json()["status"] == "已取消"
 
 
 @pytest.mark.parametrize("terminal", ["已完成", "已取消", "失败"])
-def test_cancel_terminal_run_conflicts(http, terminal):
-    run = new_run(http)
+def test_cancel_terminal_run_conflicts(shared_http, terminal):
+    run = new_run(shared_http)
     if terminal == "已完成":
-        patch(http, run, status="运行中")
-    patch(http, run, status=terminal)
+        patch(shared_http, run, status="运行中")
+    patch(shared_http, run, status=terminal)
 
-    response = http.post(url(run, "/cancel"))
+    response = shared_http.post(url(run, "/cancel"))
 
     assert response.status_code == 409, response.text
     assert terminal in response.json()["detail"]
-    assert http.get(url(run)).json()["status"] == terminal
+    assert shared_http.get(url(run)).json()["status"] == terminal
 
 
-def test_cancel_running_run_without_orchestrator_answers_202(http):
-    run = new_run(http)
-    patch(http, run, status="运行中", progress=0.4)
+def test_cancel_running_run_without_orchestrator_answers_202(shared_http):
+    run = new_run(shared_http)
+    patch(shared_http, run, status="运行中", progress=0.4)
 
-    response = http.post(url(run, "/cancel"))
+    response = shared_http.post(url(run, "/cancel"))
 
     assert response.status_code == 202, response.text
     body = response.json()
@@ -202,7 +186,7 @@ def test_cancel_running_run_without_orchestrator_answers_202(http):
     assert isinstance(body["artifacts"], list)
 
     # The flow then saves its checkpoint and confirms.
-    confirmed = patch(http, run, status="已取消")
+    confirmed = patch(shared_http, run, status="已取消")
     assert confirmed.status_code == 200
     assert confirmed.json()["cancelled_at"] is not None
 
@@ -210,20 +194,20 @@ def test_cancel_running_run_without_orchestrator_answers_202(http):
 def test_cancel_returns_200_when_flow_confirms_during_wait(tmp_path):
     api = ApiProcess(tmp_path / "home", LTM_CANCEL_WAIT_SECONDS="30").start()
     try:
-        with httpx.Client(base_url=api.url, timeout=60) as http:
-            run = new_run(http)
-            patch(http, run, status="运行中")
+        with httpx.Client(base_url=api.url, timeout=60) as own_http:
+            run = new_run(own_http)
+            patch(own_http, run, status="运行中")
             result: dict = {}
 
             def cancel():
                 started = time.monotonic()
-                result["response"] = http.post(url(run, "/cancel"))
+                result["response"] = own_http.post(url(run, "/cancel"))
                 result["seconds"] = time.monotonic() - started
 
             thread = threading.Thread(target=cancel)
             thread.start()
-            wait_until(lambda: http.get(url(run)).json()["status"] == "取消中", message="取消中")
-            assert patch(http, run, status="已取消").status_code == 200
+            wait_until(lambda: own_http.get(url(run)).json()["status"] == "取消中", message="取消中")
+            assert patch(own_http, run, status="已取消").status_code == 200
             thread.join(timeout=40)
 
             assert result["response"].status_code == 200, result["response"].text
@@ -236,14 +220,14 @@ def test_cancel_returns_200_when_flow_confirms_during_wait(tmp_path):
 # Resume
 
 
-def test_resume_defaults_clone_the_source_run(http):
-    project = new_project(http, default_hyperparameters={"warmup": 10})
-    source = new_run(http, project["id"], model="llama-2-13b", dataset="中文语料",
+def test_resume_defaults_clone_the_source_run(shared_http):
+    project = new_project(shared_http, default_hyperparameters={"warmup": 10})
+    source = new_run(shared_http, project["id"], model="llama-2-13b", dataset="中文语料",
                      hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
                      resources={"gpu_type": "A100", "gpu_count": 4, "node": "gpu-01"})
-    ckpt = checkpoint(http, source)
+    ckpt = checkpoint(shared_http, source)
 
-    response = http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
+    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -260,15 +244,15 @@ def test_resume_defaults_clone_the_source_run(http):
     assert body["current_step"] == 2000
     assert body["name"] == "run-002"
     assert body["artifacts"] == []
-    assert http.get(f"/projects/{project['id']}").json()["run_count"] == 2
+    assert shared_http.get(f"/projects/{project['id']}").json()["run_count"] == 2
 
 
-def test_resume_overrides_merge(http):
-    source = new_run(http, model="llama-2-13b", hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
+def test_resume_overrides_merge(shared_http):
+    source = new_run(shared_http, model="llama-2-13b", hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
                      resources={"gpu_type": "A100", "gpu_count": 4})
-    ckpt = checkpoint(http, source)
+    ckpt = checkpoint(shared_http, source)
 
-    response = http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]}, json={
+    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]}, json={
         "name": "继续训练", "model": "llama-2-13b-chat", "dataset": "新语料",
         "hyperparameters": {"learning_rate": 1.5e-5, "num_epochs": 1}, "resources": {"gpu_count": 8},
     })
@@ -280,115 +264,115 @@ def test_resume_overrides_merge(http):
     assert body["dataset"] == "新语料"
     assert body["hyperparameters"] == {"learning_rate": 1.5e-5, "batch_size": 32, "num_epochs": 1}
     assert body["resources"] == {"gpu_type": "A100", "gpu_count": 8}
-    source_after = http.get(url(source)).json()
+    source_after = shared_http.get(url(source)).json()
     assert source_after["hyperparameters"] == {"learning_rate": 2e-5, "batch_size": 32}
 
 
-def test_resume_with_empty_body_and_checkpoint_without_step(http):
-    source = new_run(http)
-    ckpt = checkpoint(http, source, step=None)
+def test_resume_with_empty_body_and_checkpoint_without_step(shared_http):
+    source = new_run(shared_http)
+    ckpt = checkpoint(shared_http, source, step=None)
 
-    response = http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]}, json={})
+    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]}, json={})
 
     assert response.status_code == 201, response.text
     assert response.json()["start_step"] == 0
     assert response.json()["resumed_from"] == ckpt["id"]
 
 
-def test_resume_from_a_finished_or_cancelled_run(http):
-    source = new_run(http)
-    ckpt = checkpoint(http, source)
-    assert http.post(url(source, "/cancel")).status_code == 200
-    response = http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
+def test_resume_from_a_finished_or_cancelled_run(shared_http):
+    source = new_run(shared_http)
+    ckpt = checkpoint(shared_http, source)
+    assert shared_http.post(url(source, "/cancel")).status_code == 200
+    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
     assert response.status_code == 201, response.text
 
 
-def test_resume_errors(http):
-    source = new_run(http)
-    other = new_run(http, source["project_id"])
-    foreign = checkpoint(http, other)
-    event = checkpoint(http, source, type="event")
-    runs_before = http.get(f"/projects/{source['project_id']}").json()["run_count"]
+def test_resume_errors(shared_http):
+    source = new_run(shared_http)
+    other = new_run(shared_http, source["project_id"])
+    foreign = checkpoint(shared_http, other)
+    event = checkpoint(shared_http, source, type="event")
+    runs_before = shared_http.get(f"/projects/{source['project_id']}").json()["run_count"]
 
-    unknown = http.post(url(source, "/resume"), params={"source_artifact_id": "ckpt_missing"})
+    unknown = shared_http.post(url(source, "/resume"), params={"source_artifact_id": "ckpt_missing"})
     assert unknown.status_code == 404
     assert "ckpt_missing" in unknown.json()["detail"]
 
-    wrong_run = http.post(url(source, "/resume"), params={"source_artifact_id": foreign["id"]})
+    wrong_run = shared_http.post(url(source, "/resume"), params={"source_artifact_id": foreign["id"]})
     assert wrong_run.status_code == 404
     assert foreign["id"] in wrong_run.json()["detail"]
 
-    not_checkpoint = http.post(url(source, "/resume"), params={"source_artifact_id": event["id"]})
+    not_checkpoint = shared_http.post(url(source, "/resume"), params={"source_artifact_id": event["id"]})
     assert not_checkpoint.status_code == 422
     assert "checkpoint" in not_checkpoint.json()["detail"]
 
-    missing = http.post(url(source, "/resume"), json={"name": "x"})
+    missing = shared_http.post(url(source, "/resume"), json={"name": "x"})
     assert missing.status_code == 422
     assert "source_artifact_id" in missing.json()["detail"]
 
-    bad_body = http.post(url(source, "/resume"), params={"source_artifact_id": checkpoint(http, source)["id"]},
+    bad_body = shared_http.post(url(source, "/resume"), params={"source_artifact_id": checkpoint(shared_http, source)["id"]},
                          json={"hyperparameters": [1], "colour": "红"})
     assert bad_body.status_code == 422
     assert "hyperparameters" in bad_body.json()["detail"] and "colour" in bad_body.json()["detail"]
 
-    assert http.get(f"/projects/{source['project_id']}").json()["run_count"] == runs_before
+    assert shared_http.get(f"/projects/{source['project_id']}").json()["run_count"] == runs_before
 
 
-def test_resume_in_archived_project_conflicts(http):
-    source = new_run(http)
-    ckpt = checkpoint(http, source)
-    http.patch(f"/projects/{source['project_id']}", json={"status": "已归档"})
+def test_resume_in_archived_project_conflicts(shared_http):
+    source = new_run(shared_http)
+    ckpt = checkpoint(shared_http, source)
+    shared_http.patch(f"/projects/{source['project_id']}", json={"status": "已归档"})
 
-    response = http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
+    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
 
     assert response.status_code == 409
-    assert http.get(f"/projects/{source['project_id']}").json()["run_count"] == 1
+    assert shared_http.get(f"/projects/{source['project_id']}").json()["run_count"] == 1
 
 
 # Lookups
 
 
-def test_run_under_another_project_is_404(http):
-    run = new_run(http)
-    other = new_project(http)
+def test_run_under_another_project_is_404(shared_http):
+    run = new_run(shared_http)
+    other = new_project(shared_http)
     wrong = f"/projects/{other['id']}/runs/{run['id']}"
 
     for response in (
-        http.get(wrong),
-        http.patch(wrong, json={"status": "运行中"}),
-        http.post(wrong + "/cancel"),
-        http.post(wrong + "/resume", params={"source_artifact_id": "ckpt_x"}),
-        http.get(wrong + "/logs"),
-        http.get(wrong + "/metrics"),
-        http.get(wrong + "/artifacts"),
+        shared_http.get(wrong),
+        shared_http.patch(wrong, json={"status": "运行中"}),
+        shared_http.post(wrong + "/cancel"),
+        shared_http.post(wrong + "/resume", params={"source_artifact_id": "ckpt_x"}),
+        shared_http.get(wrong + "/logs"),
+        shared_http.get(wrong + "/metrics"),
+        shared_http.get(wrong + "/artifacts"),
     ):
         assert response.status_code == 404, response.text
         assert response.json()["detail"] == f"运行 {run['id']} 不存在"
-    assert http.get(url(run)).json()["status"] == "排队中"
+    assert shared_http.get(url(run)).json()["status"] == "排队中"
 
 
-def test_get_run_by_id(http):
-    run = new_run(http)
-    ckpt = checkpoint(http, run)
+def test_get_run_by_id(shared_http):
+    run = new_run(shared_http)
+    ckpt = checkpoint(shared_http, run)
 
-    response = http.get(f"/runs/{run['id']}")
+    response = shared_http.get(f"/runs/{run['id']}")
 
     assert response.status_code == 200
     assert response.json()["project_id"] == run["project_id"]
     assert [a["id"] for a in response.json()["artifacts"]] == [ckpt["id"]]
-    missing = http.get("/runs/run_missing")
+    missing = shared_http.get("/runs/run_missing")
     assert missing.status_code == 404
     assert missing.json()["detail"] == "运行 run_missing 不存在"
 
 
-def test_list_runs(http):
-    project = new_project(http)
-    assert http.get(f"/projects/{project['id']}/runs").json() == []
-    first = new_run(http, project["id"])
-    second = new_run(http, project["id"], name="第二个")
-    new_run(http)  # another project's run
+def test_list_runs(shared_http):
+    project = new_project(shared_http)
+    assert shared_http.get(f"/projects/{project['id']}/runs").json() == []
+    first = new_run(shared_http, project["id"])
+    second = new_run(shared_http, project["id"], name="第二个")
+    new_run(shared_http)  # another project's run
 
-    response = http.get(f"/projects/{project['id']}/runs")
+    response = shared_http.get(f"/projects/{project['id']}/runs")
 
     assert response.status_code == 200
     runs = response.json()
@@ -406,9 +390,9 @@ def test_list_runs(http):
     ({"model": "m", "dataset": "d", "resources": {"gpu_count": "四"}}, "resources.gpu_count"),
     ({"model": "m", "dataset": "d", "status": "运行中"}, "status"),
 ])
-def test_create_run_validation(http, body, field):
-    project = new_project(http)
-    response = http.post(f"/projects/{project['id']}/runs", json=body)
+def test_create_run_validation(shared_http, body, field):
+    project = new_project(shared_http)
+    response = shared_http.post(f"/projects/{project['id']}/runs", json=body)
     assert response.status_code == 422, response.text
     assert field in response.json()["detail"]
-    assert http.get(f"/projects/{project['id']}").json()["run_count"] == 0
+    assert shared_http.get(f"/projects/{project['id']}").json()["run_count"] == 0

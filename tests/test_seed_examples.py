@@ -1,4 +1,8 @@
-"""Every curl example of the seed README, sent as written (ids replaced by real ones), answers as documented."""
+"""Every curl example of the seed README, sent as written (ids replaced by real ones), answers as documented.
+
+Each test gets a fresh API server (`fresh_http`): the examples create the same project name and list by the same
+owner, so they need an empty store each.
+"""
 
 from datetime import datetime, timedelta, timezone
 
@@ -75,9 +79,9 @@ def register_checkpoint(http, project_id: str, run_id: str) -> dict:
     return response.json()
 
 
-def test_create_project(http):
+def test_create_project(fresh_http):
     before = datetime.now(timezone.utc)
-    response = http.post("/projects", content=PROJECT_BODY.encode(), headers=JSON)
+    response = fresh_http.post("/projects", content=PROJECT_BODY.encode(), headers=JSON)
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -98,12 +102,12 @@ def test_create_project(http):
     assert utc(body["updated_at"]) == created
 
 
-def test_list_projects_by_owner(http):
-    project = create_seed_project(http)
-    other = http.post("/projects", json={"name": "别人的项目", "owner": "小王"})
+def test_list_projects_by_owner(fresh_http):
+    project = create_seed_project(fresh_http)
+    other = fresh_http.post("/projects", json={"name": "别人的项目", "owner": "小王"})
     assert other.status_code == 201
 
-    response = http.get("/projects?owner=%E5%B0%8F%E6%9D%8E")
+    response = fresh_http.get("/projects?owner=%E5%B0%8F%E6%9D%8E")
 
     assert response.status_code == 200
     items = response.json()
@@ -116,13 +120,13 @@ def test_list_projects_by_owner(http):
     assert utc(item["created_at"]) == utc(project["created_at"])
 
 
-def test_get_project(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
-    moved = http.patch(f"/projects/{project['id']}/runs/{run['id']}", json={"status": "运行中", "progress": 0.42})
+def test_get_project(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
+    moved = fresh_http.patch(f"/projects/{project['id']}/runs/{run['id']}", json={"status": "运行中", "progress": 0.42})
     assert moved.status_code == 200, moved.text
 
-    response = http.get(f"/projects/{project['id']}")
+    response = fresh_http.get(f"/projects/{project['id']}")
 
     assert response.status_code == 200
     body = response.json()
@@ -140,10 +144,10 @@ def test_get_project(http):
     assert utc(summary["started_at"]) >= utc(run["created_at"])
 
 
-def test_create_run(http):
-    project = create_seed_project(http)
+def test_create_run(fresh_http):
+    project = create_seed_project(fresh_http)
 
-    response = http.post(f"/projects/{project['id']}/runs", content=RUN_BODY.encode(), headers=JSON)
+    response = fresh_http.post(f"/projects/{project['id']}/runs", content=RUN_BODY.encode(), headers=JSON)
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -160,19 +164,19 @@ def test_create_run(http):
     assert body["resources"] == {"gpu_type": "A100", "gpu_count": 4}
 
 
-def test_get_run(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
+def test_get_run(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
     base = f"/projects/{project['id']}/runs/{run['id']}"
-    assert http.patch(base, json={"status": "运行中", "progress": 0.65, "gpu_utilization": 0.83}).status_code == 200
+    assert fresh_http.patch(base, json={"status": "运行中", "progress": 0.65, "gpu_utilization": 0.83}).status_code == 200
     now = datetime.now(timezone.utc).isoformat()
-    sent = http.post(base + "/metrics", json={"batch_id": "seed", "points": [
+    sent = fresh_http.post(base + "/metrics", json={"batch_id": "seed", "points": [
         {"name": "train_loss", "step": 500, "value": 1.72, "timestamp": now},
         {"name": "eval_rouge_l", "step": 500, "value": 38.4, "timestamp": now},
     ]})
     assert sent.status_code == 200, sent.text
 
-    response = http.get(f"/projects/{project['id']}/runs/{run['id']}")
+    response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}")
 
     assert response.status_code == 200
     body = response.json()
@@ -188,11 +192,11 @@ def test_get_run(http):
     assert body["artifacts"] == []
 
 
-def test_cancel_run(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
+def test_cancel_run(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
 
-    response = http.post(f"/projects/{project['id']}/runs/{run['id']}/cancel")
+    response = fresh_http.post(f"/projects/{project['id']}/runs/{run['id']}/cancel")
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -205,16 +209,16 @@ def test_cancel_run(http):
     assert isinstance(body["artifacts"], list)
 
 
-def test_get_logs_page(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
+def test_get_logs_page(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
     base = f"/projects/{project['id']}/runs/{run['id']}"
     start = datetime(2024, 1, 2, 10, 0, tzinfo=timezone.utc)
     lines = [{"timestamp": (start + timedelta(seconds=i)).isoformat(), "level": "INFO",
               "message": f"第 {i * 10} 步 - loss=1.86 lr=2e-5"} for i in range(45)]
-    assert http.post(base + "/logs", json={"batch_id": "seed", "lines": lines}).status_code == 200
+    assert fresh_http.post(base + "/logs", json={"batch_id": "seed", "lines": lines}).status_code == 200
 
-    response = http.get(f"/projects/{project['id']}/runs/{run['id']}/logs?page=2&page_size=20")
+    response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}/logs?page=2&page_size=20")
 
     assert response.status_code == 200
     body = response.json()
@@ -227,16 +231,16 @@ def test_get_logs_page(http):
     assert first["level"] == "INFO"
 
 
-def test_list_artifacts(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
-    checkpoint = register_checkpoint(http, project["id"], run["id"])
-    event = http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts", json={
+def test_list_artifacts(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
+    checkpoint = register_checkpoint(fresh_http, project["id"], run["id"])
+    event = fresh_http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts", json={
         "type": "event", "name": "TensorBoard 日志", "path": f"s3://artifacts/{project['id']}/{run['id']}/tensorboard",
     })
     assert event.status_code == 201, event.text
 
-    response = http.get(f"/projects/{project['id']}/runs/{run['id']}/artifacts")
+    response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}/artifacts")
 
     assert response.status_code == 200
     items = response.json()["items"]
@@ -257,12 +261,12 @@ def test_list_artifacts(http):
     assert utc(tensorboard["created_at"]) >= utc(ckpt["created_at"])
 
 
-def test_resume_run(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
-    checkpoint = register_checkpoint(http, project["id"], run["id"])
+def test_resume_run(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
+    checkpoint = register_checkpoint(fresh_http, project["id"], run["id"])
 
-    response = http.post(
+    response = fresh_http.post(
         f"/projects/{project['id']}/runs/{run['id']}/resume?source_artifact_id={checkpoint['id']}",
         content=RESUME_BODY.encode(), headers=JSON,
     )
@@ -281,12 +285,12 @@ def test_resume_run(http):
     assert body["resources"] == {"gpu_type": "A100", "gpu_count": 4}
 
 
-def test_tag_artifact(http):
-    project = create_seed_project(http)
-    run = create_seed_run(http, project["id"])
-    checkpoint = register_checkpoint(http, project["id"], run["id"])
+def test_tag_artifact(fresh_http):
+    project = create_seed_project(fresh_http)
+    run = create_seed_run(fresh_http, project["id"])
+    checkpoint = register_checkpoint(fresh_http, project["id"], run["id"])
 
-    response = http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts/{checkpoint['id']}/tag",
+    response = fresh_http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts/{checkpoint['id']}/tag",
                          content=TAG_BODY.encode(), headers=JSON)
 
     assert response.status_code == 200, response.text

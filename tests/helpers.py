@@ -1,0 +1,48 @@
+"""Helpers shared by the test modules: unique names, projects and runs made over HTTP, the `ltm` CLI.
+
+Tests that share one API server (the `shared_api` fixture) give everything they create a unique name, so they
+never see each other's data.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import httpx
+
+from ltm.testing import ROOT
+
+
+def unique(prefix: str = "项目") -> str:
+    """A name no other test uses: `prefix` and ten random hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def new_project(http: httpx.Client, **fields) -> dict:
+    """A project with a unique name and owner (unless `fields` says otherwise), created over HTTP."""
+    response = http.post("/projects", json={"name": unique(), "owner": unique("负责人"), **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def new_run(http: httpx.Client, project_id: str | None = None, **fields) -> dict:
+    """A queued run in `project_id` (in a new project when None), created over HTTP."""
+    project_id = project_id or new_project(http)["id"]
+    response = http.post(f"/projects/{project_id}/runs", json={"model": "qwen-7b", "dataset": "语料", **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def ltm(*args: str, api_url: str | None = None, token: str | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """`ltm *args` in a subprocess against `api_url` (none: the embedded store), with `token` if given."""
+    env = {**os.environ}
+    for key in ("LTM_API_URL", "LTM_TOKEN"):
+        env.pop(key, None)
+    if api_url:
+        env["LTM_API_URL"] = api_url
+    if token:
+        env["LTM_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
