@@ -13,9 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from ltm import arrow_batches
-from ltm.api import media_types
+from ltm.api import arrow_bounds, media_types
 from ltm.api.errors import Refusal, unprocessable
-from ltm.limits import MAX_BATCH_ID_LENGTH, MAX_BATCH_ITEMS, MAX_LOG_MESSAGE, MAX_NAME_LENGTH
+from ltm.limits import (
+    MAX_BATCH_ID_LENGTH,
+    MAX_BATCH_ITEMS,
+    MAX_DECODED_BATCH_BYTES,
+    MAX_LOG_MESSAGE,
+    MAX_NAME_LENGTH,
+    MIB,
+)
 from ltm.models import LogBatch, LogLevel, MetricBatch
 
 STORED_TIMESTAMP = pa.timestamp("us")
@@ -75,6 +82,15 @@ def _parse_json(model: type[BaseModel], body: bytes):
 
 
 def _read_arrow(body: bytes, schema: pa.Schema) -> tuple[str, pa.Table]:
+    try:
+        size = arrow_bounds.stream_size(body)
+    except (pa.ArrowInvalid, OSError, ValueError):
+        raise unprocessable("请求体不是有效的 Arrow IPC 流", "body") from None
+    if size.decoded_bytes > MAX_DECODED_BATCH_BYTES:
+        raise Refusal(413, f"Arrow 批次解压后有 {size.decoded_bytes // MIB} MiB，超过上限 "
+                           f"{MAX_DECODED_BATCH_BYTES // MIB} MiB；请分成更小的批次")
+    if size.rows > MAX_BATCH_ITEMS:
+        raise unprocessable(f"一个批次最多 {MAX_BATCH_ITEMS} 行，收到 {size.rows} 行", "body")
     try:
         batch_id, table = arrow_batches.decode(body)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError):

@@ -3,6 +3,7 @@
 MIB = 1024 * 1024
 BODY_LIMIT = 1 * MIB  # any JSON request body
 INGEST_BODY_LIMIT = 16 * MIB  # a log or metric batch
+MAX_DECODED_BATCH_BYTES = 4 * INGEST_BODY_LIMIT  # an Arrow batch once decompressed
 MAX_JSON_OBJECT_BYTES = 64 * 1024  # a free-form JSON object (hyperparameters, resources)
 MAX_JSON_DEPTH = 32
 MAX_BATCH_ITEMS = 50_000  # lines or points in one ingest batch
