@@ -7,11 +7,9 @@ deleted, so a stray registered path cannot take other runs' files with it."""
 import posixpath
 from collections.abc import Callable
 
-from fsspec.core import url_to_fs
-
+from ltm import artifact_paths
 from ltm.api.errors import Refusal, conflict, not_found
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.api.paths import within_root
 from ltm.models import RunStatus
 from ltm.store import lifecycle as lifecycle_store
 from ltm.store import runs as run_store
@@ -25,26 +23,19 @@ class ArtifactFiles:
     def __init__(self, root_url: str) -> None:
         self.root_url = root_url
 
-    def run_folder(self, project_id: str, run_id: str) -> str:
-        """Where flows.artifact_io.ArtifactWriter puts a run's files."""
-        return f"{self.root_url.rstrip('/')}/{project_id}/{run_id}"
+    def located(self, project_id: str, artifact: dict) -> artifact_paths.Location:
+        """The artifact's files as fsspec opens them; OutsideRunFolder unless inside the artifact's run folder."""
+        return artifact_paths.checked(artifact["path"], self.root_url, project_id, artifact["run_id"])
 
-    def inside_run_folder(self, path: str, project_id: str, run_id: str) -> bool:
-        return within_root(path, self.run_folder(project_id, run_id))
-
-    def remove(self, path: str) -> None:
-        """Remove a file or a folder (checkpoints are folders); one already gone counts as removed."""
-        fs, inner = url_to_fs(path)
-        try:
-            fs.rm(inner, recursive=True)
-        except FileNotFoundError:
-            pass
+    def remove(self, project_id: str, artifact: dict) -> None:
+        """Checked again right before removing; only the checked location is removed."""
+        self.located(project_id, artifact).remove()
 
     def remove_folder(self, *parts: str) -> list[str]:
         """Clear what is left of a project's or run's folder (flows.artifact_io layout: root/project/run)."""
         try:
-            fs, root = url_to_fs(self.root_url)
-            folder = posixpath.join(root, *parts)
+            root = artifact_paths.locate(self.root_url)
+            fs, folder = root.filesystem(), posixpath.join(root.path, *parts)
             if fs.exists(folder):
                 fs.rm(folder, recursive=True)
         except Exception as exc:  # the rows are gone either way; report what could not be tidied
@@ -52,12 +43,12 @@ class ArtifactFiles:
         return []
 
 
-def _remove_all(files: ArtifactFiles, artifacts: list[dict]) -> tuple[list[str], list[str]]:
+def _remove_all(files: ArtifactFiles, project_id: str, artifacts: list[dict]) -> tuple[list[str], list[str]]:
     """Remove each artifact's files; returns the ids removed and a message per failure."""
     removed, failures = [], []
     for artifact in artifacts:
         try:
-            files.remove(artifact["path"])
+            files.remove(project_id, artifact)
         except Exception as exc:  # any fsspec backend error: keep the row, name the artifact
             failures.append(f"{artifact['artifact_id']}（{artifact['path']}）：{exc}")
         else:
@@ -66,11 +57,16 @@ def _remove_all(files: ArtifactFiles, artifacts: list[dict]) -> tuple[list[str],
 
 
 def _refuse_outside_run_folder(files: ArtifactFiles, project_id: str, artifacts: list[dict]) -> None:
-    outside = [a for a in artifacts if not files.inside_run_folder(a["path"], project_id, a["run_id"])]
+    outside = []
+    for artifact in artifacts:
+        try:
+            files.located(project_id, artifact)
+        except artifact_paths.OutsideRunFolder:
+            outside.append(artifact)
     if outside:
         shown = "、".join(f"{a['artifact_id']}（{a['path']}）" for a in outside[:5])
-        raise conflict(f"工件 {shown} 的文件不在所属运行的目录 {files.run_folder(project_id, '<运行 ID>')} 之下，"
-                       "为免误删其他数据，不能删除")
+        folder = artifact_paths.run_folder(files.root_url, project_id, "<运行 ID>").url
+        raise conflict(f"工件 {shown} 的文件不在所属运行的目录 {folder} 之下，为免误删其他数据，不能删除")
 
 
 def _storage_failed(failures: list[str], removed: list[str]) -> Refusal:
@@ -136,9 +132,9 @@ def refuse_artifact_delete(db, files: ArtifactFiles, project_id: str, run_id: st
     _refuse_outside_run_folder(files, project_id, [artifact])
 
 
-def delete_artifact(db, files: ArtifactFiles, run_id: str, artifact: dict) -> None:
+def delete_artifact(db, files: ArtifactFiles, project_id: str, run_id: str, artifact: dict) -> None:
     """Remove the artifact's files, then, inside db.writing() and after rechecking, its row."""
-    removed, failures = _remove_all(files, [artifact])
+    removed, failures = _remove_all(files, project_id, [artifact])
     if failures:
         raise _storage_failed(failures, [])
     with db.writing():
@@ -178,7 +174,7 @@ def _delete_files_then_rows(db, files: ArtifactFiles, report: dict, recheck: Cal
     """Files first; then, inside db.writing() and after `recheck`, the rows. A failure keeps every row
     whose files are still there, and drops only the rows of artifacts whose files are gone."""
     _refuse_outside_run_folder(files, report["project_id"], report["artifacts"])
-    removed, failures = _remove_all(files, report["artifacts"])
+    removed, failures = _remove_all(files, report["project_id"], report["artifacts"])
     with db.writing():
         try:
             recheck()

@@ -1,7 +1,8 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
+from ltm import artifact_paths, datasets
 from ltm.api.auth import issue_token
-from ltm.api.errors import Refusal, conflict, not_found
+from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.run_state import StatusWatch, can_move, stamps
 from ltm.ids import new_id
@@ -33,6 +34,9 @@ class RunService:
 
     def create(self, project: dict, config: dict, resumed_from: dict | None = None) -> dict:
         """Store a queued run and hand it to the launcher; nothing stays stored if the launcher fails."""
+        refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
+        if refused:
+            raise unprocessable(f"dataset：{refused}", "dataset")
         if project["archived"]:
             raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
         now = utc_now()
@@ -88,6 +92,11 @@ class RunService:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
         if artifact["type"] != "checkpoint":
             raise Refusal(422, f"工件 {artifact_id} 的类型是 {artifact['type']}，只能从检查点（checkpoint）恢复")
+        try:
+            artifact_paths.checked(artifact["path"], self.settings.artifact_root_url, source_run["project_id"],
+                                   source_run["id"])
+        except artifact_paths.OutsideRunFolder as exc:
+            raise conflict(f"检查点 {artifact_id} 的文件不在运行 {source_run['id']} 自己的目录中，不能从它恢复：{exc}") from None
         config = {
             "name": overrides.get("name"),
             "model": overrides.get("model") or source_run["model"],
@@ -105,8 +114,12 @@ class RunService:
     def report(self, project_id: str, run_id: str, values: dict) -> dict:
         """Apply what a flow reports: an optional status move plus progress fields."""
         status = values.pop("status", None)
+        if "flow_run_id" in values:
+            self._check_flow_run_claim(self.get(project_id, run_id), values)
         with self.db.writing():
             run = self.get(project_id, run_id)
+            if values.get("flow_run_id") and run["flow_run_id"] not in (None, values["flow_run_id"]):
+                raise conflict(f"运行 {run_id} 已关联编排流程 {run['flow_run_id']}，flow_run_id 不能修改")
             current = RunStatus(run["status"])
             if current.is_terminal:
                 raise conflict(f"运行 {run_id} 已结束（{current.value}），不再接受上报")
@@ -116,6 +129,22 @@ class RunService:
         if status is not None:
             self._moved(run_id, RunStatus(status))
         return self.get(project_id, run_id)
+
+    def _check_flow_run_claim(self, run: dict, values: dict) -> None:
+        """A flow may name its own orchestrator run once; the launcher must confirm that it trains this run,
+        so no one can point a run at another run's flow and cancel that one through it."""
+        claimed = values["flow_run_id"]
+        if claimed == run["flow_run_id"]:
+            del values["flow_run_id"]
+            return
+        if run["flow_run_id"] is not None or claimed is None:
+            raise conflict(f"运行 {run['id']} 已关联编排流程 {run['flow_run_id']}，flow_run_id 不能修改")
+        try:
+            owned = self.launcher.owns(run, claimed)
+        except LauncherUnavailable as exc:
+            raise Refusal(503, f"编排服务不可用，无法确认 flow_run_id：{exc}") from exc
+        if not owned:
+            raise conflict(f"flow_run_id：编排服务中的流程 {claimed} 不是运行 {run['id']} 的训练流程")
 
     def move(self, run: dict, new: RunStatus, message: str | None = None) -> None:
         with self.db.writing():

@@ -14,6 +14,8 @@ from fsspec.implementations.local import LocalFileSystem
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from ltm.artifact_paths import Location
+
 CHECKPOINT_SUFFIX = ".ckpt"
 CONFIG_FILE_NAME = "config.json"
 TENSORBOARD_DIR_NAME = "tensorboard"
@@ -93,10 +95,10 @@ class ArtifactWriter:
         return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=self._fs.size(final_path))
 
 
-def read_checkpoint(path: str) -> dict[str, bytes]:
-    """The files of a checkpoint folder, by name."""
-    fs, fs_path = url_to_fs(path)
-    return {posixpath.basename(entry): fs.cat_file(entry) for entry in fs.ls(fs_path, detail=False)}
+def read_checkpoint(location: Location) -> dict[str, bytes]:
+    """The files of a checkpoint folder, by name (`location` as ltm.artifact_paths.checked returns it)."""
+    fs = location.filesystem()
+    return {posixpath.basename(entry): fs.cat_file(entry) for entry in fs.ls(location.path, detail=False)}
 
 
 class TensorBoardWriter:

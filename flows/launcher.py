@@ -57,6 +57,20 @@ class PrefectLauncher:
         except _PREFECT_ERRORS as exc:
             raise LauncherUnavailable(_outage_text(exc)) from exc
 
+    def owns(self, run: dict, orchestrator_id: str) -> bool:
+        try:
+            flow_run_id = UUID(orchestrator_id)
+        except ValueError:
+            return False
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return False
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_outage_text(exc)) from exc
+        return flow_run.parameters.get("run_id") == run["id"]
+
     def observe(self, runs: list[dict]) -> list[Observation]:
         tracked = {run["flow_run_id"]: run for run in runs if run.get("flow_run_id")}
         if not tracked:

@@ -1,20 +1,17 @@
 """`apply_retention`: delete the checkpoints a project's retention policy no longer keeps (files, then rows)."""
 
 import httpx
-from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
 
+from ltm import artifact_paths
 from ltm.client import ApiError, Client
 from ltm.models import DeletableArtifact, RetentionPreview
+from ltm.settings import Settings
 
 
-def remove_files(path: str) -> None:
-    """Remove a checkpoint folder (or a file); one already gone counts as removed."""
-    fs, inner = url_to_fs(path)
-    try:
-        fs.rm(inner, recursive=True)
-    except FileNotFoundError:
-        pass
+def remove_files(project_id: str, item: DeletableArtifact) -> None:
+    """Remove a checkpoint folder (or a file) inside its run's folder; one already gone counts as removed."""
+    artifact_paths.checked(item.path, Settings().artifact_root_url, project_id, item.run_id).remove()
 
 
 def _failure(item: DeletableArtifact, message: str) -> dict:
@@ -29,7 +26,7 @@ def delete_checkpoint(client: Client, project_id: str, item: DeletableArtifact) 
     except (ApiError, httpx.HTTPError) as exc:
         return _failure(item, f"未删除（API 不允许或不可达）：{exc}")
     try:
-        remove_files(item.path)
+        remove_files(project_id, item)
     except Exception as exc:  # any fsspec backend error: the row stays and still points at the files
         return _failure(item, f"删除文件失败，记录保留：{exc}")
     try:

@@ -4,6 +4,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from ltm import artifact_paths
 from ltm.client import Client
 from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
 from ltm.flows.signals import sigterm_deferred
@@ -44,7 +45,7 @@ class TrainingSession:
                                hyperparameters=run.hyperparameters, resources=run.resources)
         trainer = get_trainer(run.trainer)(config)
         if run.resumed_from:
-            trainer.restore_files(read_checkpoint(_checkpoint_path(client, run)))
+            trainer.restore_files(read_checkpoint(_checkpoint(client, run, settings)))
         return cls(client, run, trainer, settings)
 
     @property
@@ -129,8 +130,13 @@ class TrainingSession:
         self._tensorboard_registered = True
 
 
-def _checkpoint_path(client: Client, run: Run) -> str:
+def _checkpoint(client: Client, run: Run, settings: Settings) -> artifact_paths.Location:
+    """The checkpoint to resume from, read only from inside its own run's folder."""
     for artifact in client.list_artifacts(run.project_id, run.parent_run_id):
         if artifact.id == run.resumed_from:
-            return artifact.path
+            try:
+                return artifact_paths.checked(artifact.path, settings.artifact_root_url, run.project_id,
+                                              run.parent_run_id)
+            except artifact_paths.OutsideRunFolder as exc:
+                raise InvalidConfig(f"检查点 {run.resumed_from} 不能读取：{exc}") from None
     raise InvalidConfig(f"找不到要恢复的检查点 {run.resumed_from}")

@@ -29,6 +29,9 @@ class Launcher(Protocol):
     def cancel(self, run: dict) -> None:
         """Ask the orchestrator to stop the run."""
 
+    def owns(self, run: dict, orchestrator_id: str) -> bool:
+        """Whether the orchestrator's run `orchestrator_id` trains `run` (checked before a flow may claim it)."""
+
     def observe(self, runs: list[dict]) -> list[Observation]:
         """Orchestrator states of active runs that the store should catch up with."""
 
@@ -43,6 +46,9 @@ class NoopLauncher:
 
     def cancel(self, run: dict) -> None:
         return None
+
+    def owns(self, run: dict, orchestrator_id: str) -> bool:
+        return True  # nothing is orchestrated, so no other run can be reached through the id
 
     def observe(self, runs: list[dict]) -> list[Observation]:
         return []

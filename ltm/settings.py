@@ -4,6 +4,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+SAMPLE_DATASETS = Path(__file__).resolve().parent / "trainers" / "data"
+
+
 class Settings(BaseSettings):
     """All configuration, read from LTM_* environment variables."""
 
@@ -14,6 +17,8 @@ class Settings(BaseSettings):
     artifact_root: str | None = Field(None, description="fsspec URL for artifacts; default <home>/artifacts")
     auth: bool | None = Field(None, description="Require API tokens; unset means on only when listening beyond loopback")
     token: str | None = Field(None, description="API token the SDK, console and flows send (LTM_TOKEN)")
+    dataset_roots: str | None = Field(None, description="Comma-separated folders or fsspec URLs runs may read "
+                                      "datasets from; default: the bundled samples and <home>/datasets")
     backup_root: Path | None = Field(None, description="Folder the API may write backups under; default <home>/backups")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
@@ -31,6 +36,12 @@ class Settings(BaseSettings):
     @property
     def backup_root_path(self) -> Path:
         return self.backup_root or self.home / "backups"
+
+    @property
+    def dataset_root_urls(self) -> list[str]:
+        if self.dataset_roots is not None:
+            return [root.strip() for root in self.dataset_roots.split(",") if root.strip()]
+        return [str(SAMPLE_DATASETS), str((self.home / "datasets").resolve())]
 
     @property
     def artifact_root_url(self) -> str:

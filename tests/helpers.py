@@ -46,3 +46,13 @@ def ltm(*args: str, api_url: str | None = None, token: str | None = None,
         env["LTM_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def cli_token(home, user: str, role: str) -> str:
+    """`ltm token create` while no API holds the store: the embedded store has no one to authenticate yet."""
+    env = {**os.environ, "LTM_HOME": str(home)}
+    env.pop("LTM_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "ltm.cli", "token", "create", "--user", user, "--role", role],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]

@@ -5,6 +5,7 @@ import fsspec
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ltm.artifact_paths import locate
 from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
 from ltm.trainers import TrainerConfig
 from ltm.trainers.simulated import SimulatedTrainer
@@ -20,11 +21,11 @@ def test_checkpoint_round_trip_with_real_size(tmp_path):
 
     assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt")
     assert written.size_bytes == sum(os.path.getsize(os.path.join(written.path, f)) for f in files) > 0
-    assert read_checkpoint(written.path) == files
+    assert read_checkpoint(locate(written.path)) == files
     assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt"]
 
     restored = SimulatedTrainer(TrainerConfig("Qwen2-7B", "news", "文本摘要", {"steps_per_epoch": 10}, {}))
-    restored.restore_files(read_checkpoint(written.path))
+    restored.restore_files(read_checkpoint(locate(written.path)))
     assert restored.state_dict() == trainer.state_dict()
 
 
@@ -32,7 +33,7 @@ def test_checkpoint_overwrite_replaces_content(tmp_path):
     writer = ArtifactWriter(f"file://{tmp_path}", "p", "r")
     writer.write_checkpoint("latest", {"a.bin": b"1", "old.bin": b"x"})
     written = writer.write_checkpoint("latest.ckpt", {"a.bin": "第二次".encode()})
-    assert read_checkpoint(written.path) == {"a.bin": "第二次".encode()}
+    assert read_checkpoint(locate(written.path)) == {"a.bin": "第二次".encode()}
 
 
 def test_non_local_root_returns_url():
@@ -42,7 +43,7 @@ def test_non_local_root_returns_url():
         assert written.path.startswith("memory://")
         assert written.path.endswith("/artifact-io-test/p/r/c.ckpt")
         assert written.size_bytes == 11
-        assert read_checkpoint(written.path) == {"state.json": b'{"step": 3}'}
+        assert read_checkpoint(locate(written.path)) == {"state.json": b'{"step": 3}'}
         assert writer.tensorboard_dir.endswith("/artifact-io-test/p/r/tensorboard")
     finally:
         fsspec.filesystem("memory").rm("/artifact-io-test", recursive=True)

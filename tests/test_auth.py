@@ -11,16 +11,7 @@ import pytest
 from ltm import ApiError, Client
 from ltm.models import RunStatus
 from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
-
-
-def cli_token(home, user: str, role: str) -> str:
-    """`ltm token create` while no API holds the store: the embedded store has no one to authenticate yet."""
-    env = {**os.environ, "LTM_HOME": str(home)}
-    env.pop("LTM_API_URL", None)
-    done = subprocess.run([sys.executable, "-m", "ltm.cli", "token", "create", "--user", user, "--role", role],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
+from tests.helpers import cli_token
 
 
 @pytest.fixture(scope="module")

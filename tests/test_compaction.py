@@ -18,7 +18,7 @@ from ltm.store import Database, compaction
 from ltm.store import ingest as ingest_store
 from tests.conftest import ApiProcess, wait_until
 from tests.helpers import ltm
-from tests.test_auth import cli_token
+from tests.helpers import cli_token
 
 RUNS, KEPT = 6, 2
 LINES_PER_BATCH, BATCHES_PER_RUN = 10_000, 6

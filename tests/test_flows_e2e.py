@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from ltm import ApiError, Client
 from ltm.models import RunStatus
 from tests.conftest import ROOT, wait_until
+from tests.helpers import unique
 
 FAST = {"num_epochs": 2, "steps_per_epoch": 10, "step_seconds": 0.02, "seed": 7}
 SLOW = {"num_epochs": 3, "steps_per_epoch": 200, "step_seconds": 0.05, "seed": 11}
@@ -33,7 +34,7 @@ def api(ltm_system):
 
 @pytest.fixture(scope="module")
 def project(api):
-    return api.create_project(name="流程测试项目", owner="测试", task_type="文本摘要")
+    return api.create_project(name=unique("流程测试项目"), owner="测试", task_type="文本摘要")
 
 
 @contextmanager

@@ -255,7 +255,8 @@ def test_invalid_hyperparameters_name_the_key(hyperparameters, key):
         make_trainer(**hyperparameters)
 
 
-def test_missing_or_bad_dataset_names_the_path(tmp_path):
+def test_missing_or_bad_dataset_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTM_DATASET_ROOTS", str(tmp_path))
     missing = tmp_path / "没有这个文件.txt"
     with pytest.raises(InvalidConfig, match="无法读取数据集") as error:
         make_trainer(dataset=str(missing))
@@ -282,7 +283,8 @@ def test_missing_or_bad_dataset_names_the_path(tmp_path):
         make_trainer(dataset="")
 
 
-def test_local_text_file_and_file_url_work_as_dataset(tmp_path):
+def test_local_text_file_and_file_url_work_as_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("LTM_DATASET_ROOTS", str(tmp_path))
     corpus = tmp_path / "my corpus.txt"
     lines = [f"第{i}行：春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。" for i in range(60)]
     corpus.write_text("\n".join(lines), encoding="utf-8")
@@ -291,6 +293,20 @@ def test_local_text_file_and_file_url_work_as_dataset(tmp_path):
         assert set(trainer.vocab.chars) == set(corpus.read_text(encoding="utf-8"))
         outputs, evaluations = run_to_end(trainer)
         assert len(outputs) == 3 and len(evaluations) == 1
+
+
+def test_a_dataset_outside_the_roots_is_never_opened(tmp_path, monkeypatch):
+    secret = tmp_path / "secret" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("AWS_SECRET=只有我知道" * 100, encoding="utf-8")
+    monkeypatch.setenv("LTM_DATASET_ROOTS", str(tmp_path / "datasets"))
+    for dataset in (str(secret), f"file://{secret}", "/proc/self/environ", f"{tmp_path}/datasets/../secret/credentials",
+                    f"{tmp_path}/datasets::{secret}", "ftp://example.com:21/corpus.txt", "webhdfs://10.0.0.1/x"):
+        with pytest.raises(InvalidConfig, match="不能读取数据集") as error:
+            make_trainer(dataset=dataset)
+        assert "只有我知道" not in str(error.value) and "No such file" not in str(error.value)
+    with pytest.raises(InvalidConfig, match="不认识数据集名称"):
+        make_trainer(dataset="credentials")
 
 
 def test_sample_corpus_is_bundled_and_reproducible_from_its_generator():

@@ -3,12 +3,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
+from ltm import artifact_paths
 from ltm.api import examples
 from ltm.api.auth import Caller, require_owner, require_project_member
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.api.paths import within_root
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
 from ltm.store import artifacts as artifact_store
@@ -30,8 +30,11 @@ def list_artifacts(db: Db, run: RunRow):
 def register_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
                       body: ArtifactCreate):
     require_project_member(db, caller, project, "登记工件")
-    if not within_root(body.path, settings.artifact_root_url):
-        raise unprocessable(f"path：工件路径必须位于工件根目录 {settings.artifact_root_url} 之下", "path")
+    try:
+        artifact_paths.checked(body.path, settings.artifact_root_url, run["project_id"], run["id"])
+    except artifact_paths.OutsideRunFolder as exc:
+        folder = artifact_paths.run_folder(settings.artifact_root_url, run["project_id"], run["id"]).url
+        raise unprocessable(f"path：{exc}；工件必须位于本运行的目录 {folder}/ 之下", "path") from None
     with db.writing():
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:

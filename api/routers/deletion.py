@@ -26,12 +26,13 @@ _STORAGE_FAILED = {503: {"model": ErrorBody, "description": "工件文件删除�
 def delete_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
                     artifact_id: str, dry_run: DryRun = True):
     artifact = deletion.artifact_of(db, run, artifact_id)
+    if not dry_run:
+        require_owner(caller, project, "删除工件")
     files = deletion.ArtifactFiles(settings.artifact_root_url)
     deletion.refuse_artifact_delete(db, files, project["id"], run["id"], artifact)
     if dry_run:
         return {"dry_run": True, "deleted": False, "artifact": artifact}
-    require_owner(caller, project, "删除工件")
-    deletion.delete_artifact(db, files, run["id"], artifact)
+    deletion.delete_artifact(db, files, project["id"], run["id"], artifact)
     auth_store.record(db, caller.user, "删除工件", project["id"], run["id"],
                        details=f"{artifact_id}（{artifact['path']}）")
     return {"dry_run": False, "deleted": True, "artifact": artifact}

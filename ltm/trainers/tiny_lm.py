@@ -58,6 +58,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ltm import datasets
 from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
 
 if TYPE_CHECKING:
@@ -108,10 +109,13 @@ def _load_text(dataset: str) -> str:
         raise InvalidConfig("数据集不能为空：请填写 UTF-8 文本文件的路径或 URL，或使用内置的 sample / 中文示例语料")
     if dataset.strip() in SAMPLE_DATASET_NAMES:
         return SAMPLE_CORPUS.read_text(encoding="utf-8")
-    from ltm.trainers.tiny_lm_model import _read_bytes
-
+    if datasets.is_name(dataset):
+        raise InvalidConfig(f"tiny-lm 不认识数据集名称 {dataset}：请使用内置语料 {' / '.join(SAMPLE_DATASET_NAMES)}，"
+                            "或数据集根目录（LTM_DATASET_ROOTS）中 UTF-8 文本文件的绝对路径")
     try:
-        data = _read_bytes(dataset)
+        data = datasets.read_bytes(dataset)
+    except datasets.DatasetRefused as refused:
+        raise InvalidConfig(f"不能读取数据集 {dataset}：{refused}") from None
     except (OSError, ValueError, ImportError) as error:
         raise InvalidConfig(f"无法读取数据集 {dataset}：{error}") from None
     try:
