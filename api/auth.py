@@ -36,8 +36,15 @@ def hash_token(token: str) -> str:
 def issue_token(db: Database, user: str, role: str, created_by: str, run_id: str | None = None) -> tuple[str, dict]:
     """A new secret (shown once) and its stored record, which keeps only the hash."""
     token = "ltm_" + secrets.token_urlsafe(32)
-    record = {"id": new_id("token"), "token_hash": hash_token(token), "user_name": user, "role": role,
-              "run_id": run_id, "created_by": created_by, "created_at": utc_now()}
+    record = {
+        "id": new_id("token"),
+        "token_hash": hash_token(token),
+        "user_name": user,
+        "role": role,
+        "run_id": run_id,
+        "created_by": created_by,
+        "created_at": utc_now(),
+    }
     auth_store.insert_token(db, record)
     return token, record
 
@@ -76,8 +83,12 @@ def _within_run(request: Request, run_id: str) -> bool:
         return True
     if request.method != "GET" or "project_id" not in params:
         return False
-    return request.app.state.db.fetch_one(
-        "SELECT count(*) FROM runs WHERE id = ? AND project_id = ?", [run_id, params["project_id"]])[0] > 0
+    return (
+        request.app.state.db.fetch_one(
+            "SELECT count(*) FROM runs WHERE id = ? AND project_id = ?", [run_id, params["project_id"]]
+        )[0]
+        > 0
+    )
 
 
 Caller = Annotated[Actor, Depends(actor)]
@@ -89,8 +100,10 @@ def require_role(caller: Actor, role: str, doing: str) -> None:
 
 
 def can_work_on(db: Database, caller: Actor, project: dict) -> bool:
-    return caller.is_admin or (caller.role == Role.MEMBER and (
-        caller.user == project["owner"] or caller.user in auth_store.members(db, project["id"])))
+    return caller.is_admin or (
+        caller.role == Role.MEMBER
+        and (caller.user == project["owner"] or caller.user in auth_store.members(db, project["id"]))
+    )
 
 
 def require_project_member(db: Database, caller: Actor, project: dict, doing: str) -> None:

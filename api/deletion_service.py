@@ -96,10 +96,18 @@ def report(db, project_id: str, runs: list[dict], dry_run: bool, versions: int =
     """What deleting `runs` removes, as a DeletionReport (not yet deleted)."""
     run_ids = [run["id"] for run in runs]
     artifacts = [artifact_item(a) for a in lifecycle_store.artifacts_of_runs(db, run_ids)]
-    return {"dry_run": dry_run, "deleted": False, "project_id": project_id,
-            "runs": [{k: run[k] for k in ("id", "name", "status")} for run in runs],
-            "artifacts": artifacts, "artifact_count": len(artifacts), "artifact_bytes": total_bytes(artifacts),
-            **lifecycle_store.footprint(db, run_ids), "project_versions": versions, "notes": []}
+    return {
+        "dry_run": dry_run,
+        "deleted": False,
+        "project_id": project_id,
+        "runs": [{k: run[k] for k in ("id", "name", "status")} for run in runs],
+        "artifacts": artifacts,
+        "artifact_count": len(artifacts),
+        "artifact_bytes": total_bytes(artifacts),
+        **lifecycle_store.footprint(db, run_ids),
+        "project_versions": versions,
+        "notes": [],
+    }
 
 
 # One artifact
@@ -107,8 +115,7 @@ def report(db, project_id: str, runs: list[dict], dry_run: bool, versions: int =
 
 def artifact_of(db, run: dict, artifact_id: str) -> dict:
     """The run's artifact as a DeletableArtifact; 404 when the run has no such artifact."""
-    rows = (lifecycle_store.artifacts_of_runs(db, [run["id"]])
-            if well_formed(artifact_id, *ARTIFACT_KINDS) else [])
+    rows = lifecycle_store.artifacts_of_runs(db, [run["id"]]) if well_formed(artifact_id, *ARTIFACT_KINDS) else []
     artifact = next((row for row in rows if row["id"] == artifact_id), None)
     if artifact is None:
         raise not_found(f"运行 {run['id']} 的工件", artifact_id)
@@ -169,8 +176,9 @@ def _refuse_new_artifacts(db, report: dict) -> None:
         raise conflict("删除过程中登记了新的工件，未删除运行，请重新预览后再删除")
 
 
-def _delete_files_then_rows(db, files: ArtifactFiles, report: dict, recheck: Callable[[], None],
-                            delete_rows: Callable[[], None]) -> None:
+def _delete_files_then_rows(
+    db, files: ArtifactFiles, report: dict, recheck: Callable[[], None], delete_rows: Callable[[], None]
+) -> None:
     """Files first; then, inside db.writing() and after `recheck`, the rows. A failure keeps every row
     whose files are still there, and drops only the rows of artifacts whose files are gone."""
     _refuse_outside_run_folder(files, report["project_id"], report["artifacts"])
@@ -192,8 +200,9 @@ def delete_run(db, files: ArtifactFiles, project_id: str, run_id: str, report: d
     """Delete the run that `report` previewed: files, then rows; fills the report's notes."""
     with db.writing():
         _run_blockers(db, run_id)
-    _delete_files_then_rows(db, files, report, lambda: _run_blockers(db, run_id),
-                            lambda: lifecycle_store.delete_runs(db, [run_id]))
+    _delete_files_then_rows(
+        db, files, report, lambda: _run_blockers(db, run_id), lambda: lifecycle_store.delete_runs(db, [run_id])
+    )
     report["notes"] = files.remove_folder(project_id, run_id)
 
 
@@ -201,6 +210,11 @@ def delete_project(db, files: ArtifactFiles, project_id: str, run_ids: list[str]
     """Delete the project whose runs `report` previewed: files, then rows; fills the report's notes."""
     with db.writing():
         _project_blockers(db, project_id, run_ids)
-    _delete_files_then_rows(db, files, report, lambda: _project_blockers(db, project_id, run_ids),
-                            lambda: lifecycle_store.delete_project(db, project_id, run_ids))
+    _delete_files_then_rows(
+        db,
+        files,
+        report,
+        lambda: _project_blockers(db, project_id, run_ids),
+        lambda: lifecycle_store.delete_project(db, project_id, run_ids),
+    )
     report["notes"] = files.remove_folder(project_id)

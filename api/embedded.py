@@ -18,7 +18,9 @@ def embedded_http(home: Path) -> httpx.Client:
     key = Path(home).resolve()
     with _lock:
         if key not in _servers:
-            http = TestClient(create_app(Settings(home=key, api_url=None, launcher="none")), base_url="http://ltm.local")
+            http = TestClient(
+                create_app(Settings(home=key, api_url=None, launcher="none")), base_url="http://ltm.local"
+            )
             http.__enter__()
             atexit.register(http.__exit__, None, None, None)
             _servers[key] = http

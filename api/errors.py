@@ -56,8 +56,9 @@ def unprocessable(detail: str, field: str | None = None, location: str = "body")
 
 def invalid_field(location: str, field: str, message: str) -> Refusal:
     """A 422 shaped like the ones request validation answers."""
-    return Refusal(422, f"请求参数有误 - {field}：{message}",
-                    [{"location": location, "field": field, "message": message}])
+    return Refusal(
+        422, f"请求参数有误 - {field}：{message}", [{"location": location, "field": field, "message": message}]
+    )
 
 
 _DOCUMENTED = {
@@ -169,10 +170,14 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.__cause__ is not None:
             # FastAPI could not decode a JSON body that json.loads chokes on beyond a syntax error:
             # nesting deeper than Python's recursion limit, an integer with more than 4,300 digits.
-            return validation_response([{"location": "body", "field": "body",
-                                         "message": "请求体无法解析为 JSON（嵌套过深或数字位数过多）"}])
-        return JSONResponse({"detail": _http_error_detail(request, exc)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+            return validation_response(
+                [{"location": "body", "field": "body", "message": "请求体无法解析为 JSON（嵌套过深或数字位数过多）"}]
+            )
+        return JSONResponse(
+            {"detail": _http_error_detail(request, exc)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, __: Exception) -> JSONResponse:

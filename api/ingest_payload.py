@@ -44,8 +44,11 @@ class Payload:
 async def ingest_payload(request: Request) -> Payload:
     media_type = media_types.media_type(request)
     if media_type not in (media_types.JSON, arrow_batches.MEDIA_TYPE):
-        raise Refusal(415, f"请求体必须是 JSON，Content-Type 应为 application/json，"
-                            f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}")
+        raise Refusal(
+            415,
+            f"请求体必须是 JSON，Content-Type 应为 application/json，"
+            f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}",
+        )
     return Payload(media_type, await request.body())
 
 
@@ -56,8 +59,11 @@ def log_rows(payload: Payload) -> tuple[str, pa.Table]:
     batch_id, table = _read_arrow(payload.body, arrow_batches.LOG_SCHEMA)
     unknown = pc.invert(pc.is_in(table["level"], pa.array([level.value for level in LogLevel])))
     _reject_first(unknown, "level", f"必须是 {'、'.join(level.value for level in LogLevel)} 之一")
-    _reject_first(pc.greater(pc.utf8_length(table["message"]), MAX_LOG_MESSAGE), "message",
-                  f"长度不能超过 {MAX_LOG_MESSAGE} 个字符")
+    _reject_first(
+        pc.greater(pc.utf8_length(table["message"]), MAX_LOG_MESSAGE),
+        "message",
+        f"长度不能超过 {MAX_LOG_MESSAGE} 个字符",
+    )
     return batch_id, _stored(table)
 
 
@@ -67,8 +73,11 @@ def metric_rows(payload: Payload) -> tuple[str, pa.Table]:
         return batch.batch_id, _stored(arrow_batches.points_table(batch.points))
     batch_id, table = _read_arrow(payload.body, arrow_batches.METRIC_SCHEMA)
     lengths = pc.utf8_length(table["name"])
-    _reject_first(pc.or_(pc.less(lengths, 1), pc.greater(lengths, MAX_NAME_LENGTH)), "name",
-                  f"长度必须在 1 到 {MAX_NAME_LENGTH} 个字符之间")
+    _reject_first(
+        pc.or_(pc.less(lengths, 1), pc.greater(lengths, MAX_NAME_LENGTH)),
+        "name",
+        f"长度必须在 1 到 {MAX_NAME_LENGTH} 个字符之间",
+    )
     _reject_first(pc.less(table["step"], 0), "step", "不能小于 0")
     _reject_first(pc.invert(pc.is_finite(table["value"])), "value", "必须是有限数值")
     return batch_id, _stored(table)
@@ -87,8 +96,11 @@ def _read_arrow(body: bytes, schema: pa.Schema) -> tuple[str, pa.Table]:
     except (pa.ArrowInvalid, OSError, ValueError):
         raise unprocessable("请求体不是有效的 Arrow IPC 流", "body") from None
     if size.decoded_bytes > MAX_DECODED_BATCH_BYTES:
-        raise Refusal(413, f"Arrow 批次解压后有 {size.decoded_bytes // MIB} MiB，超过上限 "
-                           f"{MAX_DECODED_BATCH_BYTES // MIB} MiB；请分成更小的批次")
+        raise Refusal(
+            413,
+            f"Arrow 批次解压后有 {size.decoded_bytes // MIB} MiB，超过上限 "
+            f"{MAX_DECODED_BATCH_BYTES // MIB} MiB；请分成更小的批次",
+        )
     if size.rows > MAX_BATCH_ITEMS:
         raise unprocessable(f"一个批次最多 {MAX_BATCH_ITEMS} 行，收到 {size.rows} 行", "body")
     try:
@@ -96,8 +108,9 @@ def _read_arrow(body: bytes, schema: pa.Schema) -> tuple[str, pa.Table]:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError):
         raise unprocessable("请求体不是有效的 Arrow IPC 流", "body") from None
     if not batch_id or len(batch_id) > MAX_BATCH_ID_LENGTH:
-        raise unprocessable(f"batch_id：Arrow 流的 schema 元数据必须带有 1–{MAX_BATCH_ID_LENGTH} 个字符的 batch_id",
-                            "batch_id")
+        raise unprocessable(
+            f"batch_id：Arrow 流的 schema 元数据必须带有 1–{MAX_BATCH_ID_LENGTH} 个字符的 batch_id", "batch_id"
+        )
     if table.num_rows > MAX_BATCH_ITEMS:
         raise unprocessable(f"一个批次最多 {MAX_BATCH_ITEMS} 行，收到 {table.num_rows} 行", "body")
     columns = []
@@ -141,12 +154,21 @@ def ingest_body(model: type[BaseModel]) -> dict:
     """`openapi_extra` for an ingest operation: the JSON batch model, or the same columns as an Arrow stream."""
     arrow_schema = arrow_batches.LOG_SCHEMA if model is LogBatch else arrow_batches.METRIC_SCHEMA
     columns = "、".join(f"{field.name}（{field.type}）" for field in arrow_schema)
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}},
-        arrow_batches.MEDIA_TYPE: {"schema": {
-            "type": "string", "format": "binary",
-            "description": f"Arrow IPC 流：列 {columns}，schema 元数据 batch_id（SDK 使用这种格式）"}},
-    }}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}},
+                arrow_batches.MEDIA_TYPE: {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": f"Arrow IPC 流：列 {columns}，schema 元数据 batch_id（SDK 使用这种格式）",
+                    }
+                },
+            },
+        }
+    }
 
 
 def document_ingest_models(app: FastAPI) -> None:

@@ -73,8 +73,7 @@ class RunService:
             run_store.insert(self.db, run)
         env = {}
         if self.settings.auth:
-            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", Role.RUNNER.value, "ltm",
-                                             run_id=run["id"])
+            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", Role.RUNNER.value, "ltm", run_id=run["id"])
         try:
             flow_run_id = self.launcher.submit(run, env)
         except LauncherUnavailable as exc:
@@ -93,10 +92,13 @@ class RunService:
         if artifact["type"] != "checkpoint":
             raise Refusal(422, f"工件 {artifact_id} 的类型是 {artifact['type']}，只能从检查点（checkpoint）恢复")
         try:
-            artifact_paths.checked(artifact["path"], self.settings.artifact_root_url, source_run["project_id"],
-                                   source_run["id"])
+            artifact_paths.checked(
+                artifact["path"], self.settings.artifact_root_url, source_run["project_id"], source_run["id"]
+            )
         except artifact_paths.OutsideRunFolder as exc:
-            raise conflict(f"检查点 {artifact_id} 的文件不在运行 {source_run['id']} 自己的目录中，不能从它恢复：{exc}") from None
+            raise conflict(
+                f"检查点 {artifact_id} 的文件不在运行 {source_run['id']} 自己的目录中，不能从它恢复：{exc}"
+            ) from None
         config = {
             "name": overrides.get("name"),
             "model": overrides.get("model") or source_run["model"],

@@ -19,8 +19,15 @@ from ltm import Client
 from ltm.models import MetricBatch, MetricPoint
 from ltm.testing import LtmSystem
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 BATCH = 50_000
 FULL = {"points": 1_000_000, "series": 3, "loads": 5}
 SMOKE = {"points": BATCH + 1, "series": 2, "loads": 1}
@@ -37,9 +44,12 @@ def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
         name = f"series_{index}"
         values = np.cumsum(rng.standard_normal(points)) * 0.01 + 3.0
         for first in range(0, points, BATCH):
-            chunk = [MetricPoint.model_construct(name=name, step=step, value=float(values[step]),
-                                                 timestamp=start + timedelta(milliseconds=step))
-                     for step in range(first, min(points, first + BATCH))]
+            chunk = [
+                MetricPoint.model_construct(
+                    name=name, step=step, value=float(values[step]), timestamp=start + timedelta(milliseconds=step)
+                )
+                for step in range(first, min(points, first + BATCH))
+            ]
             api.send_metrics(project.id, run.id, MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=chunk))
     elapsed = time.perf_counter() - started
     stored = {s.name: s.total_points for s in api.get_metrics(project.id, run.id, max_points=1).series}

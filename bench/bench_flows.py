@@ -47,8 +47,12 @@ print(flow_seconds, time.perf_counter() - started)
 
 def time_to_running(api: Client, project_id: str) -> float:
     started = time.perf_counter()
-    run = api.create_run(project_id, model="m", dataset="d",
-                         hyperparameters={"num_epochs": 1, "steps_per_epoch": 2000, "step_seconds": 0.05})
+    run = api.create_run(
+        project_id,
+        model="m",
+        dataset="d",
+        hyperparameters={"num_epochs": 1, "steps_per_epoch": 2000, "step_seconds": 0.05},
+    )
     wait_until(lambda: api.get_run(project_id, run.id).status != RunStatus.QUEUED, timeout=60, interval=0.02)
     elapsed = time.perf_counter() - started
     wait_until(lambda: api.get_run(project_id, run.id).current_step >= 3, timeout=30, interval=0.05)
@@ -61,11 +65,20 @@ def time_to_running(api: Client, project_id: str) -> float:
 
 
 def orchestration_overhead(system: LtmSystem, home: Path, epochs: int, steps: int) -> tuple[float, float]:
-    env = {**os.environ, "LTM_HOME": str(home), "PREFECT_API_URL": system.prefect_api_url,
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "LTM_HOME": str(home),
+        "PREFECT_API_URL": system.prefect_api_url,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     env.pop("LTM_API_URL", None)
-    done = subprocess.run([sys.executable, "-c", OVERHEAD_SCRIPT, str(epochs), str(steps)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", OVERHEAD_SCRIPT, str(epochs), str(steps)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         raise AssertionError(f"overhead script exited {done.returncode}:\n{done.stderr[-3000:]}")
     out = done.stdout.split()
@@ -107,24 +120,37 @@ def check_run_data(api: Client, run: Run, task_type: str | None) -> tuple[int, i
     total, messages = stored_logs(api, run.project_id, run.id)
     wrong = {line: messages[line] for line in lines if messages[line] != 1}
     if wrong:
-        raise AssertionError(f"run {run.id}: {len(wrong)} of {len(lines)} trainer log lines not stored exactly once, "
-                             f"e.g. {next(iter(wrong.items()))} (line, times stored)")
+        raise AssertionError(
+            f"run {run.id}: {len(wrong)} of {len(lines)} trainer log lines not stored exactly once, "
+            f"e.g. {next(iter(wrong.items()))} (line, times stored)"
+        )
     expected_total = len(lines) + session_lines
     if total != expected_total or sum(messages.values()) != total:
-        raise AssertionError(f"run {run.id}: logs total {total} ({sum(messages.values())} paged), "
-                             f"expected {len(lines)} trainer + {session_lines} session lines = {expected_total}")
+        raise AssertionError(
+            f"run {run.id}: logs total {total} ({sum(messages.values())} paged), "
+            f"expected {len(lines)} trainer + {session_lines} session lines = {expected_total}"
+        )
     return sum(points.values()), total
 
 
 def concurrent_runs(api: Client, count: int, steps_per_epoch: int) -> None:
     project = api.create_project(name=f"bench-concurrent-{count}", owner="bench")
     started = time.perf_counter()
-    runs = [api.create_run(project.id, model="m", dataset="d",
-                           hyperparameters={"num_epochs": 2, "steps_per_epoch": steps_per_epoch,
-                                            "step_seconds": 0.01, "seed": index})
-            for index in range(count)]
-    wait_until(lambda: all(r.status.is_terminal for r in api.list_runs(project.id)), timeout=600, interval=0.5,
-               message=f"{count} concurrent runs to end")
+    runs = [
+        api.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            hyperparameters={"num_epochs": 2, "steps_per_epoch": steps_per_epoch, "step_seconds": 0.01, "seed": index},
+        )
+        for index in range(count)
+    ]
+    wait_until(
+        lambda: all(r.status.is_terminal for r in api.list_runs(project.id)),
+        timeout=600,
+        interval=0.5,
+        message=f"{count} concurrent runs to end",
+    )
     elapsed = time.perf_counter() - started
     finished = [api.get_run(project.id, run.id) for run in runs]
     failed = [f"{run.id} {run.status.value}: {run.message}" for run in finished if run.status != RunStatus.COMPLETED]
@@ -132,8 +158,11 @@ def concurrent_runs(api: Client, count: int, steps_per_epoch: int) -> None:
         raise AssertionError(f"{len(failed)} of {count} runs did not end 已完成: " + "; ".join(failed))
     counted = [check_run_data(api, run, project.task_type) for run in finished]
     figure(f"8  {count} runs started at once on one worker machine, all 已完成", [elapsed], "all 已完成, none lost")
-    print(f"8  all {sum(c[0] for c in counted):,} points / {sum(c[1] for c in counted):,} lines accounted for "
-          f"({count} runs × {2 * steps_per_epoch} steps)", flush=True)
+    print(
+        f"8  all {sum(c[0] for c in counted):,} points / {sum(c[1] for c in counted):,} lines accounted for "
+        f"({count} runs × {2 * steps_per_epoch} steps)",
+        flush=True,
+    )
 
 
 FULL = {"runs": 5, "epochs": 41, "samples": 3, "concurrent": 10, "steps": 200}

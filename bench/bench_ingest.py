@@ -25,8 +25,13 @@ US0 = arrow_batches.micros(T0)
 
 def step_values(step: int) -> dict[str, float]:
     """The value of each of SERIES at `step`: every benchmark that compares ingest sends these."""
-    return {"train_loss": 2.0 / (1 + step), "learning_rate": 3e-4, "grad_norm": 1.0 + step % 7,
-            "tokens_per_second": 40_000.0 + step % 97, "gpu_utilization": 0.9}
+    return {
+        "train_loss": 2.0 / (1 + step),
+        "learning_rate": 3e-4,
+        "grad_norm": 1.0 + step % 7,
+        "tokens_per_second": 40_000.0 + step % 97,
+        "gpu_utilization": 0.9,
+    }
 
 
 def feed_metrics(reporter: RunReporter, steps: int) -> None:
@@ -66,8 +71,11 @@ def raw_rate(folder: Path, total: int) -> float:
     """Plain DuckDB: the same 50k-row Arrow batches inserted into the store's metrics table, one commit each."""
     Database(folder / "raw.duckdb").close()
     batch = arrow_batches.metric_table(
-        [SERIES[i % len(SERIES)] for i in range(MAX_BATCH_ROWS)], [i // len(SERIES) for i in range(MAX_BATCH_ROWS)],
-        [1.0 / (i + 1) for i in range(MAX_BATCH_ROWS)], [US0 + i * 1000 for i in range(MAX_BATCH_ROWS)])
+        [SERIES[i % len(SERIES)] for i in range(MAX_BATCH_ROWS)],
+        [i // len(SERIES) for i in range(MAX_BATCH_ROWS)],
+        [1.0 / (i + 1) for i in range(MAX_BATCH_ROWS)],
+        [US0 + i * 1000 for i in range(MAX_BATCH_ROWS)],
+    )
     con = duckdb.connect(str(folder / "raw.duckdb"))
     batches = max(1, total // MAX_BATCH_ROWS)
     started = time.perf_counter()
@@ -100,13 +108,28 @@ def main() -> None:
                     log_rates.append(reporters_rate(client, project.id, reporters, lines, "logs"))
         finally:
             api.stop()
-    figure(f"1  metric points stored/s over HTTP, {reporters} reporters (counts exact)", metric_rates, "≥ 200,000/s",
-           unit="points/s", digits=0)
+    figure(
+        f"1  metric points stored/s over HTTP, {reporters} reporters (counts exact)",
+        metric_rates,
+        "≥ 200,000/s",
+        unit="points/s",
+        digits=0,
+    )
     figure("1  raw DuckDB Arrow inserts/s, same batches, same run", raw_rates, "(reference)", unit="rows/s", digits=0)
-    figure("1  HTTP ingest as a share of raw DuckDB", [m / r * 100 for m, r in zip(metric_rates, raw_rates)],
-           "≥ 25 %", unit="%", digits=1)
-    figure(f"2  log lines stored/s over HTTP, {reporters} reporters (counts exact)", log_rates, "≥ 100,000/s",
-           unit="lines/s", digits=0)
+    figure(
+        "1  HTTP ingest as a share of raw DuckDB",
+        [m / r * 100 for m, r in zip(metric_rates, raw_rates)],
+        "≥ 25 %",
+        unit="%",
+        digits=1,
+    )
+    figure(
+        f"2  log lines stored/s over HTTP, {reporters} reporters (counts exact)",
+        log_rates,
+        "≥ 100,000/s",
+        unit="lines/s",
+        digits=0,
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,26 @@ class Scale:
     sampled_reads: int
 
 
-FULL = Scale(clients=8, steps=1_200, ltm_steps=80_000, samples=5, get_samples=101, series_points=1_000_000,
-             full_reads=3, sampled_reads=5)
-SMOKE = Scale(clients=8, steps=250, ltm_steps=2_000, samples=1, get_samples=11, series_points=20_000,
-              full_reads=1, sampled_reads=3)
+FULL = Scale(
+    clients=8,
+    steps=1_200,
+    ltm_steps=80_000,
+    samples=5,
+    get_samples=101,
+    series_points=1_000_000,
+    full_reads=3,
+    sampled_reads=5,
+)
+SMOKE = Scale(
+    clients=8,
+    steps=250,
+    ltm_steps=2_000,
+    samples=1,
+    get_samples=11,
+    series_points=20_000,
+    full_reads=1,
+    sampled_reads=3,
+)
 
 
 class MlflowServer:
@@ -69,15 +85,27 @@ class MlflowServer:
         return out.stdout.strip().rsplit(" ", 1)[-1]
 
     def command(self) -> list[str]:
-        return [str(self.venv / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-                "--default-artifact-root", str(self.folder / "mlartifacts"), "--workers", str(self.workers)]
+        return [
+            str(self.venv / "bin" / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(self.folder / "mlartifacts"),
+            "--workers",
+            str(self.workers),
+        ]
 
     def launch(self) -> None:
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(self.command(), cwd=self.folder, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_ready(self) -> None:
         wait_until(self._healthy, timeout=300, interval=0.2, message="MLflow to answer /health")
@@ -126,8 +154,11 @@ class MlflowRest:
         return self.call("POST", "/runs/create", json=body).json()["run"]["info"]["run_id"]
 
     def history_length(self, run_id: str, key: str) -> int:
-        return len(self.call("GET", "/metrics/get-history", params={"run_id": run_id, "metric_key": key})
-                   .json().get("metrics", []))
+        return len(
+            self.call("GET", "/metrics/get-history", params={"run_id": run_id, "metric_key": key})
+            .json()
+            .get("metrics", [])
+        )
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -209,21 +240,26 @@ def _now_ms() -> int:
 def step_chunks(steps: range, keys: tuple[str, ...]) -> list[range]:
     """Steps of each LogBatch request: at most 1,000 metrics, every step with all its keys."""
     per_request = LOG_BATCH // len(keys)
-    return [steps[start:start + per_request] for start in range(0, len(steps), per_request)]
+    return [steps[start : start + per_request] for start in range(0, len(steps), per_request)]
 
 
 def mlflow_post(url: str, run_id: str, chunks: list[range], keys: tuple[str, ...]) -> None:
     with httpx.Client(base_url=url + "/api/2.0/mlflow", timeout=600) as http:
         for steps in chunks:
             now = _now_ms()
-            metrics = [{"key": key, "value": value, "timestamp": now, "step": step}
-                       for step in steps for key, value in step_values(step).items() if key in keys]
+            metrics = [
+                {"key": key, "value": value, "timestamp": now, "step": step}
+                for step in steps
+                for key, value in step_values(step).items()
+                if key in keys
+            ]
             response = http.post("/runs/log-batch", json={"run_id": run_id, "metrics": metrics})
             assert response.status_code == 200, f"log-batch: {response.status_code} {response.text[:500]}"
 
 
-def mlflow_ingest_rate(mlflow: MlflowRest, url: str, experiment_id: str, scale: Scale,
-                       verify: bool = True) -> tuple[float, list[str]]:
+def mlflow_ingest_rate(
+    mlflow: MlflowRest, url: str, experiment_id: str, scale: Scale, verify: bool = True
+) -> tuple[float, list[str]]:
     """Points/s from `clients` threads, each with its own connection and run, with stored counts checked."""
     runs = [mlflow.create_run(experiment_id) for _ in range(scale.clients)]
     chunks = step_chunks(range(scale.steps), SERIES)
@@ -242,10 +278,13 @@ def check_counts(mlflow: MlflowRest, runs: list[str], steps: int) -> None:
 def seed_mlflow_series(mlflow: MlflowRest, url: str, experiment_id: str, scale: Scale) -> str:
     run_id = mlflow.create_run(experiment_id)
     chunks = step_chunks(range(scale.series_points), (SERIES_NAME,))
-    shares = [chunks[i::scale.clients] for i in range(scale.clients)]
+    shares = [chunks[i :: scale.clients] for i in range(scale.clients)]
     elapsed = on_threads([lambda share=share: mlflow_post(url, run_id, share, (SERIES_NAME,)) for share in shares])
-    print(f"M3 seeded MLflow with {scale.series_points:,} points of one metric in {elapsed:.1f} s "
-          f"({scale.series_points / elapsed:,.0f}/s, {scale.clients} clients)", flush=True)
+    print(
+        f"M3 seeded MLflow with {scale.series_points:,} points of one metric in {elapsed:.1f} s "
+        f"({scale.series_points / elapsed:,.0f}/s, {scale.clients} clients)",
+        flush=True,
+    )
     return run_id
 
 
@@ -255,16 +294,20 @@ def seed_ltm_series(client: Client, project_id: str, scale: Scale) -> str:
 
     def send(first: int) -> None:
         steps = range(first, min(first + per_batch, scale.series_points))
-        table = arrow_batches.metric_table([SERIES_NAME] * len(steps), list(steps),
-                                           [2.0 / (1 + s) for s in steps], [T0_US + s * 1000 for s in steps])
+        table = arrow_batches.metric_table(
+            [SERIES_NAME] * len(steps), list(steps), [2.0 / (1 + s) for s in steps], [T0_US + s * 1000 for s in steps]
+        )
         client.send_table(project_id, run_id, "metrics", f"s{first}", table)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(send, range(0, scale.series_points, per_batch)))
     elapsed = time.perf_counter() - started
-    print(f"M3 seeded ltm with {scale.series_points:,} points of one metric in {elapsed:.2f} s "
-          f"({scale.series_points / elapsed:,.0f}/s)", flush=True)
+    print(
+        f"M3 seeded ltm with {scale.series_points:,} points of one metric in {elapsed:.2f} s "
+        f"({scale.series_points / elapsed:,.0f}/s)",
+        flush=True,
+    )
     return run_id
 
 
@@ -284,12 +327,14 @@ def timed_reads(http: httpx.Client, path: str, params: dict, samples: int, check
 def check_full_history(points: int):
     def check(body: dict) -> None:
         assert len(body["metrics"]) == points, f"get-history returned {len(body['metrics'])} of {points}"
+
     return check
 
 
 def check_sampled(points: int):
     def check(body: dict) -> None:
         assert len(body["metrics"]) == min(points, BUCKETS), f"bulk-interval returned {len(body['metrics'])}"
+
     return check
 
 
@@ -297,12 +342,14 @@ def check_buckets(points: int):
     def check(body: dict) -> None:
         [series] = body["series"]
         assert series["total_points"] == points and 0 < len(series["points"]) <= BUCKETS, series["total_points"]
+
     return check
 
 
 def ratio_line(label: str, numerator: list[float], denominator: list[float]) -> None:
-    print(f"{label}: {statistics.median(numerator) / statistics.median(denominator):,.1f}× (ratio of medians)",
-          flush=True)
+    print(
+        f"{label}: {statistics.median(numerator) / statistics.median(denominator):,.1f}× (ratio of medians)", flush=True
+    )
 
 
 def memory_figures(when: str, mlflow_pid: int, ltm_pid: int) -> None:
@@ -313,8 +360,9 @@ def memory_figures(when: str, mlflow_pid: int, ltm_pid: int) -> None:
     print(f"M4 MLflow/ltm resident memory, {when}: {mlflow_mb / ltm_mb:,.1f}×", flush=True)
 
 
-def compare_ingest(mlflow: MlflowRest, server: MlflowServer, experiment_id: str, client: Client, project_id: str,
-                   scale: Scale) -> tuple[str, str]:
+def compare_ingest(
+    mlflow: MlflowRest, server: MlflowServer, experiment_id: str, client: Client, project_id: str, scale: Scale
+) -> tuple[str, str]:
     """M1 after one untimed round a tenth the size on each side. ltm is measured twice: on the points MLflow gets
     (so short that start-up dominates) and on bench_ingest's size. Returns a run of each side that holds metrics."""
     warm_up = replace(scale, steps=scale.steps // 10)
@@ -328,17 +376,44 @@ def compare_ingest(mlflow: MlflowRest, server: MlflowServer, experiment_id: str,
         same_rates.append(reporters_rate(client, project_id, scale.clients, scale.steps, "metrics"))
         ltm_rates.append(reporters_rate(client, scratch, scale.clients, scale.ltm_steps, "metrics"))
     points = scale.clients * len(SERIES)
-    figure(f"M1 MLflow metric points stored/s, {scale.clients} clients, LogBatch of {LOG_BATCH:,} "
-           f"({points * scale.steps:,} points per sample, counts exact)", mlflow_rates, "(reference)",
-           unit="points/s", digits=0)
-    figure(f"M1 ltm metric points stored/s, {scale.clients} RunReporters, the same {points * scale.steps:,} points "
-           "(counts exact)", same_rates, "(reference)", unit="points/s", digits=0)
-    figure(f"M1 ltm metric points stored/s, {scale.clients} RunReporters, {points * scale.ltm_steps:,} points per "
-           "sample as bench_ingest (counts exact)", ltm_rates, "≥ 200,000/s", unit="points/s", digits=0)
-    figure("M1 ltm/MLflow ingest, paired samples, same points", ratios(same_rates, mlflow_rates), "(ratio)",
-           unit="×", digits=1)
-    figure("M1 ltm/MLflow ingest, paired samples, bench_ingest's size for ltm", ratios(ltm_rates, mlflow_rates),
-           "(ratio)", unit="×", digits=1)
+    figure(
+        f"M1 MLflow metric points stored/s, {scale.clients} clients, LogBatch of {LOG_BATCH:,} "
+        f"({points * scale.steps:,} points per sample, counts exact)",
+        mlflow_rates,
+        "(reference)",
+        unit="points/s",
+        digits=0,
+    )
+    figure(
+        f"M1 ltm metric points stored/s, {scale.clients} RunReporters, the same {points * scale.steps:,} points "
+        "(counts exact)",
+        same_rates,
+        "(reference)",
+        unit="points/s",
+        digits=0,
+    )
+    figure(
+        f"M1 ltm metric points stored/s, {scale.clients} RunReporters, {points * scale.ltm_steps:,} points per "
+        "sample as bench_ingest (counts exact)",
+        ltm_rates,
+        "≥ 200,000/s",
+        unit="points/s",
+        digits=0,
+    )
+    figure(
+        "M1 ltm/MLflow ingest, paired samples, same points",
+        ratios(same_rates, mlflow_rates),
+        "(ratio)",
+        unit="×",
+        digits=1,
+    )
+    figure(
+        "M1 ltm/MLflow ingest, paired samples, bench_ingest's size for ltm",
+        ratios(ltm_rates, mlflow_rates),
+        "(ratio)",
+        unit="×",
+        digits=1,
+    )
     return mlflow_runs[0], client.list_runs(project_id)[0].id
 
 
@@ -346,41 +421,84 @@ def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
     return [top / bottom for top, bottom in zip(numerators, denominators)]
 
 
-def compare_get_run(server: MlflowServer, mlflow_run: str, api: ApiProcess, project_id: str, ltm_run: str,
-                    scale: Scale) -> None:
+def compare_get_run(
+    server: MlflowServer, mlflow_run: str, api: ApiProcess, project_id: str, ltm_run: str, scale: Scale
+) -> None:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         mlflow_ms = latencies(http, "/api/2.0/mlflow/runs/get", scale.get_samples, run_id=mlflow_run)
     with httpx.Client(base_url=api.url, timeout=60) as http:
         ltm_ms = latencies(http, f"/projects/{project_id}/runs/{ltm_run}", scale.get_samples)
-    figure(f"M2 MLflow GET runs/get, run with {len(SERIES)} metrics × {scale.steps:,} steps, sequential", mlflow_ms,
-           "(reference)", unit="ms", digits=2)
-    figure("M2 ltm GET /projects/{p}/runs/{r}, same kind of run, sequential", ltm_ms, "p50 ≤ 10 ms", unit="ms",
-           digits=2)
+    figure(
+        f"M2 MLflow GET runs/get, run with {len(SERIES)} metrics × {scale.steps:,} steps, sequential",
+        mlflow_ms,
+        "(reference)",
+        unit="ms",
+        digits=2,
+    )
+    figure(
+        "M2 ltm GET /projects/{p}/runs/{r}, same kind of run, sequential", ltm_ms, "p50 ≤ 10 ms", unit="ms", digits=2
+    )
     ratio_line("M2 MLflow/ltm GET run p50", mlflow_ms, ltm_ms)
 
 
-def compare_series_read(mlflow: MlflowRest, server: MlflowServer, experiment_id: str, client: Client,
-                        api: ApiProcess, project_id: str, scale: Scale) -> None:
+def compare_series_read(
+    mlflow: MlflowRest,
+    server: MlflowServer,
+    experiment_id: str,
+    client: Client,
+    api: ApiProcess,
+    project_id: str,
+    scale: Scale,
+) -> None:
     points = scale.series_points
     mlflow_run = seed_mlflow_series(mlflow, server.url, experiment_id, scale)
     ltm_run = seed_ltm_series(client, project_id, scale)
     with httpx.Client(base_url=server.url + "/api/2.0/mlflow", timeout=600) as http:
-        full, full_bytes = timed_reads(http, "/metrics/get-history", {"run_id": mlflow_run, "metric_key": SERIES_NAME},
-                                       scale.full_reads, check_full_history(points))
+        full, full_bytes = timed_reads(
+            http,
+            "/metrics/get-history",
+            {"run_id": mlflow_run, "metric_key": SERIES_NAME},
+            scale.full_reads,
+            check_full_history(points),
+        )
         sampled, sampled_bytes = timed_reads(
-            http, "/metrics/get-history-bulk-interval",
-            {"run_ids": mlflow_run, "metric_key": SERIES_NAME, "max_results": BUCKETS}, scale.sampled_reads,
-            check_sampled(points))
+            http,
+            "/metrics/get-history-bulk-interval",
+            {"run_ids": mlflow_run, "metric_key": SERIES_NAME, "max_results": BUCKETS},
+            scale.sampled_reads,
+            check_sampled(points),
+        )
     with httpx.Client(base_url=api.url, timeout=600) as http:
-        buckets, bucket_bytes = timed_reads(http, f"/projects/{project_id}/runs/{ltm_run}/metrics",
-                                            {"names": SERIES_NAME, "max_points": BUCKETS}, scale.sampled_reads,
-                                            check_buckets(points))
-    figure(f"M3 MLflow get-history, every one of {points:,} points ({full_bytes / 1e6:,.1f} MB JSON)", full,
-           "(reference)", unit="s", digits=2)
-    figure(f"M3 MLflow get-history-bulk-interval, {BUCKETS:,} sampled points of {points:,} "
-           f"({sampled_bytes / 1e3:,.0f} kB JSON)", [t * 1000 for t in sampled], "(reference)", unit="ms", digits=1)
-    figure(f"M3 ltm metrics?max_points={BUCKETS:,}, ≤ {BUCKETS:,} min/max/last buckets of {points:,} points "
-           f"({bucket_bytes / 1e3:,.0f} kB JSON)", [t * 1000 for t in buckets], "≤ 100 ms", unit="ms", digits=1)
+        buckets, bucket_bytes = timed_reads(
+            http,
+            f"/projects/{project_id}/runs/{ltm_run}/metrics",
+            {"names": SERIES_NAME, "max_points": BUCKETS},
+            scale.sampled_reads,
+            check_buckets(points),
+        )
+    figure(
+        f"M3 MLflow get-history, every one of {points:,} points ({full_bytes / 1e6:,.1f} MB JSON)",
+        full,
+        "(reference)",
+        unit="s",
+        digits=2,
+    )
+    figure(
+        f"M3 MLflow get-history-bulk-interval, {BUCKETS:,} sampled points of {points:,} "
+        f"({sampled_bytes / 1e3:,.0f} kB JSON)",
+        [t * 1000 for t in sampled],
+        "(reference)",
+        unit="ms",
+        digits=1,
+    )
+    figure(
+        f"M3 ltm metrics?max_points={BUCKETS:,}, ≤ {BUCKETS:,} min/max/last buckets of {points:,} points "
+        f"({bucket_bytes / 1e3:,.0f} kB JSON)",
+        [t * 1000 for t in buckets],
+        "≤ 100 ms",
+        unit="ms",
+        digits=1,
+    )
     ratio_line("M3 MLflow full get-history / ltm buckets, time", full, buckets)
     print(f"M3 MLflow full get-history / ltm buckets, bytes: {full_bytes / bucket_bytes:,.0f}×", flush=True)
     ratio_line("M3 MLflow bulk-interval / ltm buckets, time", sampled, buckets)
@@ -410,10 +528,15 @@ def compare(server: MlflowServer, api: ApiProcess, scale: Scale) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs")
-    parser.add_argument("--mlflow-venv", type=Path, default=Path(os.environ.get("MLFLOW_VENV", ".venv-mlflow")),
-                        help="virtual env with mlflow installed (default .venv-mlflow, or $MLFLOW_VENV)")
-    parser.add_argument("--mlflow-workers", type=int,
-                        help="mlflow server --workers; default 4 (MLflow's own default), 1 with --smoke")
+    parser.add_argument(
+        "--mlflow-venv",
+        type=Path,
+        default=Path(os.environ.get("MLFLOW_VENV", ".venv-mlflow")),
+        help="virtual env with mlflow installed (default .venv-mlflow, or $MLFLOW_VENV)",
+    )
+    parser.add_argument(
+        "--mlflow-workers", type=int, help="mlflow server --workers; default 4 (MLflow's own default), 1 with --smoke"
+    )
     parser.add_argument("--samples", type=int, help="samples of the ingest figures (M1)")
     args = parser.parse_args()
     scale = SMOKE if args.smoke else FULL
@@ -429,9 +552,12 @@ def main() -> None:
             api = ApiProcess(Path(tmp) / "home", LTM_LAUNCHER="none").start()
             print(f"ltm API answering after {time.perf_counter() - started:.1f} s", flush=True)
             server.wait_ready()
-            print(f"MLflow {server.version()} answering with {server.workers} workers after "
-                  f"{time.perf_counter() - started:.1f} s (started alongside ltm): "
-                  f"{' '.join(server.command()[1:])}", flush=True)
+            print(
+                f"MLflow {server.version()} answering with {server.workers} workers after "
+                f"{time.perf_counter() - started:.1f} s (started alongside ltm): "
+                f"{' '.join(server.command()[1:])}",
+                flush=True,
+            )
             compare(server, api, scale)
         except Exception:
             print("--- mlflow server log\n" + server.log_tail(), flush=True)

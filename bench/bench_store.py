@@ -45,8 +45,12 @@ def lines_of(run_index: int, first: int, count: int) -> "arrow_batches.pa.Table"
     return arrow_batches.log_table(
         [T0_US + n * LINE_EVERY_US + run_index for n in numbers],
         ["WARNING" if n % 100 == 99 else "INFO" for n in numbers],
-        [f"step {n} loss={2.0 / (1 + n / 1000) + run_index * 0.0137:.4f} lr=3.0e-04 "
-         f"tokens/s={40_000 + (n * 7919 + run_index) % 997}" for n in numbers])
+        [
+            f"step {n} loss={2.0 / (1 + n / 1000) + run_index * 0.0137:.4f} lr=3.0e-04 "
+            f"tokens/s={40_000 + (n * 7919 + run_index) % 997}"
+            for n in numbers
+        ],
+    )
 
 
 def fill_logs(client: Client, project_id: str, run_ids: list[str], scale: Scale) -> None:
@@ -73,9 +77,11 @@ def fill_metrics(client: Client, project_id: str, run_id: str, points_per_series
     def send(first_step: int) -> None:
         steps = range(first_step, min(first_step + per_batch, points_per_series))
         table = arrow_batches.metric_table(
-            [name for _ in steps for name in SERIES], [s for s in steps for _ in SERIES],
+            [name for _ in steps for name in SERIES],
+            [s for s in steps for _ in SERIES],
             [2.0 / (1 + s / 1000) + i for s in steps for i in range(len(SERIES))],
-            [T0_US + s * 1000 for s in steps for _ in SERIES])
+            [T0_US + s * 1000 for s in steps for _ in SERIES],
+        )
         client.send_table(project_id, run_id, "metrics", f"m{first_step}", table)
 
     with ThreadPoolExecutor(4) as pool:
@@ -123,32 +129,54 @@ def main() -> None:
                 started = time.perf_counter()
                 fill_logs(client, project.id, run_ids, scale)
                 seconds = time.perf_counter() - started
-                print(f"stored {scale.lines:,} log lines in {seconds:.1f} s ({scale.lines / seconds:,.0f}/s)", flush=True)
+                print(
+                    f"stored {scale.lines:,} log lines in {seconds:.1f} s ({scale.lines / seconds:,.0f}/s)", flush=True
+                )
                 started = time.perf_counter()
                 fill_metrics(client, project.id, run_ids[1], scale.points_per_series)
-                print(f"stored {len(SERIES)} × {scale.points_per_series:,} points in "
-                      f"{time.perf_counter() - started:.1f} s", flush=True)
+                print(
+                    f"stored {len(SERIES)} × {scale.points_per_series:,} points in "
+                    f"{time.perf_counter() - started:.1f} s",
+                    flush=True,
+                )
 
                 big = f"/projects/{project.id}/runs/{run_ids[0]}"
                 deep_page = min(2000, scale.big_run_lines // 50)
                 window = {"start_time": _iso(scale.big_run_lines // 10), "end_time": _iso(scale.big_run_lines)}
-                for label, params in [("first page", {"page": 1}), (f"page {deep_page}", {"page": deep_page}),
-                                      ("first page, time window", {"page": 1, **window}),
-                                      (f"page {deep_page // 2}, time window", {"page": deep_page // 2, **window})]:
+                for label, params in [
+                    ("first page", {"page": 1}),
+                    (f"page {deep_page}", {"page": deep_page}),
+                    ("first page, time window", {"page": 1, **window}),
+                    (f"page {deep_page // 2}, time window", {"page": deep_page // 2, **window}),
+                ]:
                     page = http.get(big + "/logs", params={**params, "page_size": 50}).json()
                     assert len(page["items"]) == 50, page
-                    figure(f"3  logs of a {scale.big_run_lines:,}-line run among {scale.lines:,}: {label}",
-                           latencies(http, big + "/logs", scale.samples, page_size=50, **params), "p50 ≤ 30 ms",
-                           unit="ms", digits=1)
+                    figure(
+                        f"3  logs of a {scale.big_run_lines:,}-line run among {scale.lines:,}: {label}",
+                        latencies(http, big + "/logs", scale.samples, page_size=50, **params),
+                        "p50 ≤ 30 ms",
+                        unit="ms",
+                        digits=1,
+                    )
                 metrics_path = f"/projects/{project.id}/runs/{run_ids[1]}/metrics"
                 series = http.get(metrics_path).json()["series"]
                 assert [s["total_points"] for s in series] == [scale.points_per_series] * len(SERIES), series
                 assert all(len(s["points"]) <= 1000 for s in series)
-                figure(f"4  downsampled metrics, {len(SERIES)} × {scale.points_per_series:,} points → ≤ 1,000 each",
-                       latencies(http, metrics_path, scale.samples), "≤ 100 ms", unit="ms", digits=1)
+                figure(
+                    f"4  downsampled metrics, {len(SERIES)} × {scale.points_per_series:,} points → ≤ 1,000 each",
+                    latencies(http, metrics_path, scale.samples),
+                    "≤ 100 ms",
+                    unit="ms",
+                    digits=1,
+                )
                 run_path = f"/projects/{project.id}/runs/{run_ids[len(run_ids) // 2]}"
-                figure(f"5  GET run with {scale.runs:,} runs, {scale.lines:,} lines stored",
-                       latencies(http, run_path, scale.samples * 4), "p50 ≤ 10 ms", unit="ms", digits=2)
+                figure(
+                    f"5  GET run with {scale.runs:,} runs, {scale.lines:,} lines stored",
+                    latencies(http, run_path, scale.samples * 4),
+                    "p50 ≤ 10 ms",
+                    unit="ms",
+                    digits=2,
+                )
                 rates = [throughput(api.url, run_path, 2.0 if args.smoke else 5.0) for _ in range(3)]
                 figure("5  GET run, 4 concurrent clients", rates, "≥ 500 requests/s", unit="requests/s", digits=0)
                 space_back(client, project.id, run_ids, scale)
@@ -161,10 +189,14 @@ def main() -> None:
 def space_back(client: Client, project_id: str, run_ids: list[str], scale: Scale) -> None:
     """Target 9: the size of the full store, then deleting every other small run and compacting."""
     first = client.compact()
-    print(f"9  store of {scale.lines:,} log lines and {len(SERIES) * scale.points_per_series:,} metric points: "
-          f"{first.bytes_after / 1e6:,.1f} MB compacted ({first.bytes_before / 1e6:,.1f} MB as ingested) "
-          f"target ≤ 300 MB for 10M lines", flush=True)
+    print(
+        f"9  store of {scale.lines:,} log lines and {len(SERIES) * scale.points_per_series:,} metric points: "
+        f"{first.bytes_after / 1e6:,.1f} MB compacted ({first.bytes_before / 1e6:,.1f} MB as ingested) "
+        f"target ≤ 300 MB for 10M lines",
+        flush=True,
+    )
     doomed = run_ids[2::2]
+
     def delete(run_id: str) -> None:
         client.cancel_run(project_id, run_id)  # still 排队中: no launcher in this benchmark
         client.delete_run(project_id, run_id, dry_run=False)
@@ -175,9 +207,12 @@ def space_back(client: Client, project_id: str, run_ids: list[str], scale: Scale
     small = (scale.lines - scale.big_run_lines) // (len(run_ids) - 1)
     assert kept == scale.big_run_lines + small * (len(run_ids) - 1 - len(doomed)), kept
     second = client.compact()
-    print(f"9  deleted {len(doomed):,} runs, compacted: {second.bytes_before / 1e6:,.1f} MB → "
-          f"{second.bytes_after / 1e6:,.1f} MB in {second.seconds:.1f} s "
-          f"(target: deleting runs gives the space back)", flush=True)
+    print(
+        f"9  deleted {len(doomed):,} runs, compacted: {second.bytes_before / 1e6:,.1f} MB → "
+        f"{second.bytes_after / 1e6:,.1f} MB in {second.seconds:.1f} s "
+        f"(target: deleting runs gives the space back)",
+        flush=True,
+    )
     assert second.bytes_after < second.bytes_before
 
 

@@ -14,11 +14,22 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 RETRY_SECONDS = 5
 UNREACHABLE = "暂时无法连接 API，稍后自动重试"
 T = TypeVar("T")
-STATUS_LABELS = {400: "请求有误", 401: "需要登录", 403: "没有权限", 404: "未找到", 409: "操作冲突", 422: "输入有误", 503: "服务暂不可用"}
+STATUS_LABELS = {
+    400: "请求有误",
+    401: "需要登录",
+    403: "没有权限",
+    404: "未找到",
+    409: "操作冲突",
+    422: "输入有误",
+    503: "服务暂不可用",
+}
 FAILURES = (ApiError, httpx.HTTPError, pydantic.ValidationError)
 VALIDATION_MESSAGES = {
-    "missing": "缺少必填字段", "string_too_long": "长度不能超过 {max_length}", "too_long": "元素数量不能超过 {max_length}",
-    "greater_than_equal": "必须大于或等于 {ge}", "less_than_equal": "必须小于或等于 {le}",
+    "missing": "缺少必填字段",
+    "string_too_long": "长度不能超过 {max_length}",
+    "too_long": "元素数量不能超过 {max_length}",
+    "greater_than_equal": "必须大于或等于 {ge}",
+    "less_than_equal": "必须小于或等于 {le}",
 }
 
 

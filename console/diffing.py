@@ -17,8 +17,9 @@ def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def side_by_side(columns: dict[str, dict[str, Any]], key_label: str = "字段",
-                 only_differences: bool = True) -> list[dict[str, str]]:
+def side_by_side(
+    columns: dict[str, dict[str, Any]], key_label: str = "字段", only_differences: bool = True
+) -> list[dict[str, str]]:
     """One row per key with each column's value shown as text; equal rows dropped when `only_differences`."""
     keys = dict.fromkeys(key for values in columns.values() for key in values)
     rows = []

@@ -42,15 +42,30 @@ def to_projects(label: str = "全部项目") -> dict:
 
 
 def to_project(project_id: str, label: str) -> dict:
-    return {"page": PROJECT_PAGE, "label": label, "icon": ":material/folder_open:", "query_params": project_params(project_id)}
+    return {
+        "page": PROJECT_PAGE,
+        "label": label,
+        "icon": ":material/folder_open:",
+        "query_params": project_params(project_id),
+    }
 
 
 def to_run(project_id: str, run_id: str, label: str) -> dict:
-    return {"page": RUN_PAGE, "label": label, "icon": ":material/model_training:", "query_params": run_params(project_id, run_id)}
+    return {
+        "page": RUN_PAGE,
+        "label": label,
+        "icon": ":material/model_training:",
+        "query_params": run_params(project_id, run_id),
+    }
 
 
 def to_compare(project_id: str, run_ids: list[str], label: str = "对比运行") -> dict:
-    return {"page": COMPARE_PAGE, "label": label, "icon": ":material/compare:", "query_params": compare_params(project_id, run_ids)}
+    return {
+        "page": COMPARE_PAGE,
+        "label": label,
+        "icon": ":material/compare:",
+        "query_params": compare_params(project_id, run_ids),
+    }
 
 
 def page_link(target: dict) -> None:

@@ -1,4 +1,6 @@
-"""The live part of the run page: status, progress, latest metrics, charts and artifacts, refreshed while the run is active."""
+"""The live part of the run page: status, progress, latest metrics, charts and artifacts.
+
+Refreshed while the run is active."""
 
 import pandas as pd
 import streamlit as st
@@ -53,7 +55,7 @@ def latest_metrics(run: Run) -> None:
         return
     items = sorted(run.metrics.items())
     for start in range(0, len(items), METRICS_PER_ROW):
-        for column, (name, value) in zip(st.columns(METRICS_PER_ROW), items[start:start + METRICS_PER_ROW]):
+        for column, (name, value) in zip(st.columns(METRICS_PER_ROW), items[start : start + METRICS_PER_ROW]):
             column.metric(name, ui.fmt_metric(value))
 
 
@@ -65,15 +67,19 @@ def metric_charts(project_id: str, run: Run) -> None:
         return
     pick, points = st.columns([4, 1])
     chosen = pick.multiselect("显示的指标", names, key=f"series_{run.id}", placeholder="默认显示全部指标")
-    max_points = points.selectbox("每条曲线最多点数", POINT_CHOICES, index=POINT_CHOICES.index(1000), key=f"points_{run.id}")
+    max_points = points.selectbox(
+        "每条曲线最多点数", POINT_CHOICES, index=POINT_CHOICES.index(1000), key=f"points_{run.id}"
+    )
     result = call(Client.get_metrics, project_id, run.id, names=chosen or None, max_points=max_points)
     if result is None:
         return
     drawn = [series for series in result.series if series.points]
     for start in range(0, len(drawn), 2):
-        for column, series in zip(st.columns(2), drawn[start:start + 2]):
+        for column, series in zip(st.columns(2), drawn[start : start + 2]):
             column.altair_chart(charts.metric_chart(charts.series_frame(series), series.name), width="stretch")
-            column.caption(f"{series.name}：共 {series.total_points} 个点，显示 {len(series.points)} 个（服务端降采样）")
+            column.caption(
+                f"{series.name}：共 {series.total_points} 个点，显示 {len(series.points)} 个（服务端降采样）"
+            )
 
 
 def artifacts_table(artifacts: list[Artifact]) -> None:
@@ -81,9 +87,19 @@ def artifacts_table(artifacts: list[Artifact]) -> None:
     if not artifacts:
         st.caption("暂无工件。")
         return
-    frame = pd.DataFrame([{
-        "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value), "名称": a.name,
-        "步数": ui.EMPTY if a.step is None else str(a.step), "大小": ui.fmt_size(a.size_bytes), "创建时间": ui.fmt_time(a.created_at),
-        "标签": " → ".join(tag.value.value for tag in a.tags) or ui.EMPTY, "路径": a.path, "ID": a.id,
-    } for a in artifacts])
+    frame = pd.DataFrame(
+        [
+            {
+                "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value),
+                "名称": a.name,
+                "步数": ui.EMPTY if a.step is None else str(a.step),
+                "大小": ui.fmt_size(a.size_bytes),
+                "创建时间": ui.fmt_time(a.created_at),
+                "标签": " → ".join(tag.value.value for tag in a.tags) or ui.EMPTY,
+                "路径": a.path,
+                "ID": a.id,
+            }
+            for a in artifacts
+        ]
+    )
     st.dataframe(frame, hide_index=True)

@@ -29,7 +29,8 @@ def logs_section(project_id: str, run_id: str) -> None:
         st.error("开始时间不能晚于结束时间")
         return
     filters = {
-        "level": None if minimum == ALL_LEVELS else minimum, "q": query.strip() or None,
+        "level": None if minimum == ALL_LEVELS else minimum,
+        "q": query.strip() or None,
         "start_time": start_time.astimezone() if start_time else None,
         "end_time": end_time.astimezone() if end_time else None,
     }
@@ -43,9 +44,20 @@ def logs_section(project_id: str, run_id: str) -> None:
         st.info("没有符合条件的日志。")
     else:
         st.caption(f"共 {result.total} 条日志，第 {result.page} / {pages} 页")
-        st.dataframe(pd.DataFrame([{
-            "时间": ui.fmt_time(item.timestamp), "级别": item.level.value, "内容": item.message,
-        } for item in result.items]), hide_index=True, column_config={"内容": st.column_config.TextColumn("内容", width="large")})
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "时间": ui.fmt_time(item.timestamp),
+                        "级别": item.level.value,
+                        "内容": item.message,
+                    }
+                    for item in result.items
+                ]
+            ),
+            hide_index=True,
+            column_config={"内容": st.column_config.TextColumn("内容", width="large")},
+        )
     if pages > 1:
         st.pagination(pages, key=page_key)
 

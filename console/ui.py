@@ -10,16 +10,29 @@ import streamlit as st
 from ltm.models import ProjectStatus, RunStatus
 
 RUN_STATUS_COLORS = {
-    RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.CANCELLING: "orange",
-    RunStatus.CANCELLED: "violet", RunStatus.COMPLETED: "green", RunStatus.FAILED: "red",
+    RunStatus.QUEUED: "gray",
+    RunStatus.RUNNING: "blue",
+    RunStatus.CANCELLING: "orange",
+    RunStatus.CANCELLED: "violet",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "red",
 }
 PROJECT_STATUS_COLORS = {
-    ProjectStatus.DRAFT: "gray", ProjectStatus.ACTIVE: "blue", ProjectStatus.IDLE: "green",
+    ProjectStatus.DRAFT: "gray",
+    ProjectStatus.ACTIVE: "blue",
+    ProjectStatus.IDLE: "green",
     ProjectStatus.ARCHIVED: "violet",
 }
 PROJECT_FIELDS = {
-    "name": "名称", "description": "描述", "objective": "目标", "task_type": "任务类型", "base_model": "基线模型",
-    "owner": "负责人", "tags": "标签", "default_hyperparameters": "默认超参数", "default_trainer": "默认训练器",
+    "name": "名称",
+    "description": "描述",
+    "objective": "目标",
+    "task_type": "任务类型",
+    "base_model": "基线模型",
+    "owner": "负责人",
+    "tags": "标签",
+    "default_hyperparameters": "默认超参数",
+    "default_trainer": "默认训练器",
     "archived": "已归档",
 }
 EMPTY = "—"

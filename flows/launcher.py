@@ -78,9 +78,11 @@ class PrefectLauncher:
         try:
             with get_client(sync_client=True) as client:
                 flow_runs = client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in tracked])))
-                observations = [self._observe_one(client, tracked[str(flow_run.id)], flow_run)
-                                for flow_run in flow_runs]
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in tracked]))
+                )
+                observations = [
+                    self._observe_one(client, tracked[str(flow_run.id)], flow_run) for flow_run in flow_runs
+                ]
         except _PREFECT_ERRORS as exc:
             raise LauncherUnavailable(_outage_text(exc)) from exc
         return [observation for observation in observations if observation]
@@ -96,7 +98,11 @@ class PrefectLauncher:
             return Observation(run["id"], TERMINAL[state.type], message)
         silent_for = datetime.now(timezone.utc) - run["updated_at"]
         reporting = run["status"] in (RunStatus.RUNNING.value, RunStatus.CANCELLING.value)
-        if reporting and state.type == StateType.RUNNING and silent_for > timedelta(seconds=self.settings.stale_after_seconds):
+        if (
+            reporting
+            and state.type == StateType.RUNNING
+            and silent_for > timedelta(seconds=self.settings.stale_after_seconds)
+        ):
             message = f"训练进程失联：超过 {int(silent_for.total_seconds())} 秒没有上报"
             client.set_flow_run_state(flow_run.id, Crashed(message=message), force=True)
             return Observation(run["id"], RunStatus.FAILED, message)

@@ -39,9 +39,14 @@ def delete_checkpoint(client: Client, project_id: str, item: DeletableArtifact) 
 def summarise(project_id: str, preview: RetentionPreview, failures: list[dict]) -> dict:
     failed = {failure["artifact_id"] for failure in failures}
     deleted = [item for item in preview.items if item.artifact_id not in failed]
-    return {"project_id": project_id, "keep_last": preview.keep_last, "deleted": len(deleted),
-            "bytes_freed": sum(item.size_bytes or 0 for item in deleted),
-            "deleted_artifacts": [item.artifact_id for item in deleted], "errors": failures}
+    return {
+        "project_id": project_id,
+        "keep_last": preview.keep_last,
+        "deleted": len(deleted),
+        "bytes_freed": sum(item.size_bytes or 0 for item in deleted),
+        "deleted_artifacts": [item.artifact_id for item in deleted],
+        "errors": failures,
+    }
 
 
 @flow(name="checkpoint-retention", flow_run_name="retention-{project_id}", persist_result=False)
@@ -50,11 +55,18 @@ def apply_retention(project_id: str) -> dict:
     logger = get_run_logger()
     with Client.from_env() as client:
         preview = client.retention_preview(project_id)
-        logger.info("项目 %s 保留策略：每个运行保留 %s 个检查点，待删除 %s 个（%s 字节）", project_id,
-                    preview.keep_last or "全部", preview.count, preview.total_bytes)
+        logger.info(
+            "项目 %s 保留策略：每个运行保留 %s 个检查点，待删除 %s 个（%s 字节）",
+            project_id,
+            preview.keep_last or "全部",
+            preview.count,
+            preview.total_bytes,
+        )
         failures = [f for item in preview.items if (f := delete_checkpoint(client, project_id, item))]
     for failure in failures:
         logger.error("检查点 %s 未能删除：%s", failure["artifact_id"], failure["error"])
     summary = summarise(project_id, preview, failures)
-    logger.info("已删除 %s 个检查点，释放 %s 字节，%s 个失败", summary["deleted"], summary["bytes_freed"], len(failures))
+    logger.info(
+        "已删除 %s 个检查点，释放 %s 字节，%s 个失败", summary["deleted"], summary["bytes_freed"], len(failures)
+    )
     return summary

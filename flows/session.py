@@ -41,8 +41,13 @@ class TrainingSession:
     @classmethod
     def open(cls, client: Client, run: Run, task_type: str | None, settings: Settings) -> "TrainingSession":
         """Build the trainer from the run's config; restore it when the run resumes a checkpoint."""
-        config = TrainerConfig(model=run.model, dataset=run.dataset, task_type=task_type,
-                               hyperparameters=run.hyperparameters, resources=run.resources)
+        config = TrainerConfig(
+            model=run.model,
+            dataset=run.dataset,
+            task_type=task_type,
+            hyperparameters=run.hyperparameters,
+            resources=run.resources,
+        )
         trainer = get_trainer(run.trainer)(config)
         if run.resumed_from:
             trainer.restore_files(read_checkpoint(_checkpoint(client, run, settings)))
@@ -54,14 +59,22 @@ class TrainingSession:
 
     def start(self, flow_run_id: str | None) -> None:
         self.tensorboard = TensorBoardWriter(self.files.tensorboard_dir)
-        config = self.run.model_dump(mode="json", include={"id", "project_id", "name", "model", "dataset",
-                                                            "hyperparameters", "resources", "resumed_from"})
+        config = self.run.model_dump(
+            mode="json",
+            include={"id", "project_id", "name", "model", "dataset", "hyperparameters", "resources", "resumed_from"},
+        )
         written = self.files.write_config(config)
-        self.client.register_artifact(*self.label, type="config", name="运行配置", path=written.path,
-                                      size_bytes=written.size_bytes)
-        self.client.report(*self.label, status=RunStatus.RUNNING, flow_run_id=flow_run_id,
-                           total_steps=self.trainer.total_steps, current_step=self.trainer.step,
-                           progress=self.trainer.step / self.trainer.total_steps)
+        self.client.register_artifact(
+            *self.label, type="config", name="运行配置", path=written.path, size_bytes=written.size_bytes
+        )
+        self.client.report(
+            *self.label,
+            status=RunStatus.RUNNING,
+            flow_run_id=flow_run_id,
+            total_steps=self.trainer.total_steps,
+            current_step=self.trainer.step,
+            progress=self.trainer.step / self.trainer.total_steps,
+        )
         where = f"从第 {self.trainer.step} 步恢复" if self.run.resumed_from else "从头开始"
         self.reporter.log(f"训练开始（{where}），共 {self.trainer.total_steps} 步，进程 {os.getpid()}")
 
@@ -83,21 +96,34 @@ class TrainingSession:
                 self.tensorboard.add_scalars(out.step, out.metrics)
                 if out.log:
                     self.reporter.log(out.log)
-                self.reporter.progress(progress=out.step / self.trainer.total_steps, current_step=out.step,
-                                       gpu_utilization=out.gpu_utilization)
+                self.reporter.progress(
+                    progress=out.step / self.trainer.total_steps,
+                    current_step=out.step,
+                    gpu_utilization=out.gpu_utilization,
+                )
             if self.pace:
                 time.sleep(max(0.0, self.pace - (time.monotonic() - started)))
         evaluation = self.trainer.evaluate()
         self.reporter.metrics(self.trainer.step, evaluation)
         self.tensorboard.add_scalars(self.trainer.step, evaluation)
         written = self.files.write_evaluation(epoch, self.trainer.step, evaluation)
-        self.reporter.artifact(type="evaluation", name=f"第 {epoch} 轮评估结果", path=written.path,
-                               size_bytes=written.size_bytes, step=self.trainer.step)
+        self.reporter.artifact(
+            type="evaluation",
+            name=f"第 {epoch} 轮评估结果",
+            path=written.path,
+            size_bytes=written.size_bytes,
+            step=self.trainer.step,
+        )
         summary = "，".join(f"{k}={v:.4g}" for k, v in evaluation.items())
         self.reporter.log(f"第 {epoch} 轮结束（第 {self.trainer.step} 步）：{summary}")
         written = self.files.write_checkpoint(f"step-{self.trainer.step:08d}", self.trainer.checkpoint_files())
-        self.reporter.artifact(type="checkpoint", name=f"第 {self.trainer.step} 步检查点", path=written.path,
-                               size_bytes=written.size_bytes, step=self.trainer.step)
+        self.reporter.artifact(
+            type="checkpoint",
+            name=f"第 {self.trainer.step} 步检查点",
+            path=written.path,
+            size_bytes=written.size_bytes,
+            step=self.trainer.step,
+        )
         self.reporter.log(f"已保存检查点（第 {self.trainer.step} 步）：{written.path}")
         return EpochResult(epoch, self.trainer.step, evaluation, written.path)
 
@@ -105,8 +131,14 @@ class TrainingSession:
         """Checkpoint where training stopped, registered before the run's final status is recorded."""
         written = self.files.write_checkpoint(f"stop-step-{self.trainer.step:08d}", self.trainer.checkpoint_files())
         self.reporter.flush()
-        artifact = self.client.register_artifact(*self.label, type="checkpoint", name=name, path=written.path,
-                                                 size_bytes=written.size_bytes, step=self.trainer.step)
+        artifact = self.client.register_artifact(
+            *self.label,
+            type="checkpoint",
+            name=name,
+            path=written.path,
+            size_bytes=written.size_bytes,
+            step=self.trainer.step,
+        )
         self.reporter.log(f"已保存检查点 {artifact.id}（第 {self.trainer.step} 步）")
         return artifact.id
 
@@ -125,8 +157,13 @@ class TrainingSession:
         if self.tensorboard is None or self._tensorboard_registered:
             return
         self.tensorboard.close()
-        self.client.register_artifact(*self.label, type="event", name="TensorBoard 日志",
-                                      path=self.files.tensorboard_dir, size_bytes=self.tensorboard.size_bytes())
+        self.client.register_artifact(
+            *self.label,
+            type="event",
+            name="TensorBoard 日志",
+            path=self.files.tensorboard_dir,
+            size_bytes=self.tensorboard.size_bytes(),
+        )
         self._tensorboard_registered = True
 
 
@@ -135,8 +172,9 @@ def _checkpoint(client: Client, run: Run, settings: Settings) -> artifact_paths.
     for artifact in client.list_artifacts(run.project_id, run.parent_run_id):
         if artifact.id == run.resumed_from:
             try:
-                return artifact_paths.checked(artifact.path, settings.artifact_root_url, run.project_id,
-                                              run.parent_run_id)
+                return artifact_paths.checked(
+                    artifact.path, settings.artifact_root_url, run.project_id, run.parent_run_id
+                )
             except artifact_paths.OutsideRunFolder as exc:
                 raise InvalidConfig(f"检查点 {run.resumed_from} 不能读取：{exc}") from None
     raise InvalidConfig(f"找不到要恢复的检查点 {run.resumed_from}")

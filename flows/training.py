@@ -22,8 +22,9 @@ from ltm.trainers import InvalidConfig
 @task(name="epoch", task_run_name="epoch-{epoch}", cache_policy=NO_CACHE, persist_result=False)
 def train_epoch(session: TrainingSession, epoch: int) -> EpochResult:
     result = session.train_epoch(epoch)
-    get_run_logger().info("第 %s 轮完成：第 %s 步，评估 %s，检查点 %s", epoch, result.step, result.evaluation,
-                          result.checkpoint_path)
+    get_run_logger().info(
+        "第 %s 轮完成：第 %s 步，评估 %s，检查点 %s", epoch, result.step, result.evaluation, result.checkpoint_path
+    )
     return result
 
 
@@ -47,9 +48,14 @@ def _flow_run_name() -> str:
         return run_id
 
 
-@flow(name="training-run", flow_run_name=_flow_run_name, persist_result=False, log_prints=True,
-      on_cancellation=[_finalise_from_hook(RunStatus.CANCELLED)],
-      on_crashed=[_finalise_from_hook(RunStatus.FAILED)])
+@flow(
+    name="training-run",
+    flow_run_name=_flow_run_name,
+    persist_result=False,
+    log_prints=True,
+    on_cancellation=[_finalise_from_hook(RunStatus.CANCELLED)],
+    on_crashed=[_finalise_from_hook(RunStatus.FAILED)],
+)
 def training_run(run_id: str):
     """Train run `run_id` as recorded by the API (LTM_API_URL, or the embedded store under LTM_HOME)."""
     logger = get_run_logger()
@@ -69,8 +75,11 @@ def training_run(run_id: str):
         client.report(run.project_id, run_id, status=RunStatus.FAILED, message=f"配置无效：{exc}")
         raise
     session.start(flow_run_id)
-    create_link_artifact(f"{settings.console_url}/run?project_id={run.project_id}&run_id={run_id}",
-                         link_text=f"在控制台查看 {run.name}", description="ltm 控制台中的运行详情")
+    create_link_artifact(
+        f"{settings.console_url}/run?project_id={run.project_id}&run_id={run_id}",
+        link_text=f"在控制台查看 {run.name}",
+        description="ltm 控制台中的运行详情",
+    )
     progress = ProgressArtifact(session, f"{run.name} 训练进度")
     logger.info("开始训练 %s：%s 步，模型 %s，数据集 %s", run.name, session.trainer.total_steps, run.model, run.dataset)
     try:
@@ -127,4 +136,3 @@ def _stop_cancelled(session: TrainingSession, logger) -> None:
     except ApiError as exc:
         if exc.status_code != 409:
             raise
-

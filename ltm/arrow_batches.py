@@ -16,31 +16,48 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 LOG_SCHEMA = pa.schema([("timestamp", TIMESTAMP), ("level", pa.string()), ("message", pa.string())])
-METRIC_SCHEMA = pa.schema([("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()),
-                           ("timestamp", TIMESTAMP)])
+METRIC_SCHEMA = pa.schema(
+    [("name", pa.string()), ("step", pa.int64()), ("value", pa.float64()), ("timestamp", TIMESTAMP)]
+)
 
 
 def log_table(timestamps_us: Sequence[int], levels: Sequence[str], messages: Sequence[str]) -> pa.Table:
-    return pa.Table.from_arrays([_timestamps(timestamps_us), pa.array(levels, pa.string()),
-                                 pa.array(messages, pa.string())], schema=LOG_SCHEMA)
+    return pa.Table.from_arrays(
+        [_timestamps(timestamps_us), pa.array(levels, pa.string()), pa.array(messages, pa.string())], schema=LOG_SCHEMA
+    )
 
 
-def metric_table(names: Sequence[str], steps: Sequence[int], values: Sequence[float],
-                 timestamps_us: Sequence[int]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(names, pa.string()), pa.array(steps, pa.int64()),
-                                 pa.array(values, pa.float64()), _timestamps(timestamps_us)], schema=METRIC_SCHEMA)
+def metric_table(
+    names: Sequence[str], steps: Sequence[int], values: Sequence[float], timestamps_us: Sequence[int]
+) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array(names, pa.string()),
+            pa.array(steps, pa.int64()),
+            pa.array(values, pa.float64()),
+            _timestamps(timestamps_us),
+        ],
+        schema=METRIC_SCHEMA,
+    )
 
 
 def lines_table(lines) -> pa.Table:
     """From `ltm.models.LogLine` objects."""
-    return log_table([micros(line.timestamp) for line in lines], [line.level.value for line in lines],
-                     [line.message for line in lines])
+    return log_table(
+        [micros(line.timestamp) for line in lines],
+        [line.level.value for line in lines],
+        [line.message for line in lines],
+    )
 
 
 def points_table(points) -> pa.Table:
     """From `ltm.models.MetricPoint` objects."""
-    return metric_table([p.name for p in points], [p.step for p in points], [p.value for p in points],
-                        [micros(p.timestamp) for p in points])
+    return metric_table(
+        [p.name for p in points],
+        [p.step for p in points],
+        [p.value for p in points],
+        [micros(p.timestamp) for p in points],
+    )
 
 
 def micros(moment: datetime) -> int:

@@ -36,8 +36,10 @@ def compact_store(args: argparse.Namespace) -> int:
     if result is None:
         return code
     megabytes = [round(size / 2**20, 1) for size in (result.bytes_before, result.bytes_after)]
-    print(f"已压缩存储：{megabytes[0]} MiB → {megabytes[1]} MiB，用时 {result.seconds} 秒"
-          f"（{len(result.tables)} 张表，共 {sum(result.tables.values())} 行，行数已核对）")
+    print(
+        f"已压缩存储：{megabytes[0]} MiB → {megabytes[1]} MiB，用时 {result.seconds} 秒"
+        f"（{len(result.tables)} 张表，共 {sum(result.tables.values())} 行，行数已核对）"
+    )
     return 0
 
 

@@ -128,8 +128,10 @@ def backup_command(args: argparse.Namespace) -> int:
     if result is None:
         return code
     rows = sum(result.tables.values())
-    print(f"已备份到 {result.folder}：{len(result.tables)} 张表，共 {rows} 行，"
-          f"{result.files} 个文件，{result.bytes} 字节（结构版本 {result.schema_version}）")
+    print(
+        f"已备份到 {result.folder}：{len(result.tables)} 张表，共 {rows} 行，"
+        f"{result.files} 个文件，{result.bytes} 字节（结构版本 {result.schema_version}）"
+    )
     print(json.dumps(result.tables, ensure_ascii=False))
     return 0
 
@@ -143,8 +145,10 @@ def restore_command(args: argparse.Namespace) -> int:
         return 2
     if restored.moved_aside:
         print(f"原有存储已改名保留为 {'、'.join(str(path) for path in restored.moved_aside)}")
-    print(f"已恢复到 {restored.db_path}：{len(restored.tables)} 张表，共 {sum(restored.tables.values())} 行"
-          f"（结构版本 {restored.schema_version}）")
+    print(
+        f"已恢复到 {restored.db_path}：{len(restored.tables)} 张表，共 {sum(restored.tables.values())} 行"
+        f"（结构版本 {restored.schema_version}）"
+    )
     return 0
 
 
@@ -156,5 +160,7 @@ def add_commands(commands) -> None:
     restore_parser = commands.add_parser("restore", help="从备份目录恢复存储（须先停止 API）")
     restore_parser.add_argument("folder", help="ltm backup 生成的备份目录")
     restore_parser.add_argument("--home", help="数据目录（默认 $LTM_HOME 或 ./.ltm）")
-    restore_parser.add_argument("--force", action="store_true", help="替换已有存储（旧文件改名为 ltm.duckdb.bak-<时间>）")
+    restore_parser.add_argument(
+        "--force", action="store_true", help="替换已有存储（旧文件改名为 ltm.duckdb.bak-<时间>）"
+    )
     restore_parser.set_defaults(handler=restore_command)

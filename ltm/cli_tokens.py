@@ -16,7 +16,9 @@ def _client() -> Client:
 
 def create(args: argparse.Namespace) -> int:
     created = _client().create_token(args.user, args.role)
-    print(f"已为 {created.user}（{created.role}）创建令牌 {created.id}。令牌只显示这一次，请妥善保存：", file=sys.stderr)
+    print(
+        f"已为 {created.user}（{created.role}）创建令牌 {created.id}。令牌只显示这一次，请妥善保存：", file=sys.stderr
+    )
     print(created.token)
     return 0
 

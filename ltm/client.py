@@ -37,8 +37,14 @@ def _drop_none(params: dict) -> dict:
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, timeout: float = 30.0,
-                 http: httpx.Client | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+        token: str | None = None,
+    ) -> None:
         self._owns_http = http is None
         self.http = http or httpx.Client(base_url=base_url, timeout=timeout)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -87,8 +93,9 @@ class Client:
         body = models.ProjectCreate(name=name, owner=owner, **fields).model_dump(mode="json")
         return self._send("POST", models.Project, "/projects", body)
 
-    def list_projects(self, owner: str | None = None, status: str | None = None, tag: str | None = None,
-                      q: str | None = None) -> list[models.ProjectListItem]:
+    def list_projects(
+        self, owner: str | None = None, status: str | None = None, tag: str | None = None, q: str | None = None
+    ) -> list[models.ProjectListItem]:
         return self._get(list[models.ProjectListItem], "/projects", owner=owner, status=status, tag=tag, q=q)
 
     def get_project(self, project_id: str) -> models.Project:
@@ -121,8 +128,13 @@ class Client:
 
     def resume_run(self, project_id: str, run_id: str, source_artifact_id: str, **overrides: Any) -> models.Run:
         body = models.RunResume(**overrides).model_dump(mode="json", exclude_none=True)
-        return self._send("POST", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/resume", body,
-                          source_artifact_id=source_artifact_id)
+        return self._send(
+            "POST",
+            models.Run,
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/resume",
+            body,
+            source_artifact_id=source_artifact_id,
+        )
 
     def report(self, project_id: str, run_id: str, **values: Any) -> models.Run:
         body = models.RunUpdate(**values).model_dump(mode="json", exclude_unset=True)
@@ -130,16 +142,37 @@ class Client:
 
     # Logs and metrics
 
-    def get_logs(self, project_id: str, run_id: str, page: int = 1, page_size: int = 50,
-                 start_time: datetime | None = None, end_time: datetime | None = None,
-                 level: str | None = None, q: str | None = None) -> models.LogPage:
-        return self._get(models.LogPage, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs", page=page,
-                         page_size=page_size, start_time=_iso(start_time), end_time=_iso(end_time), level=level, q=q)
+    def get_logs(
+        self,
+        project_id: str,
+        run_id: str,
+        page: int = 1,
+        page_size: int = 50,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        level: str | None = None,
+        q: str | None = None,
+    ) -> models.LogPage:
+        return self._get(
+            models.LogPage,
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs",
+            page=page,
+            page_size=page_size,
+            start_time=_iso(start_time),
+            end_time=_iso(end_time),
+            level=level,
+            q=q,
+        )
 
-    def get_metrics(self, project_id: str, run_id: str, names: list[str] | None = None,
-                    max_points: int = 1000) -> models.MetricSeriesList:
-        return self._get(models.MetricSeriesList, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/metrics",
-                         names=",".join(names) if names else None, max_points=max_points)
+    def get_metrics(
+        self, project_id: str, run_id: str, names: list[str] | None = None, max_points: int = 1000
+    ) -> models.MetricSeriesList:
+        return self._get(
+            models.MetricSeriesList,
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/metrics",
+            names=",".join(names) if names else None,
+            max_points=max_points,
+        )
 
     def send_logs(self, project_id: str, run_id: str, batch: models.LogBatch) -> models.IngestResult:
         return self.send_table(project_id, run_id, "logs", batch.batch_id, arrow_batches.lines_table(batch.lines))
@@ -149,24 +182,42 @@ class Client:
 
     def send_table(self, project_id: str, run_id: str, kind: str, batch_id: str, table) -> models.IngestResult:
         """Send a log or metric batch built with `ltm.arrow_batches` as one Arrow stream."""
-        response = self.request("POST", f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/{kind}",
-                                content=arrow_batches.encode(table, batch_id),
-                                headers={**self.headers, "Content-Type": arrow_batches.MEDIA_TYPE})
+        response = self.request(
+            "POST",
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/{kind}",
+            content=arrow_batches.encode(table, batch_id),
+            headers={**self.headers, "Content-Type": arrow_batches.MEDIA_TYPE},
+        )
         return _parse(models.IngestResult, response.json())
 
     # Artifacts
 
     def list_artifacts(self, project_id: str, run_id: str) -> list[models.Artifact]:
-        return self._get(models.ArtifactList, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts").items
+        return self._get(
+            models.ArtifactList, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts"
+        ).items
 
-    def register_artifact(self, project_id: str, run_id: str, type: str, name: str, path: str,
-                          size_bytes: int | None = None, step: int | None = None) -> models.Artifact:
+    def register_artifact(
+        self,
+        project_id: str,
+        run_id: str,
+        type: str,
+        name: str,
+        path: str,
+        size_bytes: int | None = None,
+        step: int | None = None,
+    ) -> models.Artifact:
         body = models.ArtifactCreate(type=type, name=name, path=path, size_bytes=size_bytes, step=step)
-        return self._send("POST", models.Artifact, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts",
-                          body.model_dump(mode="json"))
+        return self._send(
+            "POST",
+            models.Artifact,
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts",
+            body.model_dump(mode="json"),
+        )
 
-    def tag_artifact(self, project_id: str, run_id: str, artifact_id: str, tag: str,
-                     notes: str | None = None) -> models.Artifact:
+    def tag_artifact(
+        self, project_id: str, run_id: str, artifact_id: str, tag: str, notes: str | None = None
+    ) -> models.Artifact:
         body = models.TagRequest(tag=tag, notes=notes).model_dump(mode="json")
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/tag"
         return self._send("POST", models.Artifact, path, body)
@@ -203,14 +254,16 @@ class Client:
         return self._get(models.RetentionPolicy, f"/projects/{_segment(project_id)}/retention")
 
     def set_retention(self, project_id: str, keep_last: int | None) -> models.RetentionPolicy:
-        return self._send("PUT", models.RetentionPolicy, f"/projects/{_segment(project_id)}/retention",
-                          {"keep_last": keep_last})
+        return self._send(
+            "PUT", models.RetentionPolicy, f"/projects/{_segment(project_id)}/retention", {"keep_last": keep_last}
+        )
 
     def retention_preview(self, project_id: str) -> models.RetentionPreview:
         return self._get(models.RetentionPreview, f"/projects/{_segment(project_id)}/retention/preview")
 
-    def delete_artifact(self, project_id: str, run_id: str, artifact_id: str,
-                        dry_run: bool = True) -> models.ArtifactDeletion:
+    def delete_artifact(
+        self, project_id: str, run_id: str, artifact_id: str, dry_run: bool = True
+    ) -> models.ArtifactDeletion:
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}"
         return self._send("DELETE", models.ArtifactDeletion, path, dry_run=dry_run)
 

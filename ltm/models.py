@@ -35,8 +35,20 @@ from ltm.vocabulary import (
 
 USER_ROLE_NAMES = tuple(role.value for role in USER_ROLES)
 
-__all__ = ["ACTIVE_RUN_STATUSES", "MAX_BATCH_ITEMS", "MAX_JSON_DEPTH", "MAX_JSON_OBJECT_BYTES", "MAX_LOG_MESSAGE",
-           "TERMINAL_RUN_STATUSES", "ArtifactType", "LogLevel", "ProjectStatus", "Role", "RunStatus", "TagValue"]
+__all__ = [
+    "ACTIVE_RUN_STATUSES",
+    "MAX_BATCH_ITEMS",
+    "MAX_JSON_DEPTH",
+    "MAX_JSON_OBJECT_BYTES",
+    "MAX_LOG_MESSAGE",
+    "TERMINAL_RUN_STATUSES",
+    "ArtifactType",
+    "LogLevel",
+    "ProjectStatus",
+    "Role",
+    "RunStatus",
+    "TagValue",
+]
 
 
 def _strip_nonempty(value: str) -> str:
@@ -212,13 +224,17 @@ class RunCreate(Contract):
     dataset: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
     hyperparameters: JsonObject = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    trainer: TrainerName | None = Field(None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers")
+    trainer: TrainerName | None = Field(
+        None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers"
+    )
 
 
 class RunResume(Contract):
     name: Name | None = None
     model: Name | None = None
-    dataset: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank] | None = None
+    dataset: (
+        Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank] | None
+    ) = None
     hyperparameters: JsonObject | None = None
     resources: Resources | None = None
     trainer: TrainerName | None = None
@@ -446,7 +462,8 @@ class RetentionPolicy(BaseModel):
 
 class RetentionUpdate(Contract):
     keep_last: Annotated[int, Field(ge=1, le=1000)] | None = Field(
-        description="每个运行保留步数最新的检查点个数（1–1000）；null 表示全部保留。带标签的检查点始终保留")
+        description="每个运行保留步数最新的检查点个数（1–1000）；null 表示全部保留。带标签的检查点始终保留"
+    )
 
 
 class DeletableArtifact(BaseModel):  # an artifact that a deletion or the retention policy removes
@@ -495,9 +512,15 @@ class DeletionReport(BaseModel):
 
 
 class BackupRequest(Contract):
-    target: Annotated[str, Field(min_length=1, max_length=4096,
-                                 description="API 所在机器上、备份根目录（LTM_BACKUP_ROOT，默认 <LTM_HOME>/backups）之下"
-                                             "的备份目录（绝对路径）；必须不存在或为空")]
+    target: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="API 所在机器上、备份根目录（LTM_BACKUP_ROOT，默认 <LTM_HOME>/backups）之下"
+            "的备份目录（绝对路径）；必须不存在或为空",
+        ),
+    ]
 
 
 class BackupResult(BaseModel):

@@ -42,7 +42,7 @@ class RunReporter:
     def log(self, message: str, level: str = "INFO", timestamp: datetime | None = None) -> None:
         level = LogLevel(level).value
         if len(message) > MAX_LOG_MESSAGE:
-            message = message[:MAX_LOG_MESSAGE - len(TRUNCATED)] + TRUNCATED
+            message = message[: MAX_LOG_MESSAGE - len(TRUNCATED)] + TRUNCATED
         moment = arrow_batches.micros(timestamp) if timestamp else _now_us()
         with self._buffer_lock:
             self._lines.add(moment, level, message)
@@ -54,7 +54,9 @@ class RunReporter:
         if not all(map(math.isfinite, numbers)):
             for name, number in zip(names, numbers):
                 if not math.isfinite(number):
-                    self.log(f"指标 {name} 在第 {step} 步的值为 {number}，无法记录", level="WARNING", timestamp=timestamp)
+                    self.log(
+                        f"指标 {name} 在第 {step} 步的值为 {number}，无法记录", level="WARNING", timestamp=timestamp
+                    )
             kept = [(name, number) for name, number in zip(names, numbers) if math.isfinite(number)]
             names, numbers = [name for name, _ in kept], [number for _, number in kept]
         count = len(names)

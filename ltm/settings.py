@@ -3,7 +3,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 SAMPLE_DATASETS = Path(__file__).resolve().parent / "trainers" / "data"
 
 
@@ -15,10 +14,15 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".ltm"), description="Folder holding the store, artifacts and service state")
     api_url: str | None = Field(None, description="API base URL; unset means the embedded store under home")
     artifact_root: str | None = Field(None, description="fsspec URL for artifacts; default <home>/artifacts")
-    auth: bool | None = Field(None, description="Require API tokens; unset means on only when listening beyond loopback")
+    auth: bool | None = Field(
+        None, description="Require API tokens; unset means on only when listening beyond loopback"
+    )
     token: str | None = Field(None, description="API token the SDK, console and flows send (LTM_TOKEN)")
-    dataset_roots: str | None = Field(None, description="Comma-separated folders or fsspec URLs runs may read "
-                                      "datasets from; default: the bundled samples and <home>/datasets")
+    dataset_roots: str | None = Field(
+        None,
+        description="Comma-separated folders or fsspec URLs runs may read "
+        "datasets from; default: the bundled samples and <home>/datasets",
+    )
     backup_root: Path | None = Field(None, description="Folder the API may write backups under; default <home>/backups")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
@@ -26,7 +30,9 @@ class Settings(BaseSettings):
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI address, for links from the console")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")
     reconcile_seconds: float = Field(5.0, gt=0, description="How often the API syncs run status with Prefect")
-    step_seconds: float = Field(0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds")
+    step_seconds: float = Field(
+        0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds"
+    )
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
 
     @property

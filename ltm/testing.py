@@ -52,10 +52,25 @@ class LtmSystem:
 
     def start(self) -> "LtmSystem":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ltm.cli", "up", "--home", str(self.home),
-             "--prefect-port", str(self.ports["prefect"]), "--api-port", str(self.ports["api"]),
-             "--console-port", str(self.ports["console"])],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ltm.cli",
+                "up",
+                "--home",
+                str(self.home),
+                "--prefect-port",
+                str(self.ports["prefect"]),
+                "--api-port",
+                str(self.ports["api"]),
+                "--console-port",
+                str(self.ports["console"]),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for line in self.process.stdout:
             self.output.append(line)
@@ -64,7 +79,9 @@ class LtmSystem:
         raise AssertionError("ltm up exited before it was ready:\n" + "".join(self.output) + self.logs())
 
     def logs(self) -> str:
-        return "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (self.home / "logs").glob("*.log"))
+        return "".join(
+            f"\n--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (self.home / "logs").glob("*.log")
+        )
 
     def processes(self) -> list[int]:
         """Live processes started for this system (found by the LTM_HOME in their environment)."""
@@ -99,7 +116,9 @@ class ApiProcess:
 
     def start(self) -> "ApiProcess":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ltm.cli", "api", "--port", str(self.port)], cwd=ROOT, env=self.env,
+            [sys.executable, "-m", "ltm.cli", "api", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
         )
         wait_until(self._healthy, timeout=60, message="the API to answer /health")
         return self

@@ -40,8 +40,9 @@ class Service:
 
     def start(self, env: dict, log_dir: Path) -> None:
         log = open(log_dir / f"{self.name}.log", "ab")
-        self.process = subprocess.Popen(self.argv, env=env, cwd=SOURCE_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=env, cwd=SOURCE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -98,19 +99,42 @@ def environment(home: Path, ports: Ports) -> dict[str, str]:
 def services(ports: Ports) -> list[Service]:
     python = sys.executable
     found = [
-        Service("prefect-server", [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                   "--port", str(ports.prefect)], f"http://127.0.0.1:{ports.prefect}/api/health"),
+        Service(
+            "prefect-server",
+            [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(ports.prefect)],
+            f"http://127.0.0.1:{ports.prefect}/api/health",
+        ),
         Service("deploy", [python, "-m", "ltm.flows.deploy"]),
         Service("worker", [python, "-m", "prefect", "worker", "start", "--pool", "ltm-process", "--type", "process"]),
-        Service("api", [python, "-m", "ltm.cli", "api", "--port", str(ports.api)],
-                f"http://127.0.0.1:{ports.api}/health"),
+        Service(
+            "api", [python, "-m", "ltm.cli", "api", "--port", str(ports.api)], f"http://127.0.0.1:{ports.api}/health"
+        ),
     ]
     console_app = Path(importlib.util.find_spec("ltm.console").origin).with_name("app.py")
     if console_app.exists():
-        found.append(Service("console", [
-            python, "-m", "streamlit", "run", str(console_app),
-            "--server.address", "127.0.0.1", "--server.port", str(ports.console), "--server.headless", "true",
-            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"], f"http://127.0.0.1:{ports.console}/_stcore/health"))
+        found.append(
+            Service(
+                "console",
+                [
+                    python,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    str(console_app),
+                    "--server.address",
+                    "127.0.0.1",
+                    "--server.port",
+                    str(ports.console),
+                    "--server.headless",
+                    "true",
+                    "--browser.gatherUsageStats",
+                    "false",
+                    "--client.toolbarMode",
+                    "viewer",
+                ],
+                f"http://127.0.0.1:{ports.console}/_stcore/health",
+            )
+        )
     return found
 
 
@@ -120,8 +144,12 @@ def cancel_active_runs(api_url: str) -> None:
 
     with Client(api_url, timeout=60) as client:
         try:
-            active = [run for project in client.list_projects(status="进行中") for run in client.list_runs(project.id)
-                      if run.status.is_active]
+            active = [
+                run
+                for project in client.list_projects(status="进行中")
+                for run in client.list_runs(project.id)
+                if run.status.is_active
+            ]
         except (ApiError, httpx.HTTPError):
             return
         if active:

@@ -5,8 +5,10 @@ _COLUMNS = ("id", "run_id", "project_id", "name", "type", "path", "size_bytes", 
 
 def insert(db: Database, artifact: dict) -> None:
     with db.cursor() as cur:
-        cur.execute(f"INSERT INTO artifacts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
-                    [artifact[c] for c in _COLUMNS])
+        cur.execute(
+            f"INSERT INTO artifacts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
+            [artifact[c] for c in _COLUMNS],
+        )
 
 
 def get(db: Database, artifact_id: str) -> dict | None:
@@ -26,8 +28,10 @@ def list_for_run(db: Database, run_id: str) -> list[dict]:
 
 def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at, applied_by: str) -> None:
     with db.cursor() as cur:
-        cur.execute("INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
-                    [artifact_id, value, notes, at, applied_by])
+        cur.execute(
+            "INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
+            [artifact_id, value, notes, at, applied_by],
+        )
 
 
 def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
@@ -41,7 +45,9 @@ def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
     )
     by_artifact: dict[str, list] = {}
     for tag in tags:
-        by_artifact.setdefault(tag.pop("artifact_id"), []).append({**tag, "applied_at": from_db_time(tag["applied_at"])})
+        by_artifact.setdefault(tag.pop("artifact_id"), []).append(
+            {**tag, "applied_at": from_db_time(tag["applied_at"])}
+        )
     for row in rows:
         row["created_at"] = from_db_time(row["created_at"])
         row["tags"] = by_artifact.get(row["id"], [])

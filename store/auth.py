@@ -8,8 +8,15 @@ def insert_token(db: Database, token: dict) -> None:
         cur.execute(
             "INSERT INTO tokens (id, token_hash, user_name, role, run_id, created_by, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [token["id"], token["token_hash"], token["user_name"], token["role"], token["run_id"],
-             token["created_by"], token["created_at"]],
+            [
+                token["id"],
+                token["token_hash"],
+                token["user_name"],
+                token["role"],
+                token["run_id"],
+                token["created_by"],
+                token["created_at"],
+            ],
         )
 
 
@@ -19,8 +26,10 @@ def find_token(db: Database, token_hash: str) -> dict | None:
 
 
 def list_tokens(db: Database) -> list[dict]:
-    rows = db.fetch_dicts("SELECT id, user_name, role, run_id, created_by, created_at, revoked_at FROM tokens "
-                          "WHERE run_id IS NULL ORDER BY created_at")
+    rows = db.fetch_dicts(
+        "SELECT id, user_name, role, run_id, created_by, created_at, revoked_at FROM tokens "
+        "WHERE run_id IS NULL ORDER BY created_at"
+    )
     for row in rows:
         row["created_at"], row["revoked_at"] = from_db_time(row["created_at"]), from_db_time(row["revoked_at"])
     return rows
@@ -38,8 +47,12 @@ def revoke_run_tokens(db: Database, run_id: str) -> None:
 
 
 def members(db: Database, project_id: str) -> list[str]:
-    return [row[0] for row in db.fetch_all(
-        "SELECT user_name FROM project_members WHERE project_id = ? ORDER BY added_at, user_name", [project_id])]
+    return [
+        row[0]
+        for row in db.fetch_all(
+            "SELECT user_name FROM project_members WHERE project_id = ? ORDER BY added_at, user_name", [project_id]
+        )
+    ]
 
 
 def set_members(db: Database, project_id: str, user_names: list[str]) -> None:
@@ -50,17 +63,28 @@ def set_members(db: Database, project_id: str, user_names: list[str]) -> None:
             cur.execute("INSERT INTO project_members VALUES (?, ?, ?)", [project_id, name, now])
 
 
-def record(db: Database, actor: str, action: str, project_id: str | None = None, run_id: str | None = None,
-           target: str | None = None, details: str | None = None) -> None:
+def record(
+    db: Database,
+    actor: str,
+    action: str,
+    project_id: str | None = None,
+    run_id: str | None = None,
+    target: str | None = None,
+    details: str | None = None,
+) -> None:
     with db.cursor() as cur:
-        cur.execute("INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [utc_now(), actor, action, project_id, run_id, target, details])
+        cur.execute(
+            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [utc_now(), actor, action, project_id, run_id, target, details],
+        )
 
 
 def audit_trail(db: Database, project_id: str, limit: int) -> list[dict]:
     rows = db.fetch_dicts(
         "SELECT occurred_at, actor, action, run_id, target, details FROM audit_events WHERE project_id = ? "
-        "ORDER BY occurred_at DESC, rowid DESC LIMIT ?", [project_id, limit])
+        "ORDER BY occurred_at DESC, rowid DESC LIMIT ?",
+        [project_id, limit],
+    )
     for row in rows:
         row["occurred_at"] = from_db_time(row["occurred_at"])
     return rows

@@ -18,11 +18,17 @@ def _literal(text: str) -> str:
 
 
 def _table_counts(cur) -> dict[str, int]:
-    tables = [row[0] for row in cur.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
-        "ORDER BY table_name").fetchall()]
-    return {table: cur.execute(f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}"').fetchone()[0]
-            for table in tables}
+    tables = [
+        row[0]
+        for row in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+            "ORDER BY table_name"
+        ).fetchall()
+    ]
+    return {
+        table: cur.execute(f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}"').fetchone()[0]
+        for table in tables
+    }
 
 
 def export_database(db: Database, folder: Path) -> dict[str, int]:

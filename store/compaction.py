@@ -41,14 +41,20 @@ def _literal(text: str) -> str:
 
 def _tables(con, database: str) -> list[tuple[str, str, str]]:
     """(schema, table, CREATE statement) of every table of `database`."""
-    return con.execute("SELECT schema_name, table_name, sql FROM duckdb_tables() WHERE database_name = ? "
-                       "ORDER BY schema_name, table_name", [database]).fetchall()
+    return con.execute(
+        "SELECT schema_name, table_name, sql FROM duckdb_tables() WHERE database_name = ? "
+        "ORDER BY schema_name, table_name",
+        [database],
+    ).fetchall()
 
 
 def _counts(con, database: str) -> dict[str, int]:
-    return {table if schema == "main" else f"{schema}.{table}":
-            con.execute(f"SELECT count(*) FROM {_name(database)}.{_name(schema)}.{_name(table)}").fetchone()[0]
-            for schema, table, _ in _tables(con, database)}
+    return {
+        table if schema == "main" else f"{schema}.{table}": con.execute(
+            f"SELECT count(*) FROM {_name(database)}.{_name(schema)}.{_name(table)}"
+        ).fetchone()[0]
+        for schema, table, _ in _tables(con, database)
+    }
 
 
 def _copy_rows(con, source: str, schema: str, table: str) -> None:
@@ -74,8 +80,11 @@ def _check_copy(con, source: str, target: Path) -> dict[str, int]:
     try:
         differing = [] if _tables(con, source) == _tables(con, COPY) else ["表结构"]
         counts, copied = _counts(con, source), _counts(con, COPY)
-        differing += [f"{table} 的行数（{rows} → {copied.get(table)}）" for table, rows in counts.items()
-                      if copied.get(table) != rows]
+        differing += [
+            f"{table} 的行数（{rows} → {copied.get(table)}）"
+            for table, rows in counts.items()
+            if copied.get(table) != rows
+        ]
     finally:
         con.execute(f"DETACH {COPY}")
     if differing:

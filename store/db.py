@@ -92,7 +92,9 @@ class Database:
 
     def _migrate(self) -> None:
         con = self._connection
-        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
+        )
         current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
         for version, statements in MIGRATIONS:
             if version <= current:
@@ -178,8 +180,12 @@ class Database:
             finally:
                 compaction.remove(staging)
             after = compaction.footprint(self.path)
-        return {"bytes_before": before, "bytes_after": after, "tables": tables,
-                "seconds": round(time.monotonic() - started, 3)}
+        return {
+            "bytes_before": before,
+            "bytes_after": after,
+            "tables": tables,
+            "seconds": round(time.monotonic() - started, 3),
+        }
 
     def _swap_in(self, staging: Path) -> None:
         """Close the connection, move `staging` over the store file and reopen; the old file's WAL goes with it."""

@@ -45,12 +45,16 @@ def append_logs(db: Database, run_id: str, batch_id: str, lines: pa.Table) -> bo
         with _RUN_LOCKS[hash(run_id) % len(_RUN_LOCKS)], db.transaction() as cur:
             _claim_batch(cur, run_id, "logs", batch_id, rows.num_rows)
             if rows.num_rows:
-                state = cur.execute("SELECT lines, last_ts, in_order FROM log_runs WHERE run_id = ?", [run_id]).fetchall()
+                state = cur.execute(
+                    "SELECT lines, last_ts, in_order FROM log_runs WHERE run_id = ?", [run_id]
+                ).fetchall()
                 count, last_ts, in_order = state[0] if state else (0, None, True)
                 bounds = pc.min_max(rows["timestamp"])
                 earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
                 in_order = in_order and (last_ts is None or earliest >= last_ts)
-                rows = rows.append_column("line", pa.array(np.arange(count + 1, count + 1 + rows.num_rows, dtype=np.int64)))
+                rows = rows.append_column(
+                    "line", pa.array(np.arange(count + 1, count + 1 + rows.num_rows, dtype=np.int64))
+                )
                 cur.register("incoming", rows)
                 cur.execute("INSERT INTO logs SELECT ?, seq, timestamp, level, message, line FROM incoming", [run_id])
                 cur.unregister("incoming")

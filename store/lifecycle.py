@@ -105,8 +105,9 @@ def active_runs(db: Database, project_id: str) -> list[dict]:
 
 
 def run_ids_of_project(db: Database, project_id: str) -> list[str]:
-    return [row[0] for row in db.fetch_all("SELECT id FROM runs WHERE project_id = ? ORDER BY created_at, id",
-                                           [project_id])]
+    return [
+        row[0] for row in db.fetch_all("SELECT id FROM runs WHERE project_id = ? ORDER BY created_at, id", [project_id])
+    ]
 
 
 # Deleting rows; the caller has removed the files first
@@ -128,12 +129,14 @@ def _delete_run_rows(cur, run_ids: list[str]) -> None:
     if not run_ids:
         return
     marks = _marks(run_ids)
-    cur.execute(f"DELETE FROM artifact_tags WHERE artifact_id IN (SELECT id FROM artifacts WHERE run_id IN ({marks}))",
-                run_ids)
+    cur.execute(
+        f"DELETE FROM artifact_tags WHERE artifact_id IN (SELECT id FROM artifacts WHERE run_id IN ({marks}))", run_ids
+    )
     for table in ("artifacts", "logs", "log_runs", "metrics", "metric_blocks", "ingest_batches"):
         cur.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", run_ids)
-    cur.execute(f"UPDATE tokens SET revoked_at = ? WHERE run_id IN ({marks}) AND revoked_at IS NULL",
-                [utc_now(), *run_ids])
+    cur.execute(
+        f"UPDATE tokens SET revoked_at = ? WHERE run_id IN ({marks}) AND revoked_at IS NULL", [utc_now(), *run_ids]
+    )
     cur.execute(f"DELETE FROM runs WHERE id IN ({marks})", run_ids)
 
 

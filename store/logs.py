@@ -5,8 +5,9 @@ from ltm.store.db import Database, from_db_time, to_db_time
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def _filters(run_id: str, start: datetime | None, end: datetime | None, min_level: str | None,
-             query: str | None) -> tuple[str, list]:
+def _filters(
+    run_id: str, start: datetime | None, end: datetime | None, min_level: str | None, query: str | None
+) -> tuple[str, list]:
     sql, params = "run_id = ?", [run_id]
     if start is not None:
         sql += " AND ts >= ?"
@@ -15,7 +16,7 @@ def _filters(run_id: str, start: datetime | None, end: datetime | None, min_leve
         sql += " AND ts < ?"
         params.append(to_db_time(end))
     if min_level is not None:
-        allowed = LEVELS[LEVELS.index(min_level):]
+        allowed = LEVELS[LEVELS.index(min_level) :]
         sql += f" AND level IN ({', '.join('?' for _ in allowed)})"
         params.extend(allowed)
     if query:
@@ -24,8 +25,16 @@ def _filters(run_id: str, start: datetime | None, end: datetime | None, min_leve
     return sql, params
 
 
-def page(db: Database, run_id: str, offset: int, limit: int, start: datetime | None = None,
-         end: datetime | None = None, min_level: str | None = None, query: str | None = None) -> tuple[int, list[dict]]:
+def page(
+    db: Database,
+    run_id: str,
+    offset: int,
+    limit: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    min_level: str | None = None,
+    query: str | None = None,
+) -> tuple[int, list[dict]]:
     if min_level is None and not query:
         state = db.fetch_one("SELECT lines, in_order FROM log_runs WHERE run_id = ?", [run_id])
         if state is None:
@@ -41,8 +50,9 @@ def page(db: Database, run_id: str, offset: int, limit: int, start: datetime | N
     return total, _with_utc(rows)
 
 
-def _page_by_line(db: Database, run_id: str, lines: int, offset: int, limit: int, start: datetime | None,
-                  end: datetime | None) -> tuple[int, list[dict]]:
+def _page_by_line(
+    db: Database, run_id: str, lines: int, offset: int, limit: int, start: datetime | None, end: datetime | None
+) -> tuple[int, list[dict]]:
     """Lines in time order: a time window is one range of line numbers, and a page a slice of it."""
     first, last = 1, lines
     if start is not None or end is not None:
@@ -54,8 +64,10 @@ def _page_by_line(db: Database, run_id: str, lines: int, offset: int, limit: int
     low, high = first + offset, min(first + offset + limit - 1, last)
     if low > high:
         return total, []
-    rows = db.fetch_dicts("SELECT ts AS timestamp, level, message FROM logs WHERE run_id = ? AND line BETWEEN ? AND ? "
-                          "ORDER BY line", [run_id, low, high])
+    rows = db.fetch_dicts(
+        "SELECT ts AS timestamp, level, message FROM logs WHERE run_id = ? AND line BETWEEN ? AND ? ORDER BY line",
+        [run_id, low, high],
+    )
     return total, _with_utc(rows)
 
 

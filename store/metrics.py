@@ -1,8 +1,8 @@
 """Downsampled metric series: at most `max_points` buckets per series, each with min, max and last value.
 
 A series with at least BLOCK_STEPS steps per bucket is read from `metric_blocks` (rows per 128-step block),
-so 1M points cost some thousand rows; its buckets are then unions of whole blocks, placed by the block's start. Shorter series are read
-point by point.
+so 1M points cost some thousand rows; its buckets are then unions of whole blocks, placed by the block's start.
+Shorter series are read point by point.
 """
 
 from ltm.store.db import Database, from_db_time
@@ -50,20 +50,27 @@ def downsample(db: Database, run_id: str, names: list[str] | None, max_points: i
         params.extend(names)
     stats = db.fetch_all(_SERIES.format(names=names_sql), params)
     series = {name: {"name": name, "total_points": total, "points": []} for name, _, _, total in stats}
-    coarse = [(name, lo, hi) for name, lo, hi, total in stats
-              if total > max_points and hi - lo + 1 >= BLOCK_STEPS * max_points]
+    coarse = [
+        (name, lo, hi)
+        for name, lo, hi, total in stats
+        if total > max_points and hi - lo + 1 >= BLOCK_STEPS * max_points
+    ]
     fine = [(name, lo, hi) for name, lo, hi, _ in stats if (name, lo, hi) not in coarse]
     rows = []
     if fine:
-        rows += db.fetch_all(_FROM_POINTS.format(ranges=_ranges(fine), bucket=_bucket("m")),
-                             [*_flat(fine), max_points, max_points, run_id])
+        rows += db.fetch_all(
+            _FROM_POINTS.format(ranges=_ranges(fine), bucket=_bucket("m")),
+            [*_flat(fine), max_points, max_points, run_id],
+        )
     if coarse:
-        sql = _FROM_BLOCKS.format(ranges=_ranges(coarse), marks=_marks(coarse), bucket=_bucket("b"),
-                                  block_steps=BLOCK_STEPS)
+        sql = _FROM_BLOCKS.format(
+            ranges=_ranges(coarse), marks=_marks(coarse), bucket=_bucket("b"), block_steps=BLOCK_STEPS
+        )
         rows += db.fetch_all(sql, [*_flat(coarse), run_id, *(name for name, _, _ in coarse), max_points, max_points])
     for name, _, step, low, high, last, ts in rows:
-        series[name]["points"].append({"step": step, "min": low, "max": high, "last": last,
-                                       "timestamp": from_db_time(ts)})
+        series[name]["points"].append(
+            {"step": step, "min": low, "max": high, "last": last, "timestamp": from_db_time(ts)}
+        )
     return list(series.values())
 
 

@@ -25,8 +25,18 @@ def _decode(row: dict) -> dict:
 
 
 def _snapshot(project: dict) -> dict:
-    keys = ("name", "description", "objective", "task_type", "base_model", "owner", "tags",
-            "default_hyperparameters", "default_trainer", "archived")
+    keys = (
+        "name",
+        "description",
+        "objective",
+        "task_type",
+        "base_model",
+        "owner",
+        "tags",
+        "default_hyperparameters",
+        "default_trainer",
+        "archived",
+    )
     return {k: project[k] for k in keys}
 
 
@@ -37,10 +47,22 @@ def insert(db: Database, project: dict) -> None:
             "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
             "default_hyperparameters, archived, version, created_at, updated_at, default_trainer) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [project["id"], project["name"], project["description"], project["objective"],
-             project["task_type"], project["base_model"], project["owner"], project["tags"],
-             json.dumps(project["default_hyperparameters"], ensure_ascii=False), project["archived"],
-             1, project["created_at"], project["updated_at"], project["default_trainer"]],
+            [
+                project["id"],
+                project["name"],
+                project["description"],
+                project["objective"],
+                project["task_type"],
+                project["base_model"],
+                project["owner"],
+                project["tags"],
+                json.dumps(project["default_hyperparameters"], ensure_ascii=False),
+                project["archived"],
+                1,
+                project["created_at"],
+                project["updated_at"],
+                project["default_trainer"],
+            ],
         )
         changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
         _insert_version(cur, project["id"], 1, project["created_at"], changes, _snapshot(project))
@@ -70,8 +92,9 @@ def get(db: Database, project_id: str) -> dict | None:
     return _decode(rows[0]) if rows else None
 
 
-def list_(db: Database, owner: str | None = None, status: str | None = None, tag: str | None = None,
-          query: str | None = None) -> list[dict]:
+def list_(
+    db: Database, owner: str | None = None, status: str | None = None, tag: str | None = None, query: str | None = None
+) -> list[dict]:
     sql = "SELECT * FROM (" + _SELECT.format(runs_of="") + ") WHERE true"
     params: list = [*ACTIVE_RUN_STATUSES]
     if owner is not None:
@@ -90,8 +113,18 @@ def list_(db: Database, owner: str | None = None, status: str | None = None, tag
     return [_decode(row) for row in db.fetch_dicts(sql, params)]
 
 
-UPDATABLE_COLUMNS = frozenset({"description", "objective", "task_type", "base_model", "tags",
-                               "default_hyperparameters", "default_trainer", "archived"})
+UPDATABLE_COLUMNS = frozenset(
+    {
+        "description",
+        "objective",
+        "task_type",
+        "base_model",
+        "tags",
+        "default_hyperparameters",
+        "default_trainer",
+        "archived",
+    }
+)
 
 
 def update(db: Database, project_id: str, changes: dict, at) -> int:
@@ -104,8 +137,9 @@ def update(db: Database, project_id: str, changes: dict, at) -> int:
         recorded = {k: {"old": project[k], "new": v} for k, v in changes.items()}
         project.update(changes)
         version = project["version"] + 1
-        stored = {k: json.dumps(v, ensure_ascii=False) if k == "default_hyperparameters" else v
-                  for k, v in changes.items()}
+        stored = {
+            k: json.dumps(v, ensure_ascii=False) if k == "default_hyperparameters" else v for k, v in changes.items()
+        }
         assignments = ", ".join(f"{column} = ?" for column in stored)
         cur.execute(
             f"UPDATE projects SET {assignments}, version = ?, updated_at = ? WHERE id = ?",

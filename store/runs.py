@@ -5,10 +5,32 @@ from ltm.store.db import Database, from_db_time
 _JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps")
 _TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at")
 COLUMNS = (
-    "id", "project_id", "name", "status", "progress", "model", "dataset", "hyperparameters", "resources",
-    "metrics", "gpu_utilization", "created_at", "started_at", "updated_at", "finished_at", "cancelled_at",
-    "resumed_from", "parent_run_id", "start_step", "current_step", "total_steps", "project_version",
-    "message", "flow_run_id", "metric_steps", "trainer",
+    "id",
+    "project_id",
+    "name",
+    "status",
+    "progress",
+    "model",
+    "dataset",
+    "hyperparameters",
+    "resources",
+    "metrics",
+    "gpu_utilization",
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "cancelled_at",
+    "resumed_from",
+    "parent_run_id",
+    "start_step",
+    "current_step",
+    "total_steps",
+    "project_version",
+    "message",
+    "flow_run_id",
+    "metric_steps",
+    "trainer",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

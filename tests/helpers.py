@@ -34,8 +34,9 @@ def new_run(http: httpx.Client, project_id: str | None = None, **fields) -> dict
     return response.json()
 
 
-def ltm(*args: str, api_url: str | None = None, token: str | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess:
+def ltm(
+    *args: str, api_url: str | None = None, token: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`ltm *args` in a subprocess against `api_url` (none: the embedded store), with `token` if given."""
     env = {**os.environ}
     for key in ("LTM_API_URL", "LTM_TOKEN"):
@@ -44,15 +45,22 @@ def ltm(*args: str, api_url: str | None = None, token: str | None = None,
         env["LTM_API_URL"] = api_url
     if token:
         env["LTM_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ltm.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def cli_token(home, user: str, role: str) -> str:
     """`ltm token create` while no API holds the store: the embedded store has no one to authenticate yet."""
     env = {**os.environ, "LTM_HOME": str(home)}
     env.pop("LTM_API_URL", None)
-    done = subprocess.run([sys.executable, "-m", "ltm.cli", "token", "create", "--user", user, "--role", role],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "ltm.cli", "token", "create", "--user", user, "--role", role],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]

@@ -35,13 +35,21 @@ def listed(http, run: dict) -> list[dict]:
     return response.json()["items"]
 
 
-@pytest.mark.parametrize(("type", "prefix"), [
-    ("checkpoint", "ckpt_"), ("event", "tb_"), ("evaluation", "eval_"), ("config", "cfg_"),
-])
+@pytest.mark.parametrize(
+    ("type", "prefix"),
+    [
+        ("checkpoint", "ckpt_"),
+        ("event", "tb_"),
+        ("evaluation", "eval_"),
+        ("config", "cfg_"),
+    ],
+)
 def test_register_artifact(shared_http, run, type, prefix):
     path = path_for(run, "file.bin")
 
-    response = shared_http.post(url(run), json={"type": type, "name": "工件", "path": path, "size_bytes": 123, "step": 2000})
+    response = shared_http.post(
+        url(run), json={"type": type, "name": "工件", "path": path, "size_bytes": 123, "step": 2000}
+    )
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -62,18 +70,21 @@ def test_optional_fields_default_to_null(shared_http, run):
     assert body["size_bytes"] is None and body["step"] is None
 
 
-@pytest.mark.parametrize("path", [
-    "s3://other-bucket/p/r/ckpt.pt",
-    "s3://artifacts-evil/p/r/ckpt.pt",
-    "s3://artifacts/../secrets/key.pem",
-    "s3://artifacts/p/r/../../../etc/passwd",
-    "s3://artifacts",
-    "s3://artifacts/",
-    "gs://artifacts/p/r/ckpt.pt",
-    "file:///etc/passwd",
-    "/etc/passwd",
-    "artifacts/p/r/ckpt.pt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "s3://other-bucket/p/r/ckpt.pt",
+        "s3://artifacts-evil/p/r/ckpt.pt",
+        "s3://artifacts/../secrets/key.pem",
+        "s3://artifacts/p/r/../../../etc/passwd",
+        "s3://artifacts",
+        "s3://artifacts/",
+        "gs://artifacts/p/r/ckpt.pt",
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "artifacts/p/r/ckpt.pt",
+    ],
+)
 def test_path_outside_artifact_root_is_rejected(shared_http, run, path):
     response = shared_http.post(url(run), json={"type": "checkpoint", "name": "越界", "path": path})
 
@@ -85,25 +96,34 @@ def test_path_outside_artifact_root_is_rejected(shared_http, run, path):
 
 def test_dot_segments_in_an_object_store_path_are_refused(shared_http, run):
     """An object store does not resolve '..': the key would be stored literally, so it names no clear place."""
-    response = shared_http.post(url(run), json={"type": "config", "name": "配置",
-                                         "path": f"s3://artifacts/{run['project_id']}/x/../{run['id']}/cfg.json"})
+    response = shared_http.post(
+        url(run),
+        json={
+            "type": "config",
+            "name": "配置",
+            "path": f"s3://artifacts/{run['project_id']}/x/../{run['id']}/cfg.json",
+        },
+    )
     assert response.status_code == 422, response.text
     assert ". 或 .. 段" in response.json()["detail"]
     assert listed(shared_http, run) == []
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "x", "path": "s3://artifacts/a/b"}, "type"),
-    ({"type": "model", "name": "x", "path": "s3://artifacts/a/b"}, "type"),
-    ({"type": "checkpoint", "path": "s3://artifacts/a/b"}, "name"),
-    ({"type": "checkpoint", "name": " ", "path": "s3://artifacts/a/b"}, "name"),
-    ({"type": "checkpoint", "name": "x", "path": ""}, "path"),
-    ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "size_bytes": -1}, "size_bytes"),
-    ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "size_bytes": 2**64}, "size_bytes"),
-    ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "step": -1}, "step"),
-    ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "step": 2**63}, "step"),
-    ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "tags": []}, "tags"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "path": "s3://artifacts/a/b"}, "type"),
+        ({"type": "model", "name": "x", "path": "s3://artifacts/a/b"}, "type"),
+        ({"type": "checkpoint", "path": "s3://artifacts/a/b"}, "name"),
+        ({"type": "checkpoint", "name": " ", "path": "s3://artifacts/a/b"}, "name"),
+        ({"type": "checkpoint", "name": "x", "path": ""}, "path"),
+        ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "size_bytes": -1}, "size_bytes"),
+        ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "size_bytes": 2**64}, "size_bytes"),
+        ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "step": -1}, "step"),
+        ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "step": 2**63}, "step"),
+        ({"type": "checkpoint", "name": "x", "path": "s3://artifacts/a/b", "tags": []}, "tags"),
+    ],
+)
 def test_register_validation(shared_http, run, body, field):
     response = shared_http.post(url(run), json=body)
     assert response.status_code == 422, response.text
@@ -170,14 +190,17 @@ def test_tags_belong_to_one_artifact(shared_http, run):
     assert items[second["id"]]["tags"] == []
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"tag": "上线"}, "tag"),
-    ({"tag": "release"}, "tag"),
-    ({"tag": ""}, "tag"),
-    ({}, "tag"),
-    ({"tag": "发布", "notes": "x" * 2001}, "notes"),
-    ({"tag": "发布", "by": "小李"}, "by"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tag": "上线"}, "tag"),
+        ({"tag": "release"}, "tag"),
+        ({"tag": ""}, "tag"),
+        ({}, "tag"),
+        ({"tag": "发布", "notes": "x" * 2001}, "notes"),
+        ({"tag": "发布", "by": "小李"}, "by"),
+    ],
+)
 def test_invalid_tag_body(shared_http, run, body, field):
     ckpt = register(shared_http, run)
 

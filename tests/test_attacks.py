@@ -19,18 +19,22 @@ from tests.helpers import cli_token, unique
 class Site:
     def __init__(self, base) -> None:
         self.base = base
-        self.home, self.root, self.datasets, self.victim = (base / name for name in
-                                                             ("home", "artifacts", "datasets", "victim"))
+        self.home, self.root, self.datasets, self.victim = (
+            base / name for name in ("home", "artifacts", "datasets", "victim")
+        )
         for folder in (self.root, self.datasets, self.victim):
             folder.mkdir(parents=True)
         (self.victim / "important.txt").write_text("别人的数据", encoding="utf-8")
         (self.datasets / "corpus.txt").write_text("允许的语料" * 100, encoding="utf-8")
         admin_token = cli_token(self.home, "管理员", "admin")
-        self.api = ApiProcess(self.home, LTM_AUTH="true", LTM_ARTIFACT_ROOT=str(self.root),
-                              LTM_DATASET_ROOTS=str(self.datasets)).start()
+        self.api = ApiProcess(
+            self.home, LTM_AUTH="true", LTM_ARTIFACT_ROOT=str(self.root), LTM_DATASET_ROOTS=str(self.datasets)
+        ).start()
         self.admin = self.user(admin_token)
-        self.tokens = {name: Client(self.api.url, token=admin_token).create_token(name, role).token
-                       for name, role in [("甲", "member"), ("乙", "member")]}
+        self.tokens = {
+            name: Client(self.api.url, token=admin_token).create_token(name, role).token
+            for name, role in [("甲", "member"), ("乙", "member")]
+        }
 
     def user(self, token: str) -> httpx.Client:
         return httpx.Client(base_url=self.api.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -62,8 +66,9 @@ def artifacts_url(project_id: str, run_id: str) -> str:
 
 
 def register(http: httpx.Client, project_id: str, run_id: str, path: str, **fields) -> httpx.Response:
-    return http.post(artifacts_url(project_id, run_id),
-                     json={"type": "checkpoint", "name": "c", "step": 1, "path": path, **fields})
+    return http.post(
+        artifacts_url(project_id, run_id), json={"type": "checkpoint", "name": "c", "step": 1, "path": path, **fields}
+    )
 
 
 def test_chained_foreign_and_escaping_paths_are_refused_and_nothing_is_removed(site):
@@ -162,26 +167,32 @@ def test_a_compressed_arrow_bomb_is_refused_before_it_is_decoded(site):
     rows = 30_000
     table = arrow_batches.log_table([0] * rows, ["INFO"] * rows, ["压" * 3000] * rows)
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema.with_metadata({b"batch_id": b"bomb"}),
-                           options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+    with pa.ipc.new_stream(
+        sink, table.schema.with_metadata({b"batch_id": b"bomb"}), options=pa.ipc.IpcWriteOptions(compression="zstd")
+    ) as writer:
         writer.write_table(table)
     bomb = sink.getvalue().to_pybytes()
     assert len(bomb) < 1024 * 1024 and table.nbytes > 250 * 1024 * 1024
     before = _vm_rss_mib(site.api.process.pid)
 
-    response = http.post(f"/projects/{project_id}/runs/{run_id}/logs", content=bomb,
-                         headers={"Content-Type": arrow_batches.MEDIA_TYPE})
+    response = http.post(
+        f"/projects/{project_id}/runs/{run_id}/logs", content=bomb, headers={"Content-Type": arrow_batches.MEDIA_TYPE}
+    )
     assert response.status_code == 413, response.text
     assert "解压后" in response.json()["detail"]
     assert _vm_rss_mib(site.api.process.pid) - before < 64
 
     small = arrow_batches.log_table([0], ["INFO"], ["压缩的小批次照常写入"])
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, small.schema.with_metadata({b"batch_id": b"small"}),
-                           options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
+    with pa.ipc.new_stream(
+        sink, small.schema.with_metadata({b"batch_id": b"small"}), options=pa.ipc.IpcWriteOptions(compression="lz4")
+    ) as writer:
         writer.write_table(small)
-    accepted = http.post(f"/projects/{project_id}/runs/{run_id}/logs", content=sink.getvalue().to_pybytes(),
-                         headers={"Content-Type": arrow_batches.MEDIA_TYPE})
+    accepted = http.post(
+        f"/projects/{project_id}/runs/{run_id}/logs",
+        content=sink.getvalue().to_pybytes(),
+        headers={"Content-Type": arrow_batches.MEDIA_TYPE},
+    )
     assert accepted.status_code == 200, accepted.text
     logs = http.get(f"/projects/{project_id}/runs/{run_id}/logs").json()["items"]
     assert [line["message"] for line in logs] == ["压缩的小批次照常写入"]
@@ -191,10 +202,18 @@ def test_datasets_outside_the_roots_are_refused_at_creation(site):
     """Item 2: tiny-lm read any file or URL the worker could reach; now every trainer's run is checked."""
     http = site.member("甲")
     project_id, _ = site.project_and_run(http, "甲")
-    for dataset in ["/proc/self/environ", f"{site.home}/ltm.duckdb", f"{site.datasets}/../victim/important.txt",
-                    f"file://{site.victim}/important.txt", f"simplecache::{site.datasets}/corpus.txt",
-                    f"{site.datasets}::{site.victim}/important.txt", "ftp://10.0.0.1:21/corpus.txt",
-                    "webhdfs://10.0.0.1:50070/corpus", f"{site.datasets}/*.txt", "../corpus.txt"]:
+    for dataset in [
+        "/proc/self/environ",
+        f"{site.home}/ltm.duckdb",
+        f"{site.datasets}/../victim/important.txt",
+        f"file://{site.victim}/important.txt",
+        f"simplecache::{site.datasets}/corpus.txt",
+        f"{site.datasets}::{site.victim}/important.txt",
+        "ftp://10.0.0.1:21/corpus.txt",
+        "webhdfs://10.0.0.1:50070/corpus",
+        f"{site.datasets}/*.txt",
+        "../corpus.txt",
+    ]:
         response = http.post(f"/projects/{project_id}/runs", json={"model": "m", "dataset": dataset})
         assert response.status_code == 422, (dataset, response.text)
         body = response.json()

@@ -20,8 +20,10 @@ def secured(tmp_path_factory):
     admin_token = cli_token(home, "管理员", "admin")
     api = ApiProcess(home, LTM_AUTH="true").start()
     admin = Client(api.url, token=admin_token)
-    tokens = {name: admin.create_token(name, role).token
-              for name, role in [("小李", "member"), ("小张", "member"), ("小王", "viewer")]}
+    tokens = {
+        name: admin.create_token(name, role).token
+        for name, role in [("小李", "member"), ("小张", "member"), ("小王", "viewer")]
+    }
     yield api, admin, {name: Client(api.url, token=token) for name, token in tokens.items()}, admin_token
     api.stop()
 
@@ -52,8 +54,9 @@ def test_roles_members_and_owners(secured):
     run = zhang.create_run(project.id, model="m", dataset="d")
     refused(lambda: wang.cancel_run(project.id, run.id), 403)
 
-    checkpoint = admin.register_artifact(project.id, run.id, type="checkpoint", name="c", step=1,
-                                         path=f"s3://artifacts/{project.id}/{run.id}/c.ckpt")
+    checkpoint = admin.register_artifact(
+        project.id, run.id, type="checkpoint", name="c", step=1, path=f"s3://artifacts/{project.id}/{run.id}/c.ckpt"
+    )
     zhang.tag_artifact(project.id, run.id, checkpoint.id, "候选")
     assert "负责人" in refused(lambda: zhang.tag_artifact(project.id, run.id, checkpoint.id, "发布"), 403)
     tagged = li.tag_artifact(project.id, run.id, checkpoint.id, "发布", notes="通过评审")
@@ -64,8 +67,15 @@ def test_roles_members_and_owners(secured):
     li.update_project(project.id, objective="更短的摘要")
 
     trail = [(e.actor, e.action) for e in wang.audit_trail(project.id)]
-    for expected in [("小李", "创建项目"), ("小李", "设置成员"), ("小张", "创建运行"), ("小张", "打标签"),
-                     ("小李", "打标签"), ("小张", "取消运行"), ("小李", "修改项目")]:
+    for expected in [
+        ("小李", "创建项目"),
+        ("小李", "设置成员"),
+        ("小张", "创建运行"),
+        ("小张", "打标签"),
+        ("小李", "打标签"),
+        ("小张", "取消运行"),
+        ("小李", "修改项目"),
+    ]:
         assert expected in trail
 
 
@@ -93,8 +103,9 @@ def test_listening_beyond_loopback_turns_auth_on(tmp_path):
     port = free_port()
     env = {**os.environ, "LTM_HOME": str(tmp_path / "home")}
     env.pop("LTM_AUTH", None)
-    server = subprocess.Popen([sys.executable, "-m", "ltm.cli", "api", "--host", "0.0.0.0", "--port", str(port)],
-                              cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ltm.cli", "api", "--host", "0.0.0.0", "--port", str(port)], cwd=ROOT, env=env
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(url + "/health"), timeout=60, message="the API")
@@ -111,10 +122,17 @@ def test_flows_train_with_a_token_scoped_to_their_run(tmp_path):
     try:
         admin = Client(system.api_url, token=admin_token)
         project = admin.create_project(name="受保护的训练", owner="管理员")
-        run = admin.create_run(project.id, model="m", dataset="d",
-                               hyperparameters={"num_epochs": 1, "steps_per_epoch": 5, "step_seconds": 0})
-        done = wait_until(lambda: (r := admin.get_run(project.id, run.id)).status.is_terminal and r, timeout=90,
-                          message="the run to finish")
+        run = admin.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            hyperparameters={"num_epochs": 1, "steps_per_epoch": 5, "step_seconds": 0},
+        )
+        done = wait_until(
+            lambda: (r := admin.get_run(project.id, run.id)).status.is_terminal and r,
+            timeout=90,
+            message="the run to finish",
+        )
         assert done.status == RunStatus.COMPLETED, done.message
         assert [t.user for t in admin.list_tokens()] == ["管理员"]
     finally:

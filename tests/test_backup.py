@@ -22,30 +22,59 @@ def now() -> datetime:
 
 def seed(sdk: Client, root: Path) -> str:
     """A project touching every table and every column added by a migration; returns its id."""
-    project = sdk.create_project(name=f"备份-{uuid.uuid4().hex[:6]}", owner="小李", tags=["科研"],
-                                 default_hyperparameters={"learning_rate": 3e-5}, default_trainer="simulated")
+    project = sdk.create_project(
+        name=f"备份-{uuid.uuid4().hex[:6]}",
+        owner="小李",
+        tags=["科研"],
+        default_hyperparameters={"learning_rate": 3e-5},
+        default_trainer="simulated",
+    )
     sdk.update_project(project.id, description="第二版", tags=["科研", "第二阶段"])
     sdk.set_retention(project.id, 4)
     for number in range(2):
         run = sdk.create_run(project.id, model="llama", dataset="语料", hyperparameters={"num_epochs": number + 1})
         sdk.report(project.id, run.id, status="运行中", current_step=10, total_steps=20)
         stamp = now()
-        sdk.send_logs(project.id, run.id, LogBatch(batch_id=f"logs-{run.id}", lines=[
-            LogLine(timestamp=stamp, level="WARNING" if i % 7 == 0 else "INFO", message=f"第 {i} 行日志")
-            for i in range(150)]))
-        sdk.send_metrics(project.id, run.id, MetricBatch(batch_id=f"metrics-{run.id}", points=[
-            MetricPoint(name=name, step=step, value=step * 0.5 + len(name), timestamp=stamp)
-            for name in ("train_loss", "learning_rate") for step in range(1, 101)]))
+        sdk.send_logs(
+            project.id,
+            run.id,
+            LogBatch(
+                batch_id=f"logs-{run.id}",
+                lines=[
+                    LogLine(timestamp=stamp, level="WARNING" if i % 7 == 0 else "INFO", message=f"第 {i} 行日志")
+                    for i in range(150)
+                ],
+            ),
+        )
+        sdk.send_metrics(
+            project.id,
+            run.id,
+            MetricBatch(
+                batch_id=f"metrics-{run.id}",
+                points=[
+                    MetricPoint(name=name, step=step, value=step * 0.5 + len(name), timestamp=stamp)
+                    for name in ("train_loss", "learning_rate")
+                    for step in range(1, 101)
+                ],
+            ),
+        )
         for step in (10, 20):
             folder = root / project.id / run.id / f"step-{step}.ckpt"
             folder.mkdir(parents=True)
             (folder / "state.json").write_text(json.dumps({"step": step}))
-            checkpoint = sdk.register_artifact(project.id, run.id, type="checkpoint", name=folder.name,
-                                               path=str(folder), size_bytes=13, step=step)
+            checkpoint = sdk.register_artifact(
+                project.id, run.id, type="checkpoint", name=folder.name, path=str(folder), size_bytes=13, step=step
+            )
         sdk.tag_artifact(project.id, run.id, checkpoint.id, "候选", notes="待复核")
         sdk.tag_artifact(project.id, run.id, checkpoint.id, "发布", notes="通过复核")
-        sdk.register_artifact(project.id, run.id, type="config", name="运行配置",
-                              path=str(root / project.id / run.id / "config.json"), size_bytes=42)
+        sdk.register_artifact(
+            project.id,
+            run.id,
+            type="config",
+            name="运行配置",
+            path=str(root / project.id / run.id / "config.json"),
+            size_bytes=42,
+        )
         sdk.report(project.id, run.id, status="已完成" if number else "失败", message=None if number else "显存不足")
     return project.id
 
@@ -62,8 +91,13 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.client.send_logs(*self.label, LogBatch(batch_id=f"live-{self.batches}", lines=[
-                LogLine(timestamp=now(), message=f"批次 {self.batches} 第 {i} 行") for i in range(20)]))
+            self.client.send_logs(
+                *self.label,
+                LogBatch(
+                    batch_id=f"live-{self.batches}",
+                    lines=[LogLine(timestamp=now(), message=f"批次 {self.batches} 第 {i} 行") for i in range(20)],
+                ),
+            )
             self.batches += 1
             self.client.report(*self.label, progress=min(self.batches / 1000, 1.0), current_step=self.batches)
 
@@ -85,12 +119,15 @@ def snapshot(sdk: Client, project_id: str, skip_run: str | None = None) -> dict:
         "project": sdk.get_project(project_id).model_dump(mode="json", exclude={"runs", "status"}),
         "versions": [v.model_dump(mode="json") for v in sdk.list_versions(project_id)],
         "retention": sdk.get_retention(project_id).model_dump(mode="json"),
-        "runs": {run.id: {
-            "run": sdk.get_run(project_id, run.id).model_dump(mode="json"),
-            "logs": [line.model_dump(mode="json") for line in all_logs(sdk, project_id, run.id)],
-            "metrics": sdk.get_metrics(project_id, run.id, max_points=10_000).model_dump(mode="json"),
-            "artifacts": [a.model_dump(mode="json") for a in sdk.list_artifacts(project_id, run.id)],
-        } for run in runs},
+        "runs": {
+            run.id: {
+                "run": sdk.get_run(project_id, run.id).model_dump(mode="json"),
+                "logs": [line.model_dump(mode="json") for line in all_logs(sdk, project_id, run.id)],
+                "metrics": sdk.get_metrics(project_id, run.id, max_points=10_000).model_dump(mode="json"),
+                "artifacts": [a.model_dump(mode="json") for a in sdk.list_artifacts(project_id, run.id)],
+            }
+            for run in runs
+        },
     }
 
 
@@ -130,7 +167,7 @@ def test_backup_while_the_api_serves_writes_then_restore_gives_identical_data(tm
         assert snapshot(restored_sdk, project_id, skip_run=live.id) == snapshot(sdk, project_id, skip_run=live.id)
     live_source, live_copy = all_logs(sdk, live_project, live.id), all_logs(restored_sdk, live_project, live.id)
     assert before * 20 <= len(live_copy) <= (after + 1) * 20 < len(live_source)
-    assert live_copy == live_source[:len(live_copy)]
+    assert live_copy == live_source[: len(live_copy)]
     assert manifest["tables"]["logs"] == 4 * 150 + len(live_copy)
     assert manifest["tables"]["metrics"] == 4 * 200 and manifest["tables"]["artifact_tags"] == 8
     assert manifest["tables"]["retention_policies"] == 2

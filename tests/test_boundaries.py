@@ -30,7 +30,12 @@ ALLOWED = {
 
 
 def layer(module: str) -> str:
-    for prefix, name in (("ltm.store", "store"), ("ltm.api", "api"), ("ltm.flows", "flows"), ("ltm.console", "console")):
+    for prefix, name in (
+        ("ltm.store", "store"),
+        ("ltm.api", "api"),
+        ("ltm.flows", "flows"),
+        ("ltm.console", "console"),
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return name
     top = ".".join(module.split(".")[:2])
@@ -78,8 +83,12 @@ def test_no_import_runs_the_wrong_way_at_any_depth():
 
 def test_no_router_imports_another_router():
     routers = {m: p for m, p in modules().items() if m.startswith("ltm.api.routers.")}
-    crossing = [f"{m} imports {t}" for m, p in routers.items() for t in imported(p, m)
-                if t.startswith("ltm.api.routers.") and t != m]
+    crossing = [
+        f"{m} imports {t}"
+        for m, p in routers.items()
+        for t in imported(p, m)
+        if t.startswith("ltm.api.routers.") and t != m
+    ]
     assert not crossing, "\n".join(crossing)
 
 
@@ -113,7 +122,8 @@ with TestClient(create_app(Settings(home=sys.argv[1], launcher="none"))) as http
     for trainer in names:
         run = http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "sample", "trainer": trainer})
         assert run.status_code == 201, run.text
-heavy = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "ltm.flows", "ltm.console", "prefect")))
+heavy = sorted(m for m in sys.modules
+               if m == "torch" or m.startswith(("torch.", "ltm.flows", "ltm.console", "prefect")))
 print(",".join(names), "|", ",".join(heavy))
 """
 

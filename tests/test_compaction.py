@@ -17,8 +17,7 @@ from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from ltm.store import Database, compaction
 from ltm.store import ingest as ingest_store
 from tests.conftest import ApiProcess, wait_until
-from tests.helpers import ltm
-from tests.helpers import cli_token
+from tests.helpers import cli_token, ltm
 
 RUNS, KEPT = 6, 2
 LINES_PER_BATCH, BATCHES_PER_RUN = 10_000, 6
@@ -34,16 +33,29 @@ def finished_run(sdk: Client, project_id: str) -> str:
 
 def log_batch(run_id: str, number: int, lines: int) -> LogBatch:
     first = START + timedelta(seconds=number)
-    return LogBatch(batch_id=f"logs-{number}", lines=[
-        LogLine(timestamp=first + timedelta(microseconds=i), level="WARNING" if i % 9 == 0 else "INFO",
-                message=f"运行 {run_id} 批次 {number} 第 {i} 行 loss={1 / (i + 1):.6f}") for i in range(lines)])
+    return LogBatch(
+        batch_id=f"logs-{number}",
+        lines=[
+            LogLine(
+                timestamp=first + timedelta(microseconds=i),
+                level="WARNING" if i % 9 == 0 else "INFO",
+                message=f"运行 {run_id} 批次 {number} 第 {i} 行 loss={1 / (i + 1):.6f}",
+            )
+            for i in range(lines)
+        ],
+    )
 
 
 def metric_batch(number: int, points: int) -> MetricBatch:
     steps = range(number * points, (number + 1) * points)
-    return MetricBatch(batch_id=f"metrics-{number}", points=[
-        MetricPoint(name=name, step=step, value=step * 0.001 + len(name), timestamp=START + timedelta(seconds=step))
-        for name in ("train_loss", "learning_rate") for step in steps])
+    return MetricBatch(
+        batch_id=f"metrics-{number}",
+        points=[
+            MetricPoint(name=name, step=step, value=step * 0.001 + len(name), timestamp=START + timedelta(seconds=step))
+            for name in ("train_loss", "learning_rate")
+            for step in steps
+        ],
+    )
 
 
 def fill(sdk: Client, project_id: str, run_ids: list[str]) -> None:
@@ -58,8 +70,9 @@ def add_artifacts(sdk: Client, root: Path, project_id: str, run_id: str) -> None
     folder = root / project_id / run_id / "step-000100.ckpt"
     folder.mkdir(parents=True)
     (folder / "state.bin").write_bytes(b"s" * 64)
-    checkpoint = sdk.register_artifact(project_id, run_id, type="checkpoint", name=folder.name, path=str(folder),
-                                       size_bytes=64, step=100)
+    checkpoint = sdk.register_artifact(
+        project_id, run_id, type="checkpoint", name=folder.name, path=str(folder), size_bytes=64, step=100
+    )
     sdk.tag_artifact(project_id, run_id, checkpoint.id, "候选", notes="待评估")
     sdk.register_artifact(project_id, run_id, type="config", name="配置", path=str(folder.parent / "config.json"))
 
@@ -190,13 +203,18 @@ def test_ingest_running_during_compaction_loses_no_acknowledged_batch(fresh_clie
     logged, measured, filler = (finished_run(client, project_id) for _ in range(3))
     for number in range(5):
         client.send_logs(project_id, filler, log_batch(filler, number, LINES_PER_BATCH))
-    senders = [Sender(fresh_api.url, project_id, logged, "logs"), Sender(fresh_api.url, project_id, measured, "metrics")]
+    senders = [
+        Sender(fresh_api.url, project_id, logged, "logs"),
+        Sender(fresh_api.url, project_id, measured, "metrics"),
+    ]
     for sender in senders:
         sender.start()
     windows = []
     for _ in range(3):
-        wait_until(lambda: all(len(s.acknowledged) >= 3 for s in senders) or any(s.errors for s in senders),
-                   message="batches before the compaction")
+        wait_until(
+            lambda: all(len(s.acknowledged) >= 3 for s in senders) or any(s.errors for s in senders),
+            message="batches before the compaction",
+        )
         started = time.monotonic()
         result = client.compact()
         windows.append((started, time.monotonic()))
@@ -208,14 +226,16 @@ def test_ingest_running_during_compaction_loses_no_acknowledged_batch(fresh_clie
         sender.join(timeout=60)
 
     assert [s.errors for s in senders] == [[], []]
-    overlapping = [ack for s in senders for ack in s.acknowledged
-                   for start, end in windows if ack[0] < end and ack[1] > start]
+    overlapping = [
+        ack for s in senders for ack in s.acknowledged for start, end in windows if ack[0] < end and ack[1] > start
+    ]
     assert overlapping, "no batch was in flight during a compaction"
     logs, metrics = senders[0].acknowledged, senders[1].acknowledged
     stored = all_logs(client, project_id, logged)
     assert len(stored) == sum(accepted for *_, accepted in logs) == 500 * len(logs)
-    expected = [line.model_dump(mode="json") for number in range(len(logs))
-                for line in log_batch(logged, number, 500).lines]
+    expected = [
+        line.model_dump(mode="json") for number in range(len(logs)) for line in log_batch(logged, number, 500).lines
+    ]
     assert stored == expected
     series = client.get_metrics(project_id, measured).series
     assert [s.total_points for s in series] == [100 * len(metrics)] * 2
@@ -241,8 +261,9 @@ def test_only_admins_compact(tmp_path, start_api):
     assert ltm("compact", api_url=api.url, token=admin_token).returncode == 0
     api.stop()
     with duckdb.connect(str(home / "ltm.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT actor, count(*) FROM audit_events WHERE action = '压缩存储' GROUP BY actor"
-                           ).fetchall() == [("管理员", 2)]
+        assert con.execute(
+            "SELECT actor, count(*) FROM audit_events WHERE action = '压缩存储' GROUP BY actor"
+        ).fetchall() == [("管理员", 2)]
 
 
 # The store underneath: failures and the gate
@@ -252,7 +273,9 @@ def seeded_store(path: Path) -> Database:
     db = Database(path)
     stamps = pa.array([START.replace(tzinfo=None) + timedelta(seconds=i) for i in range(1000)], pa.timestamp("us"))
     for run in range(3):
-        lines = pa.table({"timestamp": stamps, "level": ["INFO"] * 1000, "message": [f"第 {i} 行" for i in range(1000)]})
+        lines = pa.table(
+            {"timestamp": stamps, "level": ["INFO"] * 1000, "message": [f"第 {i} 行" for i in range(1000)]}
+        )
         ingest_store.append_logs(db, f"run_{run}", "batch", lines)
     with db.transaction() as cur:
         cur.execute("DELETE FROM logs WHERE run_id <> 'run_0'")
@@ -265,8 +288,11 @@ def test_a_copy_that_does_not_match_leaves_the_store_untouched(tmp_path, monkeyp
         cur.execute("CHECKPOINT")
     original = (tmp_path / "ltm.duckdb").read_bytes()
     copy_rows = compaction._copy_rows
-    monkeypatch.setattr(compaction, "_copy_rows", lambda con, source, schema, table:
-                        None if table == "logs" else copy_rows(con, source, schema, table))
+    monkeypatch.setattr(
+        compaction,
+        "_copy_rows",
+        lambda con, source, schema, table: None if table == "logs" else copy_rows(con, source, schema, table),
+    )
 
     with pytest.raises(compaction.CompactionFailed, match="logs 的行数"):
         db.compact()

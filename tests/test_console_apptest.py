@@ -80,17 +80,39 @@ def make_project(shared_client, name: str | None = None, owner="小李", **field
 def seed_run(shared_client, project, lines: int = 120, **run_fields):
     """A running run with metrics, `lines` logs cycling INFO/DEBUG/WARNING/ERROR a second apart, and a checkpoint."""
     run = shared_client.create_run(project.id, "llama-2-13b", "中文科技论文语料", **run_fields)
-    shared_client.report(project.id, run.id, status="运行中", progress=0.4, current_step=400, total_steps=1000,
-                  gpu_utilization=0.83)
-    points = [MetricPoint(name=name, step=step, value=value, timestamp=LOG_START + timedelta(seconds=step))
-              for step in range(0, 400, 4) for name, value in (("train_loss", 3 / (1 + step / 100)), ("eval_rouge_l", 20 + step / 20))]
+    shared_client.report(
+        project.id, run.id, status="运行中", progress=0.4, current_step=400, total_steps=1000, gpu_utilization=0.83
+    )
+    points = [
+        MetricPoint(name=name, step=step, value=value, timestamp=LOG_START + timedelta(seconds=step))
+        for step in range(0, 400, 4)
+        for name, value in (("train_loss", 3 / (1 + step / 100)), ("eval_rouge_l", 20 + step / 20))
+    ]
     shared_client.send_metrics(project.id, run.id, MetricBatch(batch_id=f"{run.id}-m", points=points))
-    shared_client.send_logs(project.id, run.id, LogBatch(batch_id=f"{run.id}-l", lines=[
-        LogLine(timestamp=LOG_START + timedelta(seconds=i), level=LEVELS[i % 4], message=f"第 {i} 步 - loss={3 / (1 + i / 100):.3f}")
-        for i in range(lines)]))
-    checkpoint = shared_client.register_artifact(project.id, run.id, type="checkpoint", name="第 200 步检查点",
-                                          path=f"s3://artifacts/{project.id}/{run.id}/ckpt_200.pt",
-                                          size_bytes=123_456_789, step=200)
+    shared_client.send_logs(
+        project.id,
+        run.id,
+        LogBatch(
+            batch_id=f"{run.id}-l",
+            lines=[
+                LogLine(
+                    timestamp=LOG_START + timedelta(seconds=i),
+                    level=LEVELS[i % 4],
+                    message=f"第 {i} 步 - loss={3 / (1 + i / 100):.3f}",
+                )
+                for i in range(lines)
+            ],
+        ),
+    )
+    checkpoint = shared_client.register_artifact(
+        project.id,
+        run.id,
+        type="checkpoint",
+        name="第 200 步检查点",
+        path=f"s3://artifacts/{project.id}/{run.id}/ckpt_200.pt",
+        size_bytes=123_456_789,
+        step=200,
+    )
     return shared_client.get_run(project.id, run.id), checkpoint
 
 
@@ -136,8 +158,13 @@ def test_archive_and_restore_from_the_projects_page(console_env, shared_client):
 
 
 def fill_create_form(at: AppTest, name: str, hyperparameters: str, owner: str = "小李") -> AppTest:
-    for key, value in [("new_name", name), ("new_owner", owner), ("new_task_type", "文本摘要"),
-                       ("new_base_model", "llama-2-13b"), ("new_tags", "科研， 第一阶段")]:
+    for key, value in [
+        ("new_name", name),
+        ("new_owner", owner),
+        ("new_task_type", "文本摘要"),
+        ("new_base_model", "llama-2-13b"),
+        ("new_tags", "科研， 第一阶段"),
+    ]:
         at.text_input(key=key).set_value(value)
     at.text_area(key="new_description").set_value("对科研文章进行自动摘要")
     at.text_area(key="new_objective").set_value("降低阅读时间")
@@ -151,7 +178,12 @@ def test_create_project_form_creates_it_in_the_api(console_env, shared_client):
     assert not at.exception
     [created] = shared_client.list_projects(owner=owner)
     project = shared_client.get_project(created.id)
-    assert (project.name, project.owner, project.task_type, project.base_model) == (name, owner, "文本摘要", "llama-2-13b")
+    assert (project.name, project.owner, project.task_type, project.base_model) == (
+        name,
+        owner,
+        "文本摘要",
+        "llama-2-13b",
+    )
     assert (project.description, project.objective) == ("对科研文章进行自动摘要", "降低阅读时间")
     assert project.tags == ["科研", "第一阶段"]
     assert project.default_hyperparameters == {"learning_rate": 2e-5, "batch_size": 32}
@@ -160,12 +192,17 @@ def test_create_project_form_creates_it_in_the_api(console_env, shared_client):
     assert at.dataframe[0].value["名称"].iloc[0] == name, "the newest project is listed first"
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"learning_rate": 2e-5,', "默认超参数不是合法的 JSON：第 1 行第 24 列附近格式有误"),
-    ("[1, 2]", '默认超参数必须是 JSON 对象，例如 {"learning_rate": 3e-5}'),
-    ('{"learning_rate": NaN}', "默认超参数不能包含 NaN 或 Infinity"),
-])
-def test_invalid_hyperparameters_json_shows_chinese_error_and_creates_nothing(console_env, shared_client, text, message):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"learning_rate": 2e-5,', "默认超参数不是合法的 JSON：第 1 行第 24 列附近格式有误"),
+        ("[1, 2]", '默认超参数必须是 JSON 对象，例如 {"learning_rate": 3e-5}'),
+        ('{"learning_rate": NaN}', "默认超参数不能包含 NaN 或 Infinity"),
+    ],
+)
+def test_invalid_hyperparameters_json_shows_chinese_error_and_creates_nothing(
+    console_env, shared_client, text, message
+):
     owner = unique("小李")
     at = fill_create_form(open_console(), unique("新项目"), text, owner)
     assert message in texts(at.error)
@@ -380,7 +417,11 @@ def test_tagging_a_checkpoint_release_records_the_tag(console_env, shared_client
     assert [(t.value.value, t.notes) for t in stored.tags] == [("发布", "验证集 BLEU 32.5，通过复核")]
     assert "已为 第 200 步检查点 打上“发布”标签" in texts(at.success)
     history = labelled_table(at, "备注")
-    assert history.iloc[0][["检查点", "标签", "备注"]].tolist() == ["第 200 步检查点", "发布", "验证集 BLEU 32.5，通过复核"]
+    assert history.iloc[0][["检查点", "标签", "备注"]].tolist() == [
+        "第 200 步检查点",
+        "发布",
+        "验证集 BLEU 32.5，通过复核",
+    ]
 
 
 def test_resume_from_a_checkpoint_creates_a_linked_run(console_env, shared_client):
@@ -462,12 +503,15 @@ def test_compare_page_asks_for_two_runs(console_env, shared_client):
 # API 不可用
 
 
-@pytest.mark.parametrize("page, params", [
-    (None, {}),
-    ("project", {"project_id": "proj_x"}),
-    ("run", {"project_id": "proj_x", "run_id": "run_x"}),
-    ("compare", {"project_id": "proj_x", "runs": "run_a,run_b"}),
-])
+@pytest.mark.parametrize(
+    "page, params",
+    [
+        (None, {}),
+        ("project", {"project_id": "proj_x"}),
+        ("run", {"project_id": "proj_x", "run_id": "run_x"}),
+        ("compare", {"project_id": "proj_x", "runs": "run_a,run_b"}),
+    ],
+)
 def test_unreachable_api_shows_a_chinese_warning_not_an_exception(monkeypatch, page, params):
     monkeypatch.setenv("LTM_API_URL", closed_port_url())
     at = open_console(page, **params)

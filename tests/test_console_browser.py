@@ -11,8 +11,15 @@ from ltm.models import RunStatus
 from tests.conftest import ROOT, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SHOTS = ROOT / "test-output" / "screenshots"
 STEP = re.compile(r"第 (\d+) / \d+ 步")
 expect.set_options(timeout=30_000)  # a rerun on two busy cores can take longer than Playwright's 5 s default
@@ -116,8 +123,12 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     page.get_by_role("link", name=re.compile("查看运行")).click()
 
     expect(page.get_by_text(STEP).first).to_be_visible(timeout=60_000)
-    first = wait_until(lambda: current_step(page) > 0 and current_step(page), timeout=60, interval=0.2,
-                       message="the run page to show training progress")
+    first = wait_until(
+        lambda: current_step(page) > 0 and current_step(page),
+        timeout=60,
+        interval=0.2,
+        message="the run page to show training progress",
+    )
     wait_until(lambda: current_step(page) > first, timeout=30, interval=0.2, message="progress to move without reload")
     shot(page, "3-run-training")
 
@@ -142,8 +153,12 @@ def test_a_user_trains_cancels_resumes_and_releases_through_the_console(ltm_syst
     expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
     expect(page).to_have_url(re.compile(f"run_id={resumed.id}"))  # the address a reload or a colleague opens
     expect(page.get_by_text(checkpoint.id).first).to_be_visible()
-    wait_until(lambda: page.get_by_text(STEP).count() and current_step(page) > checkpoint.step, timeout=60,
-               interval=0.2, message="the resumed run to train past its checkpoint on the page")
+    wait_until(
+        lambda: page.get_by_text(STEP).count() and current_step(page) > checkpoint.step,
+        timeout=60,
+        interval=0.2,
+        message="the resumed run to train past its checkpoint on the page",
+    )
     shot(page, "6-run-resumed")
     expect(page.get_by_text("已完成").first).to_be_visible(timeout=120_000)
     assert api.get_run(project.id, resumed.id).status == RunStatus.COMPLETED
@@ -168,8 +183,12 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     from ltm.trainers.tiny_lm import generate, load_checkpoint
 
     api = Client(ltm_system.api_url)
-    project = api.create_project(name="控制台真实模型", owner="小王", base_model="tiny-lm",
-                                 default_hyperparameters={"num_epochs": 1, "steps_per_epoch": 3000, "d_model": 64})
+    project = api.create_project(
+        name="控制台真实模型",
+        owner="小王",
+        base_model="tiny-lm",
+        default_hyperparameters={"num_epochs": 1, "steps_per_epoch": 3000, "d_model": 64},
+    )
     page.goto(f"{ltm_system.console_url}/project?project_id={project.id}")
     settled(page)
     page.get_by_role("tab", name="发起运行").click()
@@ -181,8 +200,12 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
 
     expect(page.get_by_text("train_loss", exact=True).first).to_be_visible(timeout=90_000)
     early_step, early_loss = current_step(page), metric_value(page, "train_loss")
-    wait_until(lambda: current_step(page) >= early_step + 40, timeout=240, interval=0.5,
-               message="40 more real training steps on the page")
+    wait_until(
+        lambda: current_step(page) >= early_step + 40,
+        timeout=240,
+        interval=0.5,
+        message="40 more real training steps on the page",
+    )
     later_loss = metric_value(page, "train_loss")
     assert later_loss < early_loss - 0.5, (early_step, early_loss, later_loss)
     [run] = api.list_runs(project.id)
@@ -202,7 +225,9 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     release_through_the_page(page, "真实模型，损失最低")
     shot(page, "8-real-model-released")
 
-    released = next(a for a in api.list_artifacts(project.id, resumed.id) if any(t.value.value == "发布" for t in a.tags))
+    released = next(
+        a for a in api.list_artifacts(project.id, resumed.id) if any(t.value.value == "发布" for t in a.tags)
+    )
     assert released.step == checkpoint.step + 20
     text = generate(load_checkpoint(released.path), "今天", max_new_tokens=20, temperature=0)
     assert text.startswith("今天") and len(text) > 2

@@ -17,8 +17,10 @@ LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 def seed_data(http: httpx.Client) -> dict:
     """A project with a run that has logs, metrics, an artifact with two tags and a PATCHed state."""
-    project = http.post("/projects", json={"name": f"持久化-{uuid.uuid4().hex[:8]}", "owner": "小李",
-                                           "default_hyperparameters": {"lr": 3e-5}}).json()
+    project = http.post(
+        "/projects",
+        json={"name": f"持久化-{uuid.uuid4().hex[:8]}", "owner": "小李", "default_hyperparameters": {"lr": 3e-5}},
+    ).json()
     pid = project["id"]
     assert http.patch(f"/projects/{pid}", json={"description": "第二版"}).status_code == 200
     run = http.post(f"/projects/{pid}/runs", json={"model": "m", "dataset": "中文语料"}).json()
@@ -28,8 +30,15 @@ def seed_data(http: httpx.Client) -> dict:
     assert http.post(base + "/logs", json={"batch_id": "logs-1", "lines": lines}).status_code == 200
     points = [{"name": "loss", "step": i, "value": 2 - i / 100, "timestamp": "2024-01-02T10:00:00Z"} for i in range(50)]
     assert http.post(base + "/metrics", json={"batch_id": "metrics-1", "points": points}).status_code == 200
-    ckpt = http.post(base + "/artifacts", json={"type": "checkpoint", "name": "第 50 步检查点", "step": 50,
-                                                "path": f"s3://artifacts/{pid}/{run['id']}/ckpt.pt"}).json()
+    ckpt = http.post(
+        base + "/artifacts",
+        json={
+            "type": "checkpoint",
+            "name": "第 50 步检查点",
+            "step": 50,
+            "path": f"s3://artifacts/{pid}/{run['id']}/ckpt.pt",
+        },
+    ).json()
     assert http.post(base + f"/artifacts/{ckpt['id']}/tag", json={"tag": "候选"}).status_code == 200
     assert http.post(base + f"/artifacts/{ckpt['id']}/tag", json={"tag": "发布", "notes": "上线"}).status_code == 200
     return {"pid": pid, "base": base, "run_id": run["id"]}
@@ -120,7 +129,9 @@ def test_log_order_for_equal_timestamps_continues_after_restart(home):
         with httpx.Client(base_url=again.url, timeout=30) as http:
             late = [{"timestamp": "2024-01-02T10:00:00Z", "message": f"重启后 {i}"} for i in range(3)]
             http.post(data["base"] + "/logs", json={"batch_id": "logs-2", "lines": late})
-            messages = [i["message"] for i in http.get(data["base"] + "/logs", params={"page_size": 500}).json()["items"]]
+            messages = [
+                i["message"] for i in http.get(data["base"] + "/logs", params={"page_size": 500}).json()["items"]
+            ]
     finally:
         again.stop()
     assert messages == [f"第 {i} 行 ✓" for i in range(30)] + [f"重启后 {i}" for i in range(3)]
@@ -136,8 +147,17 @@ def test_schema_version_is_recorded_once(home):
         versions = [row[0] for row in con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()]
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert versions == [version for version, _ in MIGRATIONS]
-    assert {"projects", "project_versions", "runs", "logs", "metrics", "ingest_batches", "artifacts",
-            "artifact_tags", "schema_version"} <= tables
+    assert {
+        "projects",
+        "project_versions",
+        "runs",
+        "logs",
+        "metrics",
+        "ingest_batches",
+        "artifacts",
+        "artifact_tags",
+        "schema_version",
+    } <= tables
 
 
 def test_local_client_in_process(tmp_path, monkeypatch):
@@ -149,8 +169,14 @@ def test_local_client_in_process(tmp_path, monkeypatch):
     assert run.status == "排队中"
     assert run.hyperparameters == {"lr": 1e-4, "batch_size": 8}
     assert sdk.report(project.id, run.id, status="运行中", progress=0.2).status == "运行中"
-    artifact = sdk.register_artifact(project.id, run.id, "checkpoint", "检查点",
-                                     str(tmp_path / "store" / "artifacts" / project.id / run.id / "c.pt"), step=10)
+    artifact = sdk.register_artifact(
+        project.id,
+        run.id,
+        "checkpoint",
+        "检查点",
+        str(tmp_path / "store" / "artifacts" / project.id / run.id / "c.pt"),
+        step=10,
+    )
     assert sdk.tag_artifact(project.id, run.id, artifact.id, "候选").tags[0].value == "候选"
     assert sdk.health().schema_version == LATEST_SCHEMA
     assert (tmp_path / "store" / "ltm.duckdb").exists()
@@ -193,17 +219,22 @@ def test_opening_an_older_store_migrates_it_without_losing_rows(tmp_path):
     for statement in MIGRATIONS[0][1]:
         con.execute(statement)
     con.execute("INSERT INTO schema_version VALUES (1, now())")
-    con.execute("INSERT INTO runs (id, project_id, name, status, progress, model, dataset, hyperparameters, resources, "
-                "metrics, created_at, updated_at, start_step, current_step, project_version) VALUES "
-                "('run_old', 'proj_old', '旧运行', '已完成', 1.0, 'm', 'd', '{}', '{}', '{\"loss\": 0.5}', now(), now(), "
-                "0, 10, 1)")
+    con.execute(
+        "INSERT INTO runs (id, project_id, name, status, progress, model, dataset, hyperparameters, resources, "
+        "metrics, created_at, updated_at, start_step, current_step, project_version) VALUES "
+        "('run_old', 'proj_old', '旧运行', '已完成', 1.0, 'm', 'd', '{}', '{}', '{\"loss\": 0.5}', now(), now(), "
+        "0, 10, 1)"
+    )
     con.close()
 
     db = Database(path)
     try:
         assert db.schema_version == MIGRATIONS[-1][0] > 1
         assert db.fetch_one("SELECT name, metrics, metric_steps FROM runs WHERE id = 'run_old'") == (
-            "旧运行", '{"loss": 0.5}', "{}")
+            "旧运行",
+            '{"loss": 0.5}',
+            "{}",
+        )
     finally:
         db.close()
 
@@ -222,8 +253,9 @@ def test_a_store_from_before_metric_blocks_downsamples_its_old_points_the_same(t
         for statement in statements:
             con.execute(statement)
         con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
-    con.execute("INSERT INTO metrics SELECT 'run_old', 'loss', i, 1.0 / (i + 1), TIMESTAMP '2024-01-01' "
-                "FROM range(200000) t(i)")
+    con.execute(
+        "INSERT INTO metrics SELECT 'run_old', 'loss', i, 1.0 / (i + 1), TIMESTAMP '2024-01-01' FROM range(200000) t(i)"
+    )
     con.close()
 
     db = Database(path)
@@ -254,8 +286,10 @@ def test_a_store_from_before_line_numbers_pages_its_old_lines_and_numbers_new_on
         for statement in statements:
             con.execute(statement)
         con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
-    con.execute("INSERT INTO logs SELECT 'run_old', 1000 - i, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND, 'INFO', "
-                "'旧 ' || i FROM range(1000) t(i)")
+    con.execute(
+        "INSERT INTO logs SELECT 'run_old', 1000 - i, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND, 'INFO', "
+        "'旧 ' || i FROM range(1000) t(i)"
+    )
     con.close()
 
     db = Database(path)

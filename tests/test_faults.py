@@ -26,15 +26,38 @@ def test_api_killed_while_runs_report_loses_nothing_and_stores_nothing_twice(tmp
     client = Client(api.url)
     project = client.create_project(name="故障注入", owner="测试")
     steps = 120
-    runs = [client.create_run(project.id, model="m", dataset="d", hyperparameters={
-        "num_epochs": 2, "steps_per_epoch": steps // 2, "step_seconds": 0.04, "seed": seed}) for seed in range(3)]
-    env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
-           "PREFECT_API_URL": ltm_system.prefect_api_url}
-    flows = [subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for run in runs]
+    runs = [
+        client.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            hyperparameters={"num_epochs": 2, "steps_per_epoch": steps // 2, "step_seconds": 0.04, "seed": seed},
+        )
+        for seed in range(3)
+    ]
+    env = {
+        **os.environ,
+        "LTM_API_URL": api.url,
+        "LTM_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "PREFECT_API_URL": ltm_system.prefect_api_url,
+    }
+    flows = [
+        subprocess.Popen(
+            [sys.executable, "-c", TRAIN, run.id],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run in runs
+    ]
     try:
-        wait_until(lambda: all(client.get_run(project.id, r.id).current_step >= 20 for r in runs), timeout=90,
-                   message="every run to be training")
+        wait_until(
+            lambda: all(client.get_run(project.id, r.id).current_step >= 20 for r in runs),
+            timeout=90,
+            message="every run to be training",
+        )
         assert api.stop(signal.SIGKILL) == -signal.SIGKILL
         api.start()
         for flow in flows:
@@ -64,12 +87,17 @@ def test_prefect_unreachable_answers_503_and_writes_nothing_half_way(tmp_path):
     project = client.create_project(name="编排中断", owner="测试")
     running = client.create_run(project.id, model="m", dataset="d")
     client.report(project.id, running.id, status="运行中", flow_run_id=str(uuid.uuid4()))
-    checkpoint = client.register_artifact(project.id, running.id, type="checkpoint", name="c", step=5,
-                                          path=f"s3://artifacts/{project.id}/{running.id}/c.ckpt")
+    checkpoint = client.register_artifact(
+        project.id,
+        running.id,
+        type="checkpoint",
+        name="c",
+        step=5,
+        path=f"s3://artifacts/{project.id}/{running.id}/c.ckpt",
+    )
     seeding.stop()
 
-    api = ApiProcess(home, LTM_LAUNCHER="prefect",
-                     PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api").start()
+    api = ApiProcess(home, LTM_LAUNCHER="prefect", PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api").start()
     client = Client(api.url)
     attempts = [
         lambda: client.create_run(project.id, model="m", dataset="d"),
@@ -110,14 +138,30 @@ def test_a_full_artifact_disk_fails_the_run_with_the_reason_and_keeps_earlier_ch
         api = ApiProcess(tmp_path / "home", LTM_ARTIFACT_ROOT=str(disk)).start()
         client = Client(api.url)
         project = client.create_project(name="磁盘写满", owner="测试")
-        run = client.create_run(project.id, model="m", dataset="d",
-                                hyperparameters={"num_epochs": 3, "steps_per_epoch": 40, "step_seconds": 0.03})
-        env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(disk),
-               "PREFECT_API_URL": ltm_system.prefect_api_url}
-        flow = subprocess.Popen([sys.executable, "-c", TRAIN, run.id], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        first = wait_until(lambda: [a for a in client.list_artifacts(project.id, run.id) if a.type.value == "checkpoint"],
-                           timeout=60, message="the first checkpoint")[0]
+        run = client.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            hyperparameters={"num_epochs": 3, "steps_per_epoch": 40, "step_seconds": 0.03},
+        )
+        env = {
+            **os.environ,
+            "LTM_API_URL": api.url,
+            "LTM_ARTIFACT_ROOT": str(disk),
+            "PREFECT_API_URL": ltm_system.prefect_api_url,
+        }
+        flow = subprocess.Popen(
+            [sys.executable, "-c", TRAIN, run.id],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        first = wait_until(
+            lambda: [a for a in client.list_artifacts(project.id, run.id) if a.type.value == "checkpoint"],
+            timeout=60,
+            message="the first checkpoint",
+        )[0]
         fill(disk / "filler")
         flow.wait(timeout=120)
 
@@ -139,22 +183,36 @@ def test_a_killed_worker_is_replaced_and_its_run_ends_failed_with_a_resumable_ch
     try:
         client = Client(system.api_url)
         project = client.create_project(name="worker 故障", owner="测试")
-        run = client.create_run(project.id, model="m", dataset="d",
-                                hyperparameters={"num_epochs": 20, "steps_per_epoch": 10, "step_seconds": 0.05})
-        wait_until(lambda: any(a.type.value == "checkpoint" for a in client.list_artifacts(project.id, run.id)),
-                   timeout=60, message="a first checkpoint")
+        run = client.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            hyperparameters={"num_epochs": 20, "steps_per_epoch": 10, "step_seconds": 0.05},
+        )
+        wait_until(
+            lambda: any(a.type.value == "checkpoint" for a in client.list_artifacts(project.id, run.id)),
+            timeout=60,
+            message="a first checkpoint",
+        )
         worker = worker_pid(system)
         os.kill(worker, signal.SIGKILL)
-        failed = wait_until(lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r, timeout=60,
-                            message="the run to end after its worker died")
+        failed = wait_until(
+            lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r,
+            timeout=60,
+            message="the run to end after its worker died",
+        )
         assert failed.status == RunStatus.FAILED and failed.message
         wait_until(lambda: worker_pid(system) not in (None, worker), timeout=30, message="a new worker")
 
         checkpoint = max((a for a in failed.artifacts if a.type.value == "checkpoint"), key=lambda a: a.step)
-        resumed = client.resume_run(project.id, run.id, source_artifact_id=checkpoint.id,
-                                    hyperparameters={"step_seconds": 0})
-        done = wait_until(lambda: (r := client.get_run(project.id, resumed.id)).status.is_terminal and r, timeout=90,
-                          message="the resumed run")
+        resumed = client.resume_run(
+            project.id, run.id, source_artifact_id=checkpoint.id, hyperparameters={"step_seconds": 0}
+        )
+        done = wait_until(
+            lambda: (r := client.get_run(project.id, resumed.id)).status.is_terminal and r,
+            timeout=90,
+            message="the resumed run",
+        )
         assert done.status == RunStatus.COMPLETED and done.start_step == checkpoint.step
     finally:
         system.stop()
@@ -177,14 +235,21 @@ class PrefectServer:
     def __init__(self, home: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
-        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.url,
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": self.url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
         self.process = None
 
     def start(self) -> "PrefectServer":
-        self.process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                         "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self._healthy, timeout=90, interval=0.2, message="the Prefect server")
         return self
 
@@ -205,11 +270,18 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
     from prefect.states import Crashed
 
     prefect = PrefectServer(tmp_path / "prefect").start()
-    deployed = subprocess.run([sys.executable, "-m", "ltm.flows.deploy"], cwd=ROOT, env=prefect.env, capture_output=True,
-                              text=True, timeout=120)
+    deployed = subprocess.run(
+        [sys.executable, "-m", "ltm.flows.deploy"],
+        cwd=ROOT,
+        env=prefect.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert deployed.returncode == 0, deployed.stderr[-2000:]
-    api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url,
-                     LTM_RECONCILE_SECONDS="1").start()
+    api = ApiProcess(
+        tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url, LTM_RECONCILE_SECONDS="1"
+    ).start()
     try:
         client = Client(api.url)
         project = client.create_project(name="编排恢复", owner="测试")
@@ -218,8 +290,14 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
 
         prefect.stop()
         assert client.get_run(project.id, run.id).status == RunStatus.QUEUED
-        written = client.send_logs(project.id, run.id, LogBatch(batch_id="during-outage", lines=[
-            LogLine(timestamp=datetime.now(timezone.utc), message="编排服务中断期间的日志")]))
+        written = client.send_logs(
+            project.id,
+            run.id,
+            LogBatch(
+                batch_id="during-outage",
+                lines=[LogLine(timestamp=datetime.now(timezone.utc), message="编排服务中断期间的日志")],
+            ),
+        )
         assert written.accepted == 1
         with pytest.raises(ApiError) as refused:
             client.create_run(project.id, model="m", dataset="d")
@@ -228,8 +306,11 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
         prefect.start()
         with temporary_settings({PREFECT_API_URL: prefect.url}), get_client(sync_client=True) as orchestrator:
             orchestrator.set_flow_run_state(UUID(run.flow_run_id), Crashed(message="节点在中断期间丢失"), force=True)
-        failed = wait_until(lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r, timeout=30,
-                            message="the store to catch up with Prefect")
+        failed = wait_until(
+            lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r,
+            timeout=30,
+            message="the store to catch up with Prefect",
+        )
         assert failed.status == RunStatus.FAILED and "节点在中断期间丢失" in failed.message
         assert [r.id for r in client.list_runs(project.id)] == [run.id]
     finally:

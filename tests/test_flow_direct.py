@@ -23,8 +23,9 @@ print(project.id, run.id)
 def test_training_run_called_directly_records_into_the_embedded_store(tmp_path, ltm_system):
     env = {**os.environ, "LTM_HOME": str(tmp_path / "home"), "PREFECT_API_URL": ltm_system.prefect_api_url}
     env.pop("LTM_API_URL", None)
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     project_id, run_id = done.stdout.split()[-2:]
 

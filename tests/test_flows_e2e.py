@@ -50,13 +50,19 @@ def prefect_flow_run(system, flow_run_id: str):
 
 def wait_status(api, run, statuses, timeout=90):
     wanted = {RunStatus(s) for s in statuses}
-    return wait_until(lambda: (r := api.get_run(run.project_id, run.id)).status in wanted and r,
-                      timeout=timeout, message=f"run {run.id} to reach {statuses}")
+    return wait_until(
+        lambda: (r := api.get_run(run.project_id, run.id)).status in wanted and r,
+        timeout=timeout,
+        message=f"run {run.id} to reach {statuses}",
+    )
 
 
 def wait_step(api, run, step, timeout=60):
-    return wait_until(lambda: (r := api.get_run(run.project_id, run.id)).current_step >= step and r,
-                      timeout=timeout, message=f"run {run.id} to pass step {step}")
+    return wait_until(
+        lambda: (r := api.get_run(run.project_id, run.id)).current_step >= step and r,
+        timeout=timeout,
+        message=f"run {run.id} to pass step {step}",
+    )
 
 
 def all_points(api, run, name):
@@ -70,8 +76,13 @@ def flow_pid(api, run) -> int:
 
 
 def test_run_goes_from_queued_to_completed_with_everything_recorded(ltm_system, api, project):
-    run = api.create_run(project.id, model="llama-2-7b", dataset="中文语料", hyperparameters=FAST,
-                         resources={"gpu_type": "A100", "gpu_count": 2})
+    run = api.create_run(
+        project.id,
+        model="llama-2-7b",
+        dataset="中文语料",
+        hyperparameters=FAST,
+        resources={"gpu_type": "A100", "gpu_count": 2},
+    )
     assert run.status == RunStatus.QUEUED and run.flow_run_id
     done = wait_status(api, run, ["已完成"])
     assert done.progress == 1.0 and done.current_step == done.total_steps == 20
@@ -144,15 +155,20 @@ def test_resume_reproduces_the_uninterrupted_run_step_for_step(api, project):
 
 
 def test_killed_training_process_fails_and_its_checkpoint_resumes(api, project):
-    run = api.create_run(project.id, model="m", dataset="d",
-                         hyperparameters={"num_epochs": 3, "steps_per_epoch": 20, "step_seconds": 0.05})
+    run = api.create_run(
+        project.id,
+        model="m",
+        dataset="d",
+        hyperparameters={"num_epochs": 3, "steps_per_epoch": 20, "step_seconds": 0.05},
+    )
     wait_step(api, run, 25)
     os.kill(flow_pid(api, run), signal.SIGKILL)
     failed = wait_status(api, run, ["失败"], timeout=60)
     assert "训练进程意外退出" in failed.message
     checkpoint = next(a for a in failed.artifacts if a.type.value == "checkpoint")
-    resumed = api.resume_run(project.id, run.id, source_artifact_id=checkpoint.id,
-                             hyperparameters={"step_seconds": 0.0})
+    resumed = api.resume_run(
+        project.id, run.id, source_artifact_id=checkpoint.id, hyperparameters={"step_seconds": 0.0}
+    )
     done = wait_status(api, resumed, ["已完成"])
     assert done.current_step == 60 and done.start_step == 20
 
@@ -171,10 +187,13 @@ def test_a_silent_process_is_declared_lost_by_the_reconciler(ltm_system, api, pr
     assert flow_run.state.type == StateType.CRASHED
 
 
-@pytest.mark.parametrize("hyperparameters, expected", [
-    ({"batch_size": -1}, "batch_size"),
-    ({"learning_rate": "fast"}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, expected",
+    [
+        ({"batch_size": -1}, "batch_size"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+    ],
+)
 def test_a_config_that_cannot_work_fails_fast_with_a_clear_message(api, project, hyperparameters, expected):
     run = api.create_run(project.id, model="m", dataset="d", hyperparameters=hyperparameters)
     failed = wait_status(api, run, ["失败"], timeout=30)
@@ -190,10 +209,21 @@ def test_an_unknown_trainer_is_refused_with_the_installed_ones_listed(api, proje
 
 
 def test_prefect_yaml_deploys_without_prompts(ltm_system, tmp_path):
-    env = {**os.environ, "PREFECT_API_URL": ltm_system.prefect_api_url, "LTM_SOURCE_DIR": str(ROOT),
-           "PREFECT_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": ltm_system.prefect_api_url,
+        "LTM_SOURCE_DIR": str(ROOT),
+        "PREFECT_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with prefect_client(ltm_system) as client:
         deployment = client.read_deployment_by_name("training-run/ltm-training")

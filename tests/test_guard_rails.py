@@ -23,9 +23,14 @@ def _reads_ltm_variable(node: ast.AST) -> bool:
     if isinstance(node, ast.Call) and node.args and ltm_name(node.args[0]):
         func = ast.unparse(node.func)
         return func in ("os.getenv", "getenv") or (
-            isinstance(node.func, ast.Attribute) and process_environment(node.func.value) and node.func.attr == "get")
-    return (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and process_environment(node.value)
-            and ltm_name(node.slice))
+            isinstance(node.func, ast.Attribute) and process_environment(node.func.value) and node.func.attr == "get"
+        )
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.ctx, ast.Load)
+        and process_environment(node.value)
+        and ltm_name(node.slice)
+    )
 
 
 def test_every_ltm_variable_is_read_through_settings():

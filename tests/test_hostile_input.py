@@ -36,8 +36,17 @@ def run(shared_http, project) -> dict:
 
 @pytest.fixture
 def checkpoint(shared_http, run) -> dict:
-    return created(shared_http.post(url(run, "/artifacts"), json={
-        "type": "checkpoint", "name": "c", "step": 1, "path": f"s3://artifacts/{run['project_id']}/{run['id']}/c"}))
+    return created(
+        shared_http.post(
+            url(run, "/artifacts"),
+            json={
+                "type": "checkpoint",
+                "name": "c",
+                "step": 1,
+                "path": f"s3://artifacts/{run['project_id']}/{run['id']}/c",
+            },
+        )
+    )
 
 
 def url(run: dict, suffix: str = "") -> str:
@@ -109,8 +118,10 @@ def test_ingest_batches_may_be_16_mib(shared_http, run, kind):
     if kind == "logs":
         body = {"batch_id": "big", "lines": [{"timestamp": T0, "message": "长" * 3000}] * 1000}  # ~9 MB
     else:
-        body = {"batch_id": "big", "points": [{"name": f"loss_{i % 7}", "step": i, "value": i / 3, "timestamp": T0}
-                                            for i in range(40_000)]}  # ~3.5 MB
+        body = {
+            "batch_id": "big",
+            "points": [{"name": f"loss_{i % 7}", "step": i, "value": i / 3, "timestamp": T0} for i in range(40_000)],
+        }  # ~3.5 MB
     encoded = json.dumps(body, ensure_ascii=False).encode()
     assert 2 * MIB < len(encoded) < 16 * MIB
 
@@ -135,19 +146,39 @@ def test_ingest_batches_over_16_mib_are_refused_and_nothing_is_stored(shared_htt
 # Field limits: 422 naming the field
 
 
-@pytest.mark.parametrize(("path", "body", "field", "message"), [
-    ("", {"name": "x", "owner": "y", "default_hyperparameters": {"blob": "x" * 70_000}},
-     "default_hyperparameters", "JSON 对象过大（上限 64 KB）"),
-    ("", {"name": "x", "owner": "y", "default_hyperparameters": {"a": nested(32)}},
-     "default_hyperparameters", "JSON 嵌套层数不能超过 32"),
-    ("", {"name": "x", "owner": "y", "tags": ["t" * 65]}, "tags.0", "长度不能超过 64"),
-    ("", {"name": "x", "owner": "y", "description": "述" * 5001}, "description", "长度不能超过 5000"),
-    ("/runs", {"model": "m", "dataset": "d", "hyperparameters": {"blob": "x" * 70_000}},
-     "hyperparameters", "JSON 对象过大"),
-    ("/runs", {"model": "m", "dataset": "d", "resources": {"notes": "x" * 70_000}}, "resources", "JSON 对象过大"),
-    ("/runs", {"model": "m", "dataset": "d", "resources": {"gpu_count": 5000}}, "resources.gpu_count", "必须小于或等于 4096"),
-    ("/runs", {"model": "m", "dataset": "  "}, "dataset", "不能为空"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field", "message"),
+    [
+        (
+            "",
+            {"name": "x", "owner": "y", "default_hyperparameters": {"blob": "x" * 70_000}},
+            "default_hyperparameters",
+            "JSON 对象过大（上限 64 KB）",
+        ),
+        (
+            "",
+            {"name": "x", "owner": "y", "default_hyperparameters": {"a": nested(32)}},
+            "default_hyperparameters",
+            "JSON 嵌套层数不能超过 32",
+        ),
+        ("", {"name": "x", "owner": "y", "tags": ["t" * 65]}, "tags.0", "长度不能超过 64"),
+        ("", {"name": "x", "owner": "y", "description": "述" * 5001}, "description", "长度不能超过 5000"),
+        (
+            "/runs",
+            {"model": "m", "dataset": "d", "hyperparameters": {"blob": "x" * 70_000}},
+            "hyperparameters",
+            "JSON 对象过大",
+        ),
+        ("/runs", {"model": "m", "dataset": "d", "resources": {"notes": "x" * 70_000}}, "resources", "JSON 对象过大"),
+        (
+            "/runs",
+            {"model": "m", "dataset": "d", "resources": {"gpu_count": 5000}},
+            "resources.gpu_count",
+            "必须小于或等于 4096",
+        ),
+        ("/runs", {"model": "m", "dataset": "  "}, "dataset", "不能为空"),
+    ],
+)
 def test_project_and_run_field_limits(shared_http, project, path, body, field, message):
     response = shared_http.post(f"/projects/{project['id']}{path}" if path else "/projects", json=body)
 
@@ -155,28 +186,73 @@ def test_project_and_run_field_limits(shared_http, project, path, body, field, m
     assert shared_http.get(f"/projects/{project['id']}").json()["run_count"] == 0
 
 
-@pytest.mark.parametrize(("suffix", "body", "field", "message"), [
-    ("/logs", {"batch_id": "b", "lines": [{"timestamp": T0, "message": "长" * 10_001}]},
-     "lines.0.message", "长度不能超过 10000"),
-    ("/logs", {"batch_id": "b", "lines": [{"timestamp": T0, "message": ""}] * 50_001}, "lines", "元素数量不能超过 50000"),
-    ("/logs", {"batch_id": "b" * 129, "lines": []}, "batch_id", "长度不能超过 128"),
-    ("/logs", {"batch_id": "b", "lines": [{"timestamp": "9999-12-31T23:59:59-01:00", "message": "m"}]},
-     "lines.0.timestamp", "超出可表示的时间范围"),
-    ("/metrics", {"batch_id": "b", "points": [{"name": "l", "step": 1, "value": 1.0, "timestamp": T0}] * 50_001},
-     "points", "元素数量不能超过 50000"),
-    ("/metrics", {"batch_id": "b", "points": [{"name": "指" * 201, "step": 1, "value": 1.0, "timestamp": T0}]},
-     "points.0.name", "长度不能超过 200"),
-    ("/metrics", {"batch_id": "b", "points": [{"name": "l", "step": 2**63, "value": 1.0, "timestamp": T0}]},
-     "points.0.step", "必须小于或等于"),
-    ("/metrics", {"batch_id": "b", "points": [{"name": "l", "step": 1, "value": 1.0, "timestamp": "0001-01-01T00:00:00+01:00"}]},
-     "points.0.timestamp", "超出可表示的时间范围"),
-    ("", {"progress": None}, "progress", "必须是数字"),
-    ("", {"current_step": None}, "current_step", "必须是整数"),
-    ("", {"status": None}, "status", "取值必须是"),
-    ("", {"message": "息" * 5001}, "message", "长度不能超过 5000"),
-    ("/artifacts", {"type": "checkpoint", "name": "c", "path": "s3://artifacts/a\u0000b"}, "path", "不能包含 NUL 字符"),
-    ("/artifacts", {"type": "checkpoint", "name": "c", "path": "s3://artifacts/" + "p" * 2000}, "path", "长度不能超过 2000"),
-])
+@pytest.mark.parametrize(
+    ("suffix", "body", "field", "message"),
+    [
+        (
+            "/logs",
+            {"batch_id": "b", "lines": [{"timestamp": T0, "message": "长" * 10_001}]},
+            "lines.0.message",
+            "长度不能超过 10000",
+        ),
+        (
+            "/logs",
+            {"batch_id": "b", "lines": [{"timestamp": T0, "message": ""}] * 50_001},
+            "lines",
+            "元素数量不能超过 50000",
+        ),
+        ("/logs", {"batch_id": "b" * 129, "lines": []}, "batch_id", "长度不能超过 128"),
+        (
+            "/logs",
+            {"batch_id": "b", "lines": [{"timestamp": "9999-12-31T23:59:59-01:00", "message": "m"}]},
+            "lines.0.timestamp",
+            "超出可表示的时间范围",
+        ),
+        (
+            "/metrics",
+            {"batch_id": "b", "points": [{"name": "l", "step": 1, "value": 1.0, "timestamp": T0}] * 50_001},
+            "points",
+            "元素数量不能超过 50000",
+        ),
+        (
+            "/metrics",
+            {"batch_id": "b", "points": [{"name": "指" * 201, "step": 1, "value": 1.0, "timestamp": T0}]},
+            "points.0.name",
+            "长度不能超过 200",
+        ),
+        (
+            "/metrics",
+            {"batch_id": "b", "points": [{"name": "l", "step": 2**63, "value": 1.0, "timestamp": T0}]},
+            "points.0.step",
+            "必须小于或等于",
+        ),
+        (
+            "/metrics",
+            {
+                "batch_id": "b",
+                "points": [{"name": "l", "step": 1, "value": 1.0, "timestamp": "0001-01-01T00:00:00+01:00"}],
+            },
+            "points.0.timestamp",
+            "超出可表示的时间范围",
+        ),
+        ("", {"progress": None}, "progress", "必须是数字"),
+        ("", {"current_step": None}, "current_step", "必须是整数"),
+        ("", {"status": None}, "status", "取值必须是"),
+        ("", {"message": "息" * 5001}, "message", "长度不能超过 5000"),
+        (
+            "/artifacts",
+            {"type": "checkpoint", "name": "c", "path": "s3://artifacts/a\u0000b"},
+            "path",
+            "不能包含 NUL 字符",
+        ),
+        (
+            "/artifacts",
+            {"type": "checkpoint", "name": "c", "path": "s3://artifacts/" + "p" * 2000},
+            "path",
+            "长度不能超过 2000",
+        ),
+    ],
+)
 def test_run_body_field_limits(shared_http, run, suffix, body, field, message):
     method = "PATCH" if suffix == "" else "POST"
     response = shared_http.request(method, url(run, suffix), json=body)
@@ -187,31 +263,36 @@ def test_run_body_field_limits(shared_http, run, suffix, body, field, message):
 
 
 def test_tag_notes_limit(shared_http, run, checkpoint):
-    response = shared_http.post(url(run, f"/artifacts/{checkpoint['id']}/tag"), json={"tag": "候选", "notes": "注" * 2001})
+    response = shared_http.post(
+        url(run, f"/artifacts/{checkpoint['id']}/tag"), json={"tag": "候选", "notes": "注" * 2001}
+    )
 
     assert_refused(response, 422, "notes", "长度不能超过 2000")
     assert shared_http.get(url(run, "/artifacts")).json()["items"][0]["tags"] == []
 
 
-@pytest.mark.parametrize(("path", "params", "field", "message"), [
-    ("/projects", {"owner": "主" * 201}, "owner", "长度不能超过 200"),
-    ("/projects", {"tag": "标" * 65}, "tag", "长度不能超过 64"),
-    ("/projects", {"q": "搜" * 201}, "q", "长度不能超过 200"),
-    ("/projects", {"status": "完成"}, "status", "取值必须是"),
-    ("{run}/logs", {"page_size": 0}, "page_size", "必须大于或等于 1"),
-    ("{run}/logs", {"page_size": 501}, "page_size", "必须小于或等于 500"),
-    ("{run}/logs", {"page": 0}, "page", "必须大于或等于 1"),
-    ("{run}/logs", {"page": "一"}, "page", "必须是整数"),
-    ("{run}/logs", {"q": "查" * 501}, "q", "长度不能超过 500"),
-    ("{run}/logs", {"level": "LOUD"}, "level", "取值必须是"),
-    ("{run}/logs", {"start_time": "昨天"}, "start_time", "必须是 ISO 8601 时间"),
-    ("{run}/logs", {"end_time": "9999-12-31T23:59:59-14:00"}, "end_time", "超出可表示的时间范围"),
-    ("{run}/metrics", {"names": ",".join(f"m{i}" for i in range(101))}, "names", "元素数量不能超过 100"),
-    ("{run}/metrics", [("names", f"m{i}") for i in range(101)], "names", "元素数量不能超过 100"),
-    ("{run}/metrics", {"names": "指" * 201}, "names", "长度不能超过 200"),
-    ("{run}/metrics", {"max_points": 0}, "max_points", "必须大于或等于 1"),
-    ("{run}/metrics", {"max_points": 10_001}, "max_points", "必须小于或等于 10000"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "field", "message"),
+    [
+        ("/projects", {"owner": "主" * 201}, "owner", "长度不能超过 200"),
+        ("/projects", {"tag": "标" * 65}, "tag", "长度不能超过 64"),
+        ("/projects", {"q": "搜" * 201}, "q", "长度不能超过 200"),
+        ("/projects", {"status": "完成"}, "status", "取值必须是"),
+        ("{run}/logs", {"page_size": 0}, "page_size", "必须大于或等于 1"),
+        ("{run}/logs", {"page_size": 501}, "page_size", "必须小于或等于 500"),
+        ("{run}/logs", {"page": 0}, "page", "必须大于或等于 1"),
+        ("{run}/logs", {"page": "一"}, "page", "必须是整数"),
+        ("{run}/logs", {"q": "查" * 501}, "q", "长度不能超过 500"),
+        ("{run}/logs", {"level": "LOUD"}, "level", "取值必须是"),
+        ("{run}/logs", {"start_time": "昨天"}, "start_time", "必须是 ISO 8601 时间"),
+        ("{run}/logs", {"end_time": "9999-12-31T23:59:59-14:00"}, "end_time", "超出可表示的时间范围"),
+        ("{run}/metrics", {"names": ",".join(f"m{i}" for i in range(101))}, "names", "元素数量不能超过 100"),
+        ("{run}/metrics", [("names", f"m{i}") for i in range(101)], "names", "元素数量不能超过 100"),
+        ("{run}/metrics", {"names": "指" * 201}, "names", "长度不能超过 200"),
+        ("{run}/metrics", {"max_points": 0}, "max_points", "必须大于或等于 1"),
+        ("{run}/metrics", {"max_points": 10_001}, "max_points", "必须小于或等于 10000"),
+    ],
+)
 def test_query_limits(shared_http, run, path, params, field, message):
     response = shared_http.get(path.replace("{run}", url(run)), params=params)
 
@@ -268,19 +349,34 @@ def test_decomposed_and_precomposed_names_are_different_projects(shared_http):
 
 
 def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, project):
-    run = created(shared_http.post(f"/projects/{project['id']}/runs", json={
-        "name": EMOJI, "model": ASTRAL, "dataset": RTL, "hyperparameters": {COMBINING: CHINESE},
-        "resources": {"gpu_type": EMOJI, "机房": RTL}}))
+    run = created(
+        shared_http.post(
+            f"/projects/{project['id']}/runs",
+            json={
+                "name": EMOJI,
+                "model": ASTRAL,
+                "dataset": RTL,
+                "hyperparameters": {COMBINING: CHINESE},
+                "resources": {"gpu_type": EMOJI, "机房": RTL},
+            },
+        )
+    )
     fetched = shared_http.get(url(run)).json()
     assert (fetched["name"], fetched["model"], fetched["dataset"]) == (EMOJI, ASTRAL, RTL)
     assert fetched["hyperparameters"] == {COMBINING: CHINESE}
     assert fetched["resources"] == {"gpu_type": EMOJI, "机房": RTL}
 
-    lines = [{"timestamp": f"2024-05-01T00:00:0{i}Z", "level": "WARNING", "message": text} for i, text in enumerate(TEXTS)]
+    lines = [
+        {"timestamp": f"2024-05-01T00:00:0{i}Z", "level": "WARNING", "message": text} for i, text in enumerate(TEXTS)
+    ]
     assert created(shared_http.post(url(run, "/logs"), json={"batch_id": EMOJI, "lines": lines}))["batch_id"] == EMOJI
     assert [line["message"] for line in shared_http.get(url(run, "/logs")).json()["items"]] == TEXTS
-    assert [line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "שלום"}).json()["items"]] == [RTL]
-    assert [line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "a\u0308"}).json()["items"]] == [COMBINING]
+    assert [line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "שלום"}).json()["items"]] == [
+        RTL
+    ]
+    assert [
+        line["message"] for line in shared_http.get(url(run, "/logs"), params={"q": "a\u0308"}).json()["items"]
+    ] == [COMBINING]
 
     points = [{"name": text[:200], "step": 1, "value": 0.5, "timestamp": T0} for text in TEXTS]
     created(shared_http.post(url(run, "/metrics"), json={"batch_id": "指标", "points": points}))
@@ -288,8 +384,16 @@ def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, 
     assert sorted(s["name"] for s in series) == sorted([EMOJI, RTL])
     assert set(shared_http.get(url(run)).json()["metrics"]) == set(TEXTS)
 
-    artifact = created(shared_http.post(url(run, "/artifacts"), json={
-        "type": "checkpoint", "name": COMBINING, "path": f"s3://artifacts/{project['id']}/{run['id']}/{EMOJI}"}))
+    artifact = created(
+        shared_http.post(
+            url(run, "/artifacts"),
+            json={
+                "type": "checkpoint",
+                "name": COMBINING,
+                "path": f"s3://artifacts/{project['id']}/{run['id']}/{EMOJI}",
+            },
+        )
+    )
     tagged = created(shared_http.post(url(run, f"/artifacts/{artifact['id']}/tag"), json={"tag": "发布", "notes": RTL}))
     assert (tagged["name"], tagged["path"].rsplit("/", 1)[1], tagged["tags"][0]["notes"]) == (COMBINING, EMOJI, RTL)
 
@@ -297,7 +401,9 @@ def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, 
 def test_nul_and_control_characters_in_text_round_trip(shared_http, run):
     text = "a\u0000b\tc\u0007d\u001be"
     reported = created(shared_http.patch(url(run), json={"message": text}))
-    created(shared_http.post(url(run, "/logs"), json={"batch_id": "ctl", "lines": [{"timestamp": T0, "message": text}]}))
+    created(
+        shared_http.post(url(run, "/logs"), json={"batch_id": "ctl", "lines": [{"timestamp": T0, "message": text}]})
+    )
 
     assert reported["message"] == text
     assert shared_http.get(url(run, "/logs")).json()["items"][0]["message"] == text
@@ -306,21 +412,35 @@ def test_nul_and_control_characters_in_text_round_trip(shared_http, run):
 # Malformed JSON and wrong content types
 
 
-@pytest.mark.parametrize(("raw", "field", "message"), [
-    (b'{"name": "a", "owner": ', "body", "请求体不是合法的 JSON"),
-    (b"{'name': 'a'}", "body", "请求体不是合法的 JSON（第 2 个字符附近）"),
-    (b'{"name": "a", "owner": "b",}', "body", "请求体不是合法的 JSON"),
-    (b"\xff\xfe{}", "body", "请求体不是合法的 JSON"),
-    (b"[" * 100_000 + b"]" * 100_000, "body", "请求体无法解析为 JSON（嵌套过深或数字位数过多）"),
-    (b'{"name": "a", "owner": "b", "default_hyperparameters": {"n": ' + b"9" * 5000 + b"}}",
-     "body", "请求体无法解析为 JSON（嵌套过深或数字位数过多）"),
-    (b'{"name": "\\ud800", "owner": "b"}', "name", "必须是合法的 Unicode 字符串"),
-    (b'{"name": "a", "owner": "b", "default_hyperparameters": {"k": "\\udfff"}}', "default_hyperparameters", "Unicode"),
-    (b'{"name": "a", "owner": "b", "default_hyperparameters": {"lr": Infinity}}', "default_hyperparameters", "NaN 或 Infinity"),
-    (b"[]", "body", "必须是 JSON 对象"),
-    (b"null", "body", "缺少必填字段"),
-    (b"", "body", "缺少必填字段"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field", "message"),
+    [
+        (b'{"name": "a", "owner": ', "body", "请求体不是合法的 JSON"),
+        (b"{'name': 'a'}", "body", "请求体不是合法的 JSON（第 2 个字符附近）"),
+        (b'{"name": "a", "owner": "b",}', "body", "请求体不是合法的 JSON"),
+        (b"\xff\xfe{}", "body", "请求体不是合法的 JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "body", "请求体无法解析为 JSON（嵌套过深或数字位数过多）"),
+        (
+            b'{"name": "a", "owner": "b", "default_hyperparameters": {"n": ' + b"9" * 5000 + b"}}",
+            "body",
+            "请求体无法解析为 JSON（嵌套过深或数字位数过多）",
+        ),
+        (b'{"name": "\\ud800", "owner": "b"}', "name", "必须是合法的 Unicode 字符串"),
+        (
+            b'{"name": "a", "owner": "b", "default_hyperparameters": {"k": "\\udfff"}}',
+            "default_hyperparameters",
+            "Unicode",
+        ),
+        (
+            b'{"name": "a", "owner": "b", "default_hyperparameters": {"lr": Infinity}}',
+            "default_hyperparameters",
+            "NaN 或 Infinity",
+        ),
+        (b"[]", "body", "必须是 JSON 对象"),
+        (b"null", "body", "缺少必填字段"),
+        (b"", "body", "缺少必填字段"),
+    ],
+)
 def test_malformed_json_is_a_chinese_422_naming_the_body(shared_http, raw, field, message):
     before = len(shared_http.get("/projects").json())
     response = shared_http.post("/projects", content=raw, headers=JSON)
@@ -330,13 +450,16 @@ def test_malformed_json_is_a_chinese_422_naming_the_body(shared_http, raw, field
     assert len(shared_http.get("/projects").json()) == before
 
 
-@pytest.mark.parametrize(("headers", "received"), [
-    ({"Content-Type": "text/plain"}, "收到 text/plain"),
-    ({"Content-Type": "application/x-www-form-urlencoded"}, "收到 application/x-www-form-urlencoded"),
-    ({"Content-Type": "multipart/form-data; boundary=x"}, "收到 multipart/form-data"),
-    ({"Content-Type": "application/xml"}, "收到 application/xml"),
-    ({}, "请求未设置 Content-Type"),
-])
+@pytest.mark.parametrize(
+    ("headers", "received"),
+    [
+        ({"Content-Type": "text/plain"}, "收到 text/plain"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "收到 application/x-www-form-urlencoded"),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, "收到 multipart/form-data"),
+        ({"Content-Type": "application/xml"}, "收到 application/xml"),
+        ({}, "请求未设置 Content-Type"),
+    ],
+)
 def test_a_body_that_is_not_json_is_a_415(shared_http, run, headers, received):
     document = json.dumps({"name": unique(), "owner": "测试"}).encode()
     for path in ("/projects", url(run, "/logs")):
@@ -346,7 +469,9 @@ def test_a_body_that_is_not_json_is_a_415(shared_http, run, headers, received):
         assert received in body["detail"]
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.ltm+json"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.ltm+json"]
+)
 def test_json_media_type_variants_are_accepted(shared_http, content_type):
     document = json.dumps({"name": unique(), "owner": "测试"}).encode()
     assert shared_http.post("/projects", content=document, headers={"Content-Type": content_type}).status_code == 201

@@ -69,8 +69,9 @@ def checkpoint(sdk: Client, root: Path, project_id: str, run_id: str, step: int,
     (folder / "state.json").write_bytes(b"s" * (step + 11))
     (folder / "optimizer.bin").write_bytes(b"o" * 97)
     size = sum(path.stat().st_size for path in folder.iterdir())
-    artifact = sdk.register_artifact(project_id, run_id, type="checkpoint", name=folder.name, path=str(folder),
-                                     size_bytes=size, step=step)
+    artifact = sdk.register_artifact(
+        project_id, run_id, type="checkpoint", name=folder.name, path=str(folder), size_bytes=size, step=step
+    )
     return {"id": artifact.id, "path": folder, "size": size, "step": step}
 
 
@@ -89,7 +90,11 @@ def status_of(call) -> int:
 
 def test_retention_policy_is_stored_per_project_and_validated(sdk, http):
     project_id = new_project(sdk)
-    assert sdk.get_retention(project_id).model_dump() == {"project_id": project_id, "keep_last": None, "updated_at": None}
+    assert sdk.get_retention(project_id).model_dump() == {
+        "project_id": project_id,
+        "keep_last": None,
+        "updated_at": None,
+    }
 
     assert sdk.set_retention(project_id, 3).keep_last == 3
     stored = sdk.get_retention(project_id)
@@ -98,8 +103,15 @@ def test_retention_policy_is_stored_per_project_and_validated(sdk, http):
     assert sdk.set_retention(project_id, None).keep_last is None
     assert sdk.get_retention(new_project(sdk)).keep_last is None
 
-    for body in ({"keep_last": 0}, {"keep_last": 1001}, {"keep_last": -1}, {"keep_last": "三"}, {"keep_last": 2.5},
-                 {}, {"keep_last": 2, "keep_first": 1}):
+    for body in (
+        {"keep_last": 0},
+        {"keep_last": 1001},
+        {"keep_last": -1},
+        {"keep_last": "三"},
+        {"keep_last": 2.5},
+        {},
+        {"keep_last": 2, "keep_first": 1},
+    ):
         response = http.put(f"/projects/{project_id}/retention", json=body)
         assert response.status_code == 422, (body, response.text)
         assert "keep" in response.json()["detail"]
@@ -112,18 +124,28 @@ def test_retention_policy_is_stored_per_project_and_validated(sdk, http):
 
 def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs_only(sdk, artifact_root):
     project_id = new_project(sdk)
-    done, failed, running = new_run(sdk, project_id), new_run(sdk, project_id, "失败"), new_run(sdk, project_id, "运行中")
+    done, failed, running = (
+        new_run(sdk, project_id),
+        new_run(sdk, project_id, "失败"),
+        new_run(sdk, project_id, "运行中"),
+    )
     done_ckpts = {step: checkpoint(sdk, artifact_root, project_id, done, step) for step in range(100, 900, 100)}
     for step, tag in ((100, "发布"), (300, "归档"), (700, "候选")):
         sdk.tag_artifact(project_id, done, done_ckpts[step]["id"], tag)
     failed_ckpts = [checkpoint(sdk, artifact_root, project_id, failed, step) for step in (5, 15, 10)]
     for step in (10, 20, 30, 40):
         checkpoint(sdk, artifact_root, project_id, running, step)
-    sdk.register_artifact(project_id, done, type="config", name="运行配置",
-                          path=str(artifact_root / project_id / done / "config.json"))
+    sdk.register_artifact(
+        project_id, done, type="config", name="运行配置", path=str(artifact_root / project_id / done / "config.json")
+    )
 
-    assert sdk.retention_preview(project_id).model_dump() == {"project_id": project_id, "keep_last": None, "items": [],
-                                                 "count": 0, "total_bytes": 0}
+    assert sdk.retention_preview(project_id).model_dump() == {
+        "project_id": project_id,
+        "keep_last": None,
+        "items": [],
+        "count": 0,
+        "total_bytes": 0,
+    }
     sdk.set_retention(project_id, 2)
     preview = sdk.retention_preview(project_id)
 
@@ -137,8 +159,10 @@ def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs
 
     sdk.set_retention(project_id, 1)
     one = {item.artifact_id for item in sdk.retention_preview(project_id).items}
-    assert one == {done_ckpts[step]["id"] for step in (200, 400, 500, 600)} | {failed_ckpts[0]["id"],
-                                                                               failed_ckpts[2]["id"]}
+    assert one == {done_ckpts[step]["id"] for step in (200, 400, 500, 600)} | {
+        failed_ckpts[0]["id"],
+        failed_ckpts[2]["id"],
+    }
 
 
 # Deleting one artifact
@@ -174,8 +198,9 @@ def test_deleting_an_artifact_refuses_tagged_checkpoints_and_active_runs(sdk, ht
     assert status_of(lambda: sdk.delete_artifact(project_id, done, "ckpt_../../etc", dry_run=False)) == 404
     assert other["path"].is_dir()
 
-    stray = sdk.register_artifact(project_id, done, type="checkpoint", name="别处", step=9,
-                                  path=str(artifact_root / project_id / running))
+    stray = sdk.register_artifact(
+        project_id, done, type="checkpoint", name="别处", step=9, path=str(artifact_root / project_id / running)
+    )
     with pytest.raises(ApiError) as elsewhere:
         sdk.delete_artifact(project_id, done, stray.id, dry_run=False)
     assert elsewhere.value.status_code == 409 and "不在所属运行的目录" in elsewhere.value.detail
@@ -209,10 +234,20 @@ def test_retention_flow_deletes_exactly_the_files_and_rows_the_policy_frees(sdk,
         stuck = [checkpoint(sdk, artifact_root, stuck_project, stuck_run, step) for step in (1, 2, 3)]
         sdk.set_retention(stuck_project, 1)
         read_only_mount(disk)
-        env = {**os.environ, "LTM_API_URL": api.url, "LTM_ARTIFACT_ROOT": str(artifact_root),
-               "PREFECT_API_URL": ltm_system.prefect_api_url}
-        flow = subprocess.run([sys.executable, "-c", APPLY_RETENTION, project_id, stuck_project], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=180)
+        env = {
+            **os.environ,
+            "LTM_API_URL": api.url,
+            "LTM_ARTIFACT_ROOT": str(artifact_root),
+            "PREFECT_API_URL": ltm_system.prefect_api_url,
+        }
+        flow = subprocess.run(
+            [sys.executable, "-c", APPLY_RETENTION, project_id, stuck_project],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert flow.returncode == 0, flow.stderr[-3000:]
         freed, refused = json.loads(next(line for line in flow.stdout.splitlines() if line.startswith("RESULT "))[7:])
         assert all(c["path"].is_dir() for c in stuck)
@@ -240,15 +275,33 @@ def test_retention_flow_deletes_exactly_the_files_and_rows_the_policy_frees(sdk,
 
 def record_activity(sdk: Client, project_id: str, run_id: str, lines: int, points: int) -> None:
     start = datetime.now(timezone.utc)
-    sdk.send_logs(project_id, run_id, LogBatch(batch_id=uuid.uuid4().hex, lines=[
-        LogLine(timestamp=start + timedelta(milliseconds=i), message=f"第 {i} 行") for i in range(lines)]))
-    sdk.send_metrics(project_id, run_id, MetricBatch(batch_id=uuid.uuid4().hex, points=[
-        MetricPoint(name="train_loss", step=i, value=1.0 / (i + 1), timestamp=start) for i in range(points)]))
+    sdk.send_logs(
+        project_id,
+        run_id,
+        LogBatch(
+            batch_id=uuid.uuid4().hex,
+            lines=[LogLine(timestamp=start + timedelta(milliseconds=i), message=f"第 {i} 行") for i in range(lines)],
+        ),
+    )
+    sdk.send_metrics(
+        project_id,
+        run_id,
+        MetricBatch(
+            batch_id=uuid.uuid4().hex,
+            points=[
+                MetricPoint(name="train_loss", step=i, value=1.0 / (i + 1), timestamp=start) for i in range(points)
+            ],
+        ),
+    )
 
 
 def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only(sdk, http, artifact_root):
     project_id = new_project(sdk)
-    doomed, kept, running = new_run(sdk, project_id), new_run(sdk, project_id, "已取消"), new_run(sdk, project_id, "运行中")
+    doomed, kept, running = (
+        new_run(sdk, project_id),
+        new_run(sdk, project_id, "已取消"),
+        new_run(sdk, project_id, "运行中"),
+    )
     doomed_ckpts = [checkpoint(sdk, artifact_root, project_id, doomed, step) for step in (1, 2, 3)]
     sdk.tag_artifact(project_id, doomed, doomed_ckpts[0]["id"], "发布")
     (artifact_root / project_id / doomed / ".leftover.tmp").write_bytes(b"x")
@@ -278,8 +331,12 @@ def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only
     assert freed.deleted is True and freed.artifact_bytes == preview["artifact_bytes"]
     assert (freed.log_lines, freed.metric_points) == (30, 50)
     assert not (artifact_root / project_id / doomed).exists()
-    for call in (lambda: sdk.get_run(project_id, doomed), lambda: sdk.get_logs(project_id, doomed),
-                 lambda: sdk.find_run(doomed), lambda: sdk.delete_run(project_id, doomed)):
+    for call in (
+        lambda: sdk.get_run(project_id, doomed),
+        lambda: sdk.get_logs(project_id, doomed),
+        lambda: sdk.find_run(doomed),
+        lambda: sdk.delete_run(project_id, doomed),
+    ):
         assert status_of(call) == 404
     assert [run.id for run in sdk.list_runs(project_id)] == [kept, running]
 
@@ -315,14 +372,23 @@ def test_a_failed_file_delete_keeps_the_run_and_every_row_whose_files_remain(sdk
 
 def rows_mentioning(db_path: Path, project_id: str, run_ids: list[str], artifact_ids_: list[str]) -> dict[str, int]:
     """Rows of every table that still name the project, its runs or its artifacts (audit history aside)."""
-    checks = {"projects": ("id", [project_id]), "project_versions": ("project_id", [project_id]),
-              "project_members": ("project_id", [project_id]), "retention_policies": ("project_id", [project_id]),
-              "runs": ("id", run_ids), "logs": ("run_id", run_ids), "metrics": ("run_id", run_ids),
-              "ingest_batches": ("run_id", run_ids), "artifacts": ("run_id", run_ids),
-              "artifact_tags": ("artifact_id", artifact_ids_)}
+    checks = {
+        "projects": ("id", [project_id]),
+        "project_versions": ("project_id", [project_id]),
+        "project_members": ("project_id", [project_id]),
+        "retention_policies": ("project_id", [project_id]),
+        "runs": ("id", run_ids),
+        "logs": ("run_id", run_ids),
+        "metrics": ("run_id", run_ids),
+        "ingest_batches": ("run_id", run_ids),
+        "artifacts": ("run_id", run_ids),
+        "artifact_tags": ("artifact_id", artifact_ids_),
+    }
     with duckdb.connect(str(db_path), read_only=True) as con:
-        return {table: con.execute(f"SELECT count(*) FROM {table} WHERE list_contains(?, {column})",
-                                   [values]).fetchone()[0] for table, (column, values) in checks.items()}
+        return {
+            table: con.execute(f"SELECT count(*) FROM {table} WHERE list_contains(?, {column})", [values]).fetchone()[0]
+            for table, (column, values) in checks.items()
+        }
 
 
 def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(tmp_path):
@@ -356,7 +422,8 @@ def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(
 
     freed = sdk.delete_project(project_id, dry_run=False)
     assert freed.deleted is True and freed.model_dump(exclude={"dry_run", "deleted"}) == preview.model_dump(
-        exclude={"dry_run", "deleted"})
+        exclude={"dry_run", "deleted"}
+    )
     assert not (root / project_id).exists()
     assert status_of(lambda: sdk.get_project(project_id)) == 404
     assert status_of(lambda: sdk.get_run(project_id, done)) == 404

@@ -24,10 +24,17 @@ def url(run: dict, suffix: str) -> str:
     return f"/projects/{run['project_id']}/runs/{run['id']}{suffix}"
 
 
-def make_lines(count: int, start: datetime = T0, every: timedelta = timedelta(seconds=1), level: str = "INFO",
-               text: str = "第 {i} 行") -> list[dict]:
-    return [{"timestamp": (start + i * every).isoformat(), "level": level, "message": text.format(i=i)}
-            for i in range(count)]
+def make_lines(
+    count: int,
+    start: datetime = T0,
+    every: timedelta = timedelta(seconds=1),
+    level: str = "INFO",
+    text: str = "第 {i} 行",
+) -> list[dict]:
+    return [
+        {"timestamp": (start + i * every).isoformat(), "level": level, "message": text.format(i=i)}
+        for i in range(count)
+    ]
 
 
 def send_logs(http, run: dict, lines: list[dict], batch_id: str | None = None) -> dict:
@@ -69,8 +76,10 @@ def test_batch_ids_are_per_run_and_per_kind(shared_http, run):
     send_logs(shared_http, run, make_lines(2), "shared")
 
     assert send_logs(shared_http, other, make_lines(2), "shared")["duplicate"] is False
-    metrics = shared_http.post(url(run, "/metrics"), json={"batch_id": "shared", "points": [
-        {"name": "loss", "step": 1, "value": 1.0, "timestamp": at(0)}]})
+    metrics = shared_http.post(
+        url(run, "/metrics"),
+        json={"batch_id": "shared", "points": [{"name": "loss", "step": 1, "value": 1.0, "timestamp": at(0)}]},
+    )
     assert metrics.json()["duplicate"] is False
     assert get_logs(shared_http, other)["total"] == 2
 
@@ -125,20 +134,27 @@ def test_concurrent_distinct_batches_all_stored_in_order(shared_http, shared_api
         assert mine == [f"b{k}-{i:03d}" for i in range(100)]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"lines": []}, "batch_id"),
-    ({"batch_id": "", "lines": []}, "batch_id"),
-    ({"batch_id": "x" * 129, "lines": []}, "batch_id"),
-    ({"batch_id": "b"}, "lines"),
-    ({"batch_id": "b", "lines": {"message": "x"}}, "lines"),
-    ({"batch_id": "b", "lines": [{"message": "无时间"}]}, "lines.0.timestamp"),
-    ({"batch_id": "b", "lines": [{"timestamp": "昨天", "message": "x"}]}, "lines.0.timestamp"),
-    ({"batch_id": "b", "lines": [{"timestamp": "2024-01-02T10:00:00Z", "level": "WARN", "message": "x"}]},
-     "lines.0.level"),
-    ({"batch_id": "b", "lines": [{"timestamp": "2024-01-02T10:00:00Z", "message": "x" * 10_001}]},
-     "lines.0.message"),
-    ({"batch_id": "b", "lines": [], "run_id": "r"}, "run_id"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lines": []}, "batch_id"),
+        ({"batch_id": "", "lines": []}, "batch_id"),
+        ({"batch_id": "x" * 129, "lines": []}, "batch_id"),
+        ({"batch_id": "b"}, "lines"),
+        ({"batch_id": "b", "lines": {"message": "x"}}, "lines"),
+        ({"batch_id": "b", "lines": [{"message": "无时间"}]}, "lines.0.timestamp"),
+        ({"batch_id": "b", "lines": [{"timestamp": "昨天", "message": "x"}]}, "lines.0.timestamp"),
+        (
+            {"batch_id": "b", "lines": [{"timestamp": "2024-01-02T10:00:00Z", "level": "WARN", "message": "x"}]},
+            "lines.0.level",
+        ),
+        (
+            {"batch_id": "b", "lines": [{"timestamp": "2024-01-02T10:00:00Z", "message": "x" * 10_001}]},
+            "lines.0.message",
+        ),
+        ({"batch_id": "b", "lines": [], "run_id": "r"}, "run_id"),
+    ],
+)
 def test_log_batch_validation(shared_http, run, body, field):
     response = shared_http.post(url(run, "/logs"), json=body)
     assert response.status_code == 422, response.text
@@ -154,8 +170,9 @@ def test_level_defaults_to_info_and_long_message_fits(shared_http, run):
 
 
 def test_unknown_run_logs_404(shared_http, run):
-    response = shared_http.post(f"/projects/{run['project_id']}/runs/run_missing/logs",
-                         json={"batch_id": "b", "lines": make_lines(1)})
+    response = shared_http.post(
+        f"/projects/{run['project_id']}/runs/run_missing/logs", json={"batch_id": "b", "lines": make_lines(1)}
+    )
     assert response.status_code == 404
     assert shared_http.get(f"/projects/{run['project_id']}/runs/run_missing/logs").status_code == 404
 
@@ -180,25 +197,32 @@ def test_pages(shared_http, run):
     assert [p["page"] for p in pages] == [1, 2, 3, 4]
     assert messages(pages[0]) + messages(pages[1]) + messages(pages[2]) == expected
     assert messages(pages[2]) == expected[40:]
-    assert get_logs(shared_http, run, page=10_000, page_size=500) == {"page": 10_000, "page_size": 500, "total": 45,
-                                                               "items": []}
+    assert get_logs(shared_http, run, page=10_000, page_size=500) == {
+        "page": 10_000,
+        "page_size": 500,
+        "total": 45,
+        "items": [],
+    }
     assert messages(get_logs(shared_http, run, page_size=500)) == expected
     assert messages(get_logs(shared_http, run, page_size=1, page=45)) == expected[44:]
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"page_size": 0}, "page_size"),
-    ({"page_size": 501}, "page_size"),
-    ({"page_size": -5}, "page_size"),
-    ({"page_size": "二十"}, "page_size"),
-    ({"page": 0}, "page"),
-    ({"page": -1}, "page"),
-    ({"page": 1.5}, "page"),
-    ({"level": "WARN"}, "level"),
-    ({"level": "warning"}, "level"),
-    ({"start_time": "昨天"}, "start_time"),
-    ({"end_time": "2024-13-01T00:00:00Z"}, "end_time"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 501}, "page_size"),
+        ({"page_size": -5}, "page_size"),
+        ({"page_size": "二十"}, "page_size"),
+        ({"page": 0}, "page"),
+        ({"page": -1}, "page"),
+        ({"page": 1.5}, "page"),
+        ({"level": "WARN"}, "level"),
+        ({"level": "warning"}, "level"),
+        ({"start_time": "昨天"}, "start_time"),
+        ({"end_time": "2024-13-01T00:00:00Z"}, "end_time"),
+    ],
+)
 def test_invalid_query_parameters(shared_http, run, params, field):
     response = shared_http.get(url(run, "/logs"), params=params)
     assert response.status_code == 422, response.text
@@ -225,8 +249,12 @@ def test_time_window_in_other_timezones_means_the_same_instants(shared_http, run
     utc_page = get_logs(shared_http, run, start_time=at(3), end_time=at(7))
 
     cst_page = get_logs(shared_http, run, start_time=at(3, CST), end_time=at(7, CST))
-    naive_page = get_logs(shared_http, run, start_time=(T0 + timedelta(seconds=3)).replace(tzinfo=None).isoformat(),
-                          end_time="2024-01-02T10:00:07Z")
+    naive_page = get_logs(
+        shared_http,
+        run,
+        start_time=(T0 + timedelta(seconds=3)).replace(tzinfo=None).isoformat(),
+        end_time="2024-01-02T10:00:07Z",
+    )
     mixed = get_logs(shared_http, run, start_time="2024-01-02T18:00:03+08:00", end_time="2024-01-02T10:00:07Z")
 
     assert at(3, CST) == "2024-01-02T18:00:03+08:00"
@@ -237,25 +265,40 @@ def test_time_window_in_other_timezones_means_the_same_instants(shared_http, run
 def test_sdk_sends_timezone_aware_windows(shared_api, run, shared_http):
     send_logs(shared_http, run, make_lines(10))
     with Client(shared_api.url) as sdk:
-        page = sdk.get_logs(run["project_id"], run["id"], start_time=T0.astimezone(CST) + timedelta(seconds=3),
-                            end_time=T0.astimezone(CST) + timedelta(seconds=7))
+        page = sdk.get_logs(
+            run["project_id"],
+            run["id"],
+            start_time=T0.astimezone(CST) + timedelta(seconds=3),
+            end_time=T0.astimezone(CST) + timedelta(seconds=7),
+        )
     assert [item.message for item in page.items] == [f"第 {i} 行" for i in range(3, 7)]
 
 
 def test_timestamps_sent_in_other_timezones_are_stored_as_utc(shared_http, run):
-    send_logs(shared_http, run, [{"timestamp": "2024-01-02T18:00:05+08:00", "message": "东八区"},
-                          {"timestamp": "2024-01-02T05:00:04-05:00", "message": "西五区"}])
+    send_logs(
+        shared_http,
+        run,
+        [
+            {"timestamp": "2024-01-02T18:00:05+08:00", "message": "东八区"},
+            {"timestamp": "2024-01-02T05:00:04-05:00", "message": "西五区"},
+        ],
+    )
     items = get_logs(shared_http, run)["items"]
     assert [(i["timestamp"], i["message"]) for i in items] == [
-        ("2024-01-02T10:00:04Z", "西五区"), ("2024-01-02T10:00:05Z", "东八区")]
+        ("2024-01-02T10:00:04Z", "西五区"),
+        ("2024-01-02T10:00:05Z", "东八区"),
+    ]
     assert messages(get_logs(shared_http, run, start_time=at(5), end_time=at(6))) == ["东八区"]
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    ("2024-01-02T10:00:05Z", "2024-01-02T10:00:04Z"),
-    ("2024-01-02T18:00:05+08:00", "2024-01-02T10:00:04Z"),
-    ("2024-01-02T10:00:05", "2024-01-02T17:00:04+08:00"),
-])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2024-01-02T10:00:05Z", "2024-01-02T10:00:04Z"),
+        ("2024-01-02T18:00:05+08:00", "2024-01-02T10:00:04Z"),
+        ("2024-01-02T10:00:05", "2024-01-02T17:00:04+08:00"),
+    ],
+)
 def test_start_after_end_is_rejected(shared_http, run, start, end):
     response = shared_http.get(url(run, "/logs"), params={"start_time": start, "end_time": end})
     assert response.status_code == 422, response.text
@@ -278,8 +321,11 @@ def test_identical_timestamps_keep_insertion_order(shared_http, run):
 
 def test_level_filter_is_a_minimum_severity(shared_http, run):
     levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    send_logs(shared_http, run, [{"timestamp": at(i), "level": level, "message": level.lower()}
-                          for i, level in enumerate(levels)])
+    send_logs(
+        shared_http,
+        run,
+        [{"timestamp": at(i), "level": level, "message": level.lower()} for i, level in enumerate(levels)],
+    )
 
     def at_least(level):
         page = get_logs(shared_http, run, level=level)
@@ -294,27 +340,46 @@ def test_level_filter_is_a_minimum_severity(shared_http, run):
 
 
 def test_text_query_is_case_insensitive_and_literal(shared_http, run):
-    send_logs(shared_http, run, [
-        {"timestamp": at(0), "message": "第 500 步 - loss=1.86 lr=2e-5"},
-        {"timestamp": at(1), "message": "Eval LOSS 1.70"},
-        {"timestamp": at(2), "message": "显存占用 100%"},
-        {"timestamp": at(3), "message": "显存占用 1000"},
-        {"timestamp": at(4), "level": "ERROR", "message": "loss 变成 NaN"},
-    ])
+    send_logs(
+        shared_http,
+        run,
+        [
+            {"timestamp": at(0), "message": "第 500 步 - loss=1.86 lr=2e-5"},
+            {"timestamp": at(1), "message": "Eval LOSS 1.70"},
+            {"timestamp": at(2), "message": "显存占用 100%"},
+            {"timestamp": at(3), "message": "显存占用 1000"},
+            {"timestamp": at(4), "level": "ERROR", "message": "loss 变成 NaN"},
+        ],
+    )
 
-    assert messages(get_logs(shared_http, run, q="LOSS")) == ["第 500 步 - loss=1.86 lr=2e-5", "Eval LOSS 1.70", "loss 变成 NaN"]
+    assert messages(get_logs(shared_http, run, q="LOSS")) == [
+        "第 500 步 - loss=1.86 lr=2e-5",
+        "Eval LOSS 1.70",
+        "loss 变成 NaN",
+    ]
     assert messages(get_logs(shared_http, run, q="100%")) == ["显存占用 100%"]
     assert messages(get_logs(shared_http, run, q="_")) == []
     assert messages(get_logs(shared_http, run, q="步")) == ["第 500 步 - loss=1.86 lr=2e-5"]
     combined = get_logs(shared_http, run, q="loss", level="ERROR", start_time=at(1))
     assert combined["total"] == 1 and messages(combined) == ["loss 变成 NaN"]
     assert get_logs(shared_http, run, q="Loss", page_size=1, page=2) | {"items": None} == {
-        "page": 2, "page_size": 1, "total": 3, "items": None}
+        "page": 2,
+        "page_size": 1,
+        "total": 3,
+        "items": None,
+    }
 
 
 def test_unicode_round_trip(shared_http, run):
-    texts = ["第 500 步 - loss=1.86 lr=2e-5", "emoji 🚀🔥 完成", "עברית וعربي", "e\u0301 组合字符",
-             "多行\n第二行\t制表", "引号 \"'\\ 反斜杠", "𠜎𠜱𡿺 扩展汉字"]
+    texts = [
+        "第 500 步 - loss=1.86 lr=2e-5",
+        "emoji 🚀🔥 完成",
+        "עברית וعربي",
+        "e\u0301 组合字符",
+        "多行\n第二行\t制表",
+        "引号 \"'\\ 反斜杠",
+        "𠜎𠜱𡿺 扩展汉字",
+    ]
     send_logs(shared_http, run, [{"timestamp": at(i), "message": text} for i, text in enumerate(texts)])
 
     assert messages(get_logs(shared_http, run)) == texts
@@ -372,8 +437,12 @@ def test_run_metrics_hold_latest_value_by_step(shared_http, run):
 @pytest.mark.parametrize("max_points", [1, 7, 10, 100, 999, 1000, 5000])
 def test_downsampling_bounds_points_per_series(shared_http, run, max_points):
     values = {step: 2.0 + ((step * 37) % 101) / 100 for step in range(1000)}
-    send_metrics(shared_http, run, [point("loss", step, value) for step, value in values.items()]
-                 + [point("lr", step, 1e-5) for step in range(0, 1000, 50)])
+    send_metrics(
+        shared_http,
+        run,
+        [point("loss", step, value) for step, value in values.items()]
+        + [point("lr", step, 1e-5) for step in range(0, 1000, 50)],
+    )
 
     got = series(shared_http, run, max_points=max_points)
 
@@ -409,7 +478,7 @@ def test_last_is_the_value_at_the_largest_step_of_each_bucket(shared_http, run):
     steps = list(range(0, 3000, 3))
     random.Random(7).shuffle(steps)
     for start in range(0, len(steps), 250):  # out of order, in several batches
-        send_metrics(shared_http, run, [point("loss", step, step * 0.5) for step in steps[start:start + 250]])
+        send_metrics(shared_http, run, [point("loss", step, step * 0.5) for step in steps[start : start + 250]])
 
     buckets = series(shared_http, run, max_points=13)["loss"]["points"]
 
@@ -425,12 +494,20 @@ def test_last_is_the_value_at_the_largest_step_of_each_bucket(shared_http, run):
 
 def test_single_point_and_huge_steps(shared_http, run):
     send_metrics(shared_http, run, [point("one", 7, 0.5)])
-    send_metrics(shared_http, run, [{"name": "big", "step": step, "value": float(i), "timestamp": at(0)}
-                             for i, step in enumerate([0, 2**40, 2**62, 2**63 - 1])])
+    send_metrics(
+        shared_http,
+        run,
+        [
+            {"name": "big", "step": step, "value": float(i), "timestamp": at(0)}
+            for i, step in enumerate([0, 2**40, 2**62, 2**63 - 1])
+        ],
+    )
 
     got = series(shared_http, run, max_points=10_000)
 
-    assert got["one"]["points"] == [{"step": 7, "min": 0.5, "max": 0.5, "last": 0.5, "timestamp": at(7).replace("+00:00", "Z")}]
+    assert got["one"]["points"] == [
+        {"step": 7, "min": 0.5, "max": 0.5, "last": 0.5, "timestamp": at(7).replace("+00:00", "Z")}
+    ]
     assert [b["step"] for b in got["big"]["points"]][-1] == 2**63 - 1
     assert got["big"]["points"][-1]["last"] == 3.0
     assert len(series(shared_http, run, max_points=1)["big"]["points"]) == 1
@@ -448,7 +525,9 @@ def test_names_filter(shared_http, run):
     assert series(shared_http, run, names="nope") == {}
     with Client(str(shared_http.base_url)) as sdk:
         assert sorted(s.name for s in sdk.get_metrics(run["project_id"], run["id"], names=["lr", "acc"]).series) == [
-            "acc", "lr"]
+            "acc",
+            "lr",
+        ]
 
 
 @pytest.mark.parametrize("max_points", [0, -1, 10_001, "多"])
@@ -460,10 +539,14 @@ def test_invalid_max_points(shared_http, run, max_points):
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", '"NaN"', '"inf"', "1e400"])
 def test_non_finite_metric_values_are_rejected(shared_http, run, value):
-    raw = ('{"batch_id": "bad", "points": [{"name": "loss", "step": 1, "value": 1.0, "timestamp": "2024-01-02T10:00:00Z"},'
-           f' {{"name": "loss", "step": 2, "value": {value}, "timestamp": "2024-01-02T10:00:01Z"}}]}}')
+    raw = (
+        '{"batch_id": "bad", "points": [{"name": "loss", "step": 1, "value": 1.0, "timestamp": "2024-01-02T10:00:00Z"},'
+        f' {{"name": "loss", "step": 2, "value": {value}, "timestamp": "2024-01-02T10:00:01Z"}}]}}'
+    )
 
-    response = shared_http.post(url(run, "/metrics"), content=raw.encode(), headers={"Content-Type": "application/json"})
+    response = shared_http.post(
+        url(run, "/metrics"), content=raw.encode(), headers={"Content-Type": "application/json"}
+    )
 
     assert response.status_code == 422, response.text
     assert "points.1.value" in response.json()["detail"]
@@ -472,17 +555,22 @@ def test_non_finite_metric_values_are_rejected(shared_http, run, value):
     assert send_metrics(shared_http, run, [point("loss", 1, 1.0)], "bad")["duplicate"] is False
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"step": -1}, "points.0.step"),
-    ({"step": 2**63}, "points.0.step"),
-    ({"step": 1.5}, "points.0.step"),
-    ({"name": ""}, "points.0.name"),
-    ({"value": "高"}, "points.0.value"),
-    ({"timestamp": None}, "points.0.timestamp"),
-    ({"unit": "s"}, "points.0.unit"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"step": -1}, "points.0.step"),
+        ({"step": 2**63}, "points.0.step"),
+        ({"step": 1.5}, "points.0.step"),
+        ({"name": ""}, "points.0.name"),
+        ({"value": "高"}, "points.0.value"),
+        ({"timestamp": None}, "points.0.timestamp"),
+        ({"unit": "s"}, "points.0.unit"),
+    ],
+)
 def test_metric_batch_validation(shared_http, run, bad, field):
-    response = shared_http.post(url(run, "/metrics"), json={"batch_id": "b", "points": [{**point("loss", 1, 1.0), **bad}]})
+    response = shared_http.post(
+        url(run, "/metrics"), json={"batch_id": "b", "points": [{**point("loss", 1, 1.0), **bad}]}
+    )
     assert response.status_code == 422, response.text
     assert field in response.json()["detail"]
     assert series(shared_http, run) == {}
@@ -494,7 +582,7 @@ def test_pages_by_line_number_match_pages_of_a_run_whose_batches_came_out_of_ord
     lines = make_lines(1_000, every=timedelta(milliseconds=500), text="行 {i}")
     for i in range(0, 1_000, 7):
         lines[i]["level"] = "WARNING"
-    batches = [lines[i:i + 90] for i in range(0, 1_000, 90)]
+    batches = [lines[i : i + 90] for i in range(0, 1_000, 90)]
     in_order, shuffled = (run_of(shared_http) for _ in range(2))
     for batch in batches:
         send_logs(shared_http, in_order, batch)
@@ -502,10 +590,18 @@ def test_pages_by_line_number_match_pages_of_a_run_whose_batches_came_out_of_ord
         send_logs(shared_http, shuffled, batch)
     expected = [line["message"] for line in lines]
 
-    cases = [{"page": 1}, {"page": 7, "page_size": 33}, {"page": 20}, {"page": 21}, {"page": 2, "page_size": 500},
-             {"start_time": at(100)}, {"end_time": at(100), "page": 2},
-             {"start_time": at(37), "end_time": at(301), "page": 3, "page_size": 40},
-             {"start_time": at(10_000)}, {"start_time": at(-50), "end_time": at(0)}]
+    cases = [
+        {"page": 1},
+        {"page": 7, "page_size": 33},
+        {"page": 20},
+        {"page": 21},
+        {"page": 2, "page_size": 500},
+        {"start_time": at(100)},
+        {"end_time": at(100), "page": 2},
+        {"start_time": at(37), "end_time": at(301), "page": 3, "page_size": 40},
+        {"start_time": at(10_000)},
+        {"start_time": at(-50), "end_time": at(0)},
+    ]
     for params in cases:
         ordered, unordered = get_logs(shared_http, in_order, **params), get_logs(shared_http, shuffled, **params)
         assert ordered == unordered, params

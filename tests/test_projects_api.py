@@ -31,30 +31,33 @@ OWNER = unique("小李")  # nobody else on the shared server owns a project by t
 VALID = {"name": "校验项目", "owner": OWNER}
 
 
-@pytest.mark.parametrize(("body", "field", "message"), [
-    ({"owner": OWNER}, "name", "缺少必填字段"),
-    ({"name": "校验项目"}, "owner", "缺少必填字段"),
-    ({**VALID, "name": ""}, "name", "不能为空"),
-    ({**VALID, "name": "   "}, "name", "不能为空"),
-    ({**VALID, "owner": ""}, "owner", "不能为空"),
-    ({**VALID, "name": 123}, "name", "必须是字符串"),
-    ({**VALID, "owner": None}, "owner", "必须是字符串"),
-    ({**VALID, "tags": "科研"}, "tags", "必须是数组"),
-    ({**VALID, "tags": [1]}, "tags.0", "必须是字符串"),
-    ({**VALID, "tags": [""]}, "tags.0", "不能为空"),
-    ({**VALID, "description": ["a"]}, "description", "必须是字符串"),
-    ({**VALID, "colour": "红"}, "colour", "不支持的字段"),
-    ({**VALID, "status": "进行中"}, "status", "不支持的字段"),
-    ({**VALID, "name": "名" * 201}, "name", "长度不能超过 200"),
-    ({**VALID, "owner": "x" * 201}, "owner", "长度不能超过 200"),
-    ({**VALID, "description": "x" * 5001}, "description", "长度不能超过 5000"),
-    ({**VALID, "task_type": "x" * 201}, "task_type", "长度不能超过 200"),
-    ({**VALID, "tags": ["x" * 65]}, "tags.0", "长度不能超过 64"),
-    ({**VALID, "tags": [f"t{i}" for i in range(51)]}, "tags", "元素数量不能超过 50"),
-    ({**VALID, "default_hyperparameters": [1, 2]}, "default_hyperparameters", "必须是 JSON 对象"),
-    ({**VALID, "default_hyperparameters": "lr=3e-5"}, "default_hyperparameters", "必须是 JSON 对象"),
-    ({**VALID, "default_hyperparameters": {"blob": "x" * 70_000}}, "default_hyperparameters", "JSON 对象过大"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"owner": OWNER}, "name", "缺少必填字段"),
+        ({"name": "校验项目"}, "owner", "缺少必填字段"),
+        ({**VALID, "name": ""}, "name", "不能为空"),
+        ({**VALID, "name": "   "}, "name", "不能为空"),
+        ({**VALID, "owner": ""}, "owner", "不能为空"),
+        ({**VALID, "name": 123}, "name", "必须是字符串"),
+        ({**VALID, "owner": None}, "owner", "必须是字符串"),
+        ({**VALID, "tags": "科研"}, "tags", "必须是数组"),
+        ({**VALID, "tags": [1]}, "tags.0", "必须是字符串"),
+        ({**VALID, "tags": [""]}, "tags.0", "不能为空"),
+        ({**VALID, "description": ["a"]}, "description", "必须是字符串"),
+        ({**VALID, "colour": "红"}, "colour", "不支持的字段"),
+        ({**VALID, "status": "进行中"}, "status", "不支持的字段"),
+        ({**VALID, "name": "名" * 201}, "name", "长度不能超过 200"),
+        ({**VALID, "owner": "x" * 201}, "owner", "长度不能超过 200"),
+        ({**VALID, "description": "x" * 5001}, "description", "长度不能超过 5000"),
+        ({**VALID, "task_type": "x" * 201}, "task_type", "长度不能超过 200"),
+        ({**VALID, "tags": ["x" * 65]}, "tags.0", "长度不能超过 64"),
+        ({**VALID, "tags": [f"t{i}" for i in range(51)]}, "tags", "元素数量不能超过 50"),
+        ({**VALID, "default_hyperparameters": [1, 2]}, "default_hyperparameters", "必须是 JSON 对象"),
+        ({**VALID, "default_hyperparameters": "lr=3e-5"}, "default_hyperparameters", "必须是 JSON 对象"),
+        ({**VALID, "default_hyperparameters": {"blob": "x" * 70_000}}, "default_hyperparameters", "JSON 对象过大"),
+    ],
+)
 def test_create_rejects_invalid_body(shared_http, body, field, message):
     response = shared_http.post("/projects", json=body)
 
@@ -65,7 +68,9 @@ def test_create_rejects_invalid_body(shared_http, body, field, message):
     assert listed(shared_http, owner=OWNER) == []
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"name"', b'{"name": "a", "owner": "b", "default_hyperparameters": {"lr": NaN}}'])
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"[1, 2]", b'"name"', b'{"name": "a", "owner": "b", "default_hyperparameters": {"lr": NaN}}']
+)
 def test_create_rejects_malformed_json(shared_http, raw):
     response = shared_http.post("/projects", content=raw, headers={"Content-Type": "application/json"})
 
@@ -216,11 +221,16 @@ def test_patch_records_numbered_versions(shared_http):
     assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(project["updated_at"])
     v2 = body["versions"][-1]
     assert v2["version"] == 2
-    assert v2["changes"] == {"description": {"old": "旧描述", "new": "新描述"}, "tags": {"old": ["a"], "new": ["a", "b"]}}
+    assert v2["changes"] == {
+        "description": {"old": "旧描述", "new": "新描述"},
+        "tags": {"old": ["a"], "new": ["a", "b"]},
+    }
     assert v2["snapshot"]["description"] == "新描述"
     assert v2["snapshot"]["tags"] == ["a", "b"]
 
-    second = shared_http.patch(f"/projects/{pid}", json={"default_hyperparameters": {"lr": 0.2, "batch_size": 8}}).json()
+    second = shared_http.patch(
+        f"/projects/{pid}", json={"default_hyperparameters": {"lr": 0.2, "batch_size": 8}}
+    ).json()
     assert second["version"] == 3
     assert second["versions"][-1]["changes"] == {
         "default_hyperparameters": {"old": {"lr": 0.1}, "new": {"lr": 0.2, "batch_size": 8}},
@@ -255,13 +265,16 @@ def test_partial_noop_patch_records_only_changed_fields(shared_http):
     assert body["versions"][-1]["changes"] == {"objective": {"old": "目标", "new": "新目标"}}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "改名"}, "name"),
-    ({"owner": "别人"}, "owner"),
-    ({"status": "进行中"}, "status"),
-    ({"tags": "a"}, "tags"),
-    ({"default_hyperparameters": [1]}, "default_hyperparameters"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "改名"}, "name"),
+        ({"owner": "别人"}, "owner"),
+        ({"status": "进行中"}, "status"),
+        ({"tags": "a"}, "tags"),
+        ({"default_hyperparameters": [1]}, "default_hyperparameters"),
+    ],
+)
 def test_patch_rejects_invalid_body(shared_http, body, field):
     project = new_project(shared_http)
 

@@ -25,10 +25,16 @@ def patch(http, run: dict, **body) -> httpx.Response:
 
 
 def checkpoint(http, run: dict, step: int | None = 2000, type: str = "checkpoint") -> dict:
-    response = http.post(url(run, "/artifacts"), json={
-        "type": type, "name": "第 2000 步检查点", "step": step, "size_bytes": 123,
-        "path": f"s3://artifacts/{run['project_id']}/{run['id']}/ckpt_{uuid.uuid4().hex[:6]}.pt",
-    })
+    response = http.post(
+        url(run, "/artifacts"),
+        json={
+            "type": type,
+            "name": "第 2000 步检查点",
+            "step": step,
+            "size_bytes": 123,
+            "path": f"s3://artifacts/{run['project_id']}/{run['id']}/ckpt_{uuid.uuid4().hex[:6]}.pt",
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -102,20 +108,23 @@ def test_queued_cannot_go_straight_to_completed(shared_http):
     assert shared_http.get(url(run)).json()["status"] == "排队中"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"status": "跑着"}, "status"),
-    ({"status": "running"}, "status"),
-    ({"progress": 1.01}, "progress"),
-    ({"progress": -0.01}, "progress"),
-    ({"progress": "很多"}, "progress"),
-    ({"gpu_utilization": 1.5}, "gpu_utilization"),
-    ({"gpu_utilization": -1}, "gpu_utilization"),
-    ({"current_step": -1}, "current_step"),
-    ({"current_step": 2**63}, "current_step"),
-    ({"total_steps": 2**64}, "total_steps"),
-    ({"name": "改名"}, "name"),
-    ({"metrics": {"loss": 1}}, "metrics"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"status": "跑着"}, "status"),
+        ({"status": "running"}, "status"),
+        ({"progress": 1.01}, "progress"),
+        ({"progress": -0.01}, "progress"),
+        ({"progress": "很多"}, "progress"),
+        ({"gpu_utilization": 1.5}, "gpu_utilization"),
+        ({"gpu_utilization": -1}, "gpu_utilization"),
+        ({"current_step": -1}, "current_step"),
+        ({"current_step": 2**63}, "current_step"),
+        ({"total_steps": 2**64}, "total_steps"),
+        ({"name": "改名"}, "name"),
+        ({"metrics": {"loss": 1}}, "metrics"),
+    ],
+)
 def test_report_rejects_invalid_values(shared_http, body, field):
     run = new_run(shared_http)
 
@@ -222,9 +231,14 @@ def test_cancel_returns_200_when_flow_confirms_during_wait(tmp_path):
 
 def test_resume_defaults_clone_the_source_run(shared_http):
     project = new_project(shared_http, default_hyperparameters={"warmup": 10})
-    source = new_run(shared_http, project["id"], model="llama-2-13b", dataset="中文语料",
-                     hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
-                     resources={"gpu_type": "A100", "gpu_count": 4, "node": "gpu-01"})
+    source = new_run(
+        shared_http,
+        project["id"],
+        model="llama-2-13b",
+        dataset="中文语料",
+        hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
+        resources={"gpu_type": "A100", "gpu_count": 4, "node": "gpu-01"},
+    )
     ckpt = checkpoint(shared_http, source)
 
     response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]})
@@ -248,14 +262,25 @@ def test_resume_defaults_clone_the_source_run(shared_http):
 
 
 def test_resume_overrides_merge(shared_http):
-    source = new_run(shared_http, model="llama-2-13b", hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
-                     resources={"gpu_type": "A100", "gpu_count": 4})
+    source = new_run(
+        shared_http,
+        model="llama-2-13b",
+        hyperparameters={"learning_rate": 2e-5, "batch_size": 32},
+        resources={"gpu_type": "A100", "gpu_count": 4},
+    )
     ckpt = checkpoint(shared_http, source)
 
-    response = shared_http.post(url(source, "/resume"), params={"source_artifact_id": ckpt["id"]}, json={
-        "name": "继续训练", "model": "llama-2-13b-chat", "dataset": "新语料",
-        "hyperparameters": {"learning_rate": 1.5e-5, "num_epochs": 1}, "resources": {"gpu_count": 8},
-    })
+    response = shared_http.post(
+        url(source, "/resume"),
+        params={"source_artifact_id": ckpt["id"]},
+        json={
+            "name": "继续训练",
+            "model": "llama-2-13b-chat",
+            "dataset": "新语料",
+            "hyperparameters": {"learning_rate": 1.5e-5, "num_epochs": 1},
+            "resources": {"gpu_count": 8},
+        },
+    )
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -310,8 +335,11 @@ def test_resume_errors(shared_http):
     assert missing.status_code == 422
     assert "source_artifact_id" in missing.json()["detail"]
 
-    bad_body = shared_http.post(url(source, "/resume"), params={"source_artifact_id": checkpoint(shared_http, source)["id"]},
-                         json={"hyperparameters": [1], "colour": "红"})
+    bad_body = shared_http.post(
+        url(source, "/resume"),
+        params={"source_artifact_id": checkpoint(shared_http, source)["id"]},
+        json={"hyperparameters": [1], "colour": "红"},
+    )
     assert bad_body.status_code == 422
     assert "hyperparameters" in bad_body.json()["detail"] and "colour" in bad_body.json()["detail"]
 
@@ -381,15 +409,18 @@ def test_list_runs(shared_http):
     assert all("artifacts" not in r for r in runs)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"dataset": "d"}, "model"),
-    ({"model": "m"}, "dataset"),
-    ({"model": " ", "dataset": "d"}, "model"),
-    ({"model": "m", "dataset": "d", "hyperparameters": [1]}, "hyperparameters"),
-    ({"model": "m", "dataset": "d", "resources": {"gpu_count": -1}}, "resources.gpu_count"),
-    ({"model": "m", "dataset": "d", "resources": {"gpu_count": "四"}}, "resources.gpu_count"),
-    ({"model": "m", "dataset": "d", "status": "运行中"}, "status"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"dataset": "d"}, "model"),
+        ({"model": "m"}, "dataset"),
+        ({"model": " ", "dataset": "d"}, "model"),
+        ({"model": "m", "dataset": "d", "hyperparameters": [1]}, "hyperparameters"),
+        ({"model": "m", "dataset": "d", "resources": {"gpu_count": -1}}, "resources.gpu_count"),
+        ({"model": "m", "dataset": "d", "resources": {"gpu_count": "四"}}, "resources.gpu_count"),
+        ({"model": "m", "dataset": "d", "status": "运行中"}, "status"),
+    ],
+)
 def test_create_run_validation(shared_http, body, field):
     project = new_project(shared_http)
     response = shared_http.post(f"/projects/{project['id']}/runs", json=body)

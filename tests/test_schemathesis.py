@@ -49,10 +49,16 @@ def existing_ids(http: httpx.Client) -> dict[str, str]:
     """A fresh project, queued run and checkpoint, so generated requests also reach real resources."""
     project = http.post("/projects", json={"name": f"模式测试-{uuid.uuid4().hex[:8]}", "owner": "测试"}).json()
     run = http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "d"}).json()
-    checkpoint = http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts", json={
-        "type": "checkpoint", "name": "c", "step": 1, "path": f"s3://artifacts/{project['id']}/{run['id']}/c"}).json()
-    return {"project_id": project["id"], "run_id": run["id"], "artifact_id": checkpoint["id"],
-            "source_artifact_id": checkpoint["id"]}
+    checkpoint = http.post(
+        f"/projects/{project['id']}/runs/{run['id']}/artifacts",
+        json={"type": "checkpoint", "name": "c", "step": 1, "path": f"s3://artifacts/{project['id']}/{run['id']}/c"},
+    ).json()
+    return {
+        "project_id": project["id"],
+        "run_id": run["id"],
+        "artifact_id": checkpoint["id"],
+        "source_artifact_id": checkpoint["id"],
+    }
 
 
 @schema.parametrize()

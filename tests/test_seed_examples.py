@@ -71,10 +71,16 @@ def create_seed_run(http, project_id: str) -> dict:
 
 
 def register_checkpoint(http, project_id: str, run_id: str) -> dict:
-    response = http.post(f"/projects/{project_id}/runs/{run_id}/artifacts", json={
-        "type": "checkpoint", "name": "第 2000 步检查点",
-        "path": f"s3://artifacts/{project_id}/{run_id}/ckpt_001.pt", "size_bytes": 123, "step": 2000,
-    })
+    response = http.post(
+        f"/projects/{project_id}/runs/{run_id}/artifacts",
+        json={
+            "type": "checkpoint",
+            "name": "第 2000 步检查点",
+            "path": f"s3://artifacts/{project_id}/{run_id}/ckpt_001.pt",
+            "size_bytes": 123,
+            "step": 2000,
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -130,8 +136,17 @@ def test_get_project(fresh_http):
 
     assert response.status_code == 200
     body = response.json()
-    for field in ("id", "name", "objective", "task_type", "base_model", "owner", "created_at", "tags",
-                  "default_hyperparameters"):
+    for field in (
+        "id",
+        "name",
+        "objective",
+        "task_type",
+        "base_model",
+        "owner",
+        "created_at",
+        "tags",
+        "default_hyperparameters",
+    ):
         assert body[field] == project[field], field
     assert body["status"] == "进行中"
     assert utc(body["updated_at"]) >= utc(project["created_at"])
@@ -168,12 +183,20 @@ def test_get_run(fresh_http):
     project = create_seed_project(fresh_http)
     run = create_seed_run(fresh_http, project["id"])
     base = f"/projects/{project['id']}/runs/{run['id']}"
-    assert fresh_http.patch(base, json={"status": "运行中", "progress": 0.65, "gpu_utilization": 0.83}).status_code == 200
+    assert (
+        fresh_http.patch(base, json={"status": "运行中", "progress": 0.65, "gpu_utilization": 0.83}).status_code == 200
+    )
     now = datetime.now(timezone.utc).isoformat()
-    sent = fresh_http.post(base + "/metrics", json={"batch_id": "seed", "points": [
-        {"name": "train_loss", "step": 500, "value": 1.72, "timestamp": now},
-        {"name": "eval_rouge_l", "step": 500, "value": 38.4, "timestamp": now},
-    ]})
+    sent = fresh_http.post(
+        base + "/metrics",
+        json={
+            "batch_id": "seed",
+            "points": [
+                {"name": "train_loss", "step": 500, "value": 1.72, "timestamp": now},
+                {"name": "eval_rouge_l", "step": 500, "value": 38.4, "timestamp": now},
+            ],
+        },
+    )
     assert sent.status_code == 200, sent.text
 
     response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}")
@@ -214,8 +237,14 @@ def test_get_logs_page(fresh_http):
     run = create_seed_run(fresh_http, project["id"])
     base = f"/projects/{project['id']}/runs/{run['id']}"
     start = datetime(2024, 1, 2, 10, 0, tzinfo=timezone.utc)
-    lines = [{"timestamp": (start + timedelta(seconds=i)).isoformat(), "level": "INFO",
-              "message": f"第 {i * 10} 步 - loss=1.86 lr=2e-5"} for i in range(45)]
+    lines = [
+        {
+            "timestamp": (start + timedelta(seconds=i)).isoformat(),
+            "level": "INFO",
+            "message": f"第 {i * 10} 步 - loss=1.86 lr=2e-5",
+        }
+        for i in range(45)
+    ]
     assert fresh_http.post(base + "/logs", json={"batch_id": "seed", "lines": lines}).status_code == 200
 
     response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}/logs?page=2&page_size=20")
@@ -235,9 +264,14 @@ def test_list_artifacts(fresh_http):
     project = create_seed_project(fresh_http)
     run = create_seed_run(fresh_http, project["id"])
     checkpoint = register_checkpoint(fresh_http, project["id"], run["id"])
-    event = fresh_http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts", json={
-        "type": "event", "name": "TensorBoard 日志", "path": f"s3://artifacts/{project['id']}/{run['id']}/tensorboard",
-    })
+    event = fresh_http.post(
+        f"/projects/{project['id']}/runs/{run['id']}/artifacts",
+        json={
+            "type": "event",
+            "name": "TensorBoard 日志",
+            "path": f"s3://artifacts/{project['id']}/{run['id']}/tensorboard",
+        },
+    )
     assert event.status_code == 201, event.text
 
     response = fresh_http.get(f"/projects/{project['id']}/runs/{run['id']}/artifacts")
@@ -268,7 +302,8 @@ def test_resume_run(fresh_http):
 
     response = fresh_http.post(
         f"/projects/{project['id']}/runs/{run['id']}/resume?source_artifact_id={checkpoint['id']}",
-        content=RESUME_BODY.encode(), headers=JSON,
+        content=RESUME_BODY.encode(),
+        headers=JSON,
     )
 
     assert response.status_code == 201, response.text
@@ -290,8 +325,11 @@ def test_tag_artifact(fresh_http):
     run = create_seed_run(fresh_http, project["id"])
     checkpoint = register_checkpoint(fresh_http, project["id"], run["id"])
 
-    response = fresh_http.post(f"/projects/{project['id']}/runs/{run['id']}/artifacts/{checkpoint['id']}/tag",
-                         content=TAG_BODY.encode(), headers=JSON)
+    response = fresh_http.post(
+        f"/projects/{project['id']}/runs/{run['id']}/artifacts/{checkpoint['id']}/tag",
+        content=TAG_BODY.encode(),
+        headers=JSON,
+    )
 
     assert response.status_code == 200, response.text
     body = response.json()

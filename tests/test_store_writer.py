@@ -14,13 +14,17 @@ ROW_WRITES = ("UPDATE ", "DELETE FROM", "DO UPDATE")
 
 
 def _writes_rows(function: ast.FunctionDef) -> bool:
-    return any(isinstance(node, ast.Constant) and isinstance(node.value, str) and any(w in node.value for w in ROW_WRITES)
-               for node in ast.walk(function))
+    return any(
+        isinstance(node, ast.Constant) and isinstance(node.value, str) and any(w in node.value for w in ROW_WRITES)
+        for node in ast.walk(function)
+    )
 
 
 def _calls(function: ast.FunctionDef, name: str) -> bool:
-    return any(isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == name
-               for node in ast.walk(function))
+    return any(
+        isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == name
+        for node in ast.walk(function)
+    )
 
 
 def test_every_row_update_in_the_store_runs_inside_the_writer():
@@ -40,9 +44,26 @@ def test_every_row_update_in_the_store_runs_inside_the_writer():
 
 def _run(run_id: str) -> dict:
     row = {column: None for column in run_store.COLUMNS}
-    row.update(id=run_id, project_id="proj_x", name="r", status="运行中", progress=0.0, model="m", dataset="d",
-               hyperparameters={}, resources={}, metrics={}, metric_steps={}, created_at=utc_now(), updated_at=utc_now(), project_version=1, start_step=0,
-               current_step=0, total_steps=100, trainer="simulated")
+    row.update(
+        id=run_id,
+        project_id="proj_x",
+        name="r",
+        status="运行中",
+        progress=0.0,
+        model="m",
+        dataset="d",
+        hyperparameters={},
+        resources={},
+        metrics={},
+        metric_steps={},
+        created_at=utc_now(),
+        updated_at=utc_now(),
+        project_version=1,
+        start_step=0,
+        current_step=0,
+        total_steps=100,
+        trainer="simulated",
+    )
     return row
 
 

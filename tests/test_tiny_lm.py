@@ -22,13 +22,23 @@ from ltm.trainers.tiny_lm import (  # noqa: E402
 from tests.trainer_steps import losses, run_to_end  # noqa: E402
 
 # Small enough for 2 CPU cores; the defaults (d_model=128, context 64, batch 16) are what users get.
-SMALL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "context_length": 32, "batch_size": 8, "eval_batches": 2,
-         "device": "cpu"}
+SMALL = {
+    "d_model": 64,
+    "n_heads": 4,
+    "n_layers": 2,
+    "context_length": 32,
+    "batch_size": 8,
+    "eval_batches": 2,
+    "device": "cpu",
+}
 
 
 def make_trainer(dataset="sample", **hyperparameters) -> TinyLMTrainer:
-    return TinyLMTrainer(TrainerConfig(model="tiny-lm", dataset=dataset, task_type=None,
-                                       hyperparameters={**SMALL, **hyperparameters}, resources={}))
+    return TinyLMTrainer(
+        TrainerConfig(
+            model="tiny-lm", dataset=dataset, task_type=None, hyperparameters={**SMALL, **hyperparameters}, resources={}
+        )
+    )
 
 
 def save_and_reload(files: dict[str, bytes], folder) -> dict[str, bytes]:
@@ -181,11 +191,24 @@ def test_load_checkpoint_folder_and_generate(trained, tmp_path):
 
 def test_hyperparameter_declarations_match_defaults():
     declared = {item.name: item for item in TinyLMTrainer.hyperparameters}
-    assert list(declared) == ["learning_rate", "batch_size", "context_length", "n_layers", "n_heads", "d_model",
-                              "num_epochs", "steps_per_epoch", "warmup_steps", "seed", "eval_batches", "device"]
+    assert list(declared) == [
+        "learning_rate",
+        "batch_size",
+        "context_length",
+        "n_layers",
+        "n_heads",
+        "d_model",
+        "num_epochs",
+        "steps_per_epoch",
+        "warmup_steps",
+        "seed",
+        "eval_batches",
+        "device",
+    ]
     assert all(item.description and item.type in {"int", "float", "str"} for item in declared.values())
-    trainer = TinyLMTrainer(TrainerConfig(model="tiny-lm", dataset="中文示例语料", task_type=None,
-                                          hyperparameters={}, resources={}))
+    trainer = TinyLMTrainer(
+        TrainerConfig(model="tiny-lm", dataset="中文示例语料", task_type=None, hyperparameters={}, resources={})
+    )
     used = trainer.state()["hyperparameters"]
     assert used == {name: item.default for name, item in declared.items() if name != "device"}
     assert declared["device"].default == "auto"
@@ -199,7 +222,8 @@ def test_declarations_are_readable_without_importing_torch():
         "import sys, ltm.trainers.tiny_lm as module\n"
         "trainer = module.TinyLMTrainer\n"
         "print(trainer.name, len(trainer.hyperparameters), trainer.requires)\n"
-        "print(sorted(m for m in ('torch', 'numpy', 'safetensors', 'ltm.trainers.tiny_lm_model') if m in sys.modules))\n"
+        "heavy = ('torch', 'numpy', 'safetensors', 'ltm.trainers.tiny_lm_model')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -300,8 +324,15 @@ def test_a_dataset_outside_the_roots_is_never_opened(tmp_path, monkeypatch):
     secret.parent.mkdir()
     secret.write_text("AWS_SECRET=只有我知道" * 100, encoding="utf-8")
     monkeypatch.setenv("LTM_DATASET_ROOTS", str(tmp_path / "datasets"))
-    for dataset in (str(secret), f"file://{secret}", "/proc/self/environ", f"{tmp_path}/datasets/../secret/credentials",
-                    f"{tmp_path}/datasets::{secret}", "ftp://example.com:21/corpus.txt", "webhdfs://10.0.0.1/x"):
+    for dataset in (
+        str(secret),
+        f"file://{secret}",
+        "/proc/self/environ",
+        f"{tmp_path}/datasets/../secret/credentials",
+        f"{tmp_path}/datasets::{secret}",
+        "ftp://example.com:21/corpus.txt",
+        "webhdfs://10.0.0.1/x",
+    ):
         with pytest.raises(InvalidConfig, match="不能读取数据集") as error:
             make_trainer(dataset=dataset)
         assert "只有我知道" not in str(error.value) and "No such file" not in str(error.value)
@@ -313,7 +344,9 @@ def test_sample_corpus_is_bundled_and_reproducible_from_its_generator():
     text = SAMPLE_CORPUS.read_text(encoding="utf-8")
     assert 250_000 < len(text.encode()) < 400_000
     assert "训练" in text and "天气" in text
-    spec = importlib.util.spec_from_file_location("make_sample_corpus", SAMPLE_CORPUS.with_name("make_sample_corpus.py"))
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_corpus", SAMPLE_CORPUS.with_name("make_sample_corpus.py")
+    )
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     assert generator.generate() == text

@@ -15,18 +15,26 @@ def test_a_real_model_trains_cancels_resumes_and_its_released_checkpoint_loads(l
     api = Client(ltm_system.api_url)
     assert "tiny-lm" in [t.name for t in api.list_trainers()]
     project = api.create_project(name="真实小模型", owner="测试", default_trainer="tiny-lm")
-    run = api.create_run(project.id, model="tiny-lm", dataset="sample",
-                         hyperparameters={"num_epochs": 1, "steps_per_epoch": 3000, "d_model": 64})
+    run = api.create_run(
+        project.id,
+        model="tiny-lm",
+        dataset="sample",
+        hyperparameters={"num_epochs": 1, "steps_per_epoch": 3000, "d_model": 64},
+    )
     assert run.trainer == "tiny-lm"
     wait_until(lambda: api.get_run(project.id, run.id).current_step >= 60, timeout=120, message="real training")
     cancelled = api.cancel_run(project.id, run.id)
     assert cancelled.status == RunStatus.CANCELLED
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
 
-    resumed = api.resume_run(project.id, run.id, source_artifact_id=checkpoint.id,
-                             hyperparameters={"steps_per_epoch": checkpoint.step + 40})
-    done = wait_until(lambda: (r := api.get_run(project.id, resumed.id)).status.is_terminal and r, timeout=120,
-                      message="the resumed run to finish")
+    resumed = api.resume_run(
+        project.id, run.id, source_artifact_id=checkpoint.id, hyperparameters={"steps_per_epoch": checkpoint.step + 40}
+    )
+    done = wait_until(
+        lambda: (r := api.get_run(project.id, resumed.id)).status.is_terminal and r,
+        timeout=120,
+        message="the resumed run to finish",
+    )
     assert done.status == RunStatus.COMPLETED, done.message
     assert done.start_step == checkpoint.step and done.current_step == checkpoint.step + 40
 

@@ -26,7 +26,9 @@ def test_each_declared_bound_is_enforced_with_the_key_named(trainer, declared):
         edge = declared.minimum + (step if declared.minimum_exclusive else 0)
         assert trainer.resolve_hyperparameters({declared.name: edge})[declared.name] == edge
         with pytest.raises(InvalidConfig, match=declared.name):
-            trainer.resolve_hyperparameters({declared.name: declared.minimum - (0 if declared.minimum_exclusive else step)})
+            trainer.resolve_hyperparameters(
+                {declared.name: declared.minimum - (0 if declared.minimum_exclusive else step)}
+            )
     if declared.maximum is not None:
         assert trainer.resolve_hyperparameters({declared.name: declared.maximum})[declared.name] == declared.maximum
         with pytest.raises(InvalidConfig, match=declared.name):
@@ -39,7 +41,11 @@ def test_the_listing_shows_the_declaration(trainer):
     for declared in trainer.hyperparameters:
         shown = listed[declared.name]
         assert (shown["type"], shown["default"], shown["minimum"], shown["maximum"]) == (
-            declared.type, declared.default, declared.minimum, declared.maximum)
+            declared.type,
+            declared.default,
+            declared.minimum,
+            declared.maximum,
+        )
 
 
 def test_the_trainer_runs_with_what_the_declaration_resolved():
@@ -72,10 +78,16 @@ def test_the_documented_example_trainer_runs_from_outside_the_checkout(tmp_path)
     package.mkdir()
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "trainer.py").write_text(trainer_source, encoding="utf-8")
-    check = try_out + "\nassert abs(trainer.w - 3) < 0.1 and abs(trainer.b - 2) < 0.1\n" + (
-        "from ltm.trainers import InvalidConfig\n"
-        "try:\n    MyTrainer(TrainerConfig('m', 'd', None, {'learning_rate': 5}, {}))\n"
-        "except InvalidConfig as exc:\n    assert 'learning_rate' in str(exc)\nelse:\n    raise SystemExit('accepted')\n")
+    check = (
+        try_out
+        + "\nassert abs(trainer.w - 3) < 0.1 and abs(trainer.b - 2) < 0.1\n"
+        + (
+            "from ltm.trainers import InvalidConfig\n"
+            "try:\n    MyTrainer(TrainerConfig('m', 'd', None, {'learning_rate': 5}, {}))\n"
+            "except InvalidConfig as exc:\n    assert 'learning_rate' in str(exc)\n"
+            "else:\n    raise SystemExit('accepted')\n"
+        )
+    )
     done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "eval_loss" in done.stdout

@@ -31,11 +31,14 @@ def test_a_project_default_trainer_is_inherited_and_versioned(shared_http, proje
     assert run["trainer"] == "simulated"
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("POST", "/projects/{pid}/runs", {"model": "m", "dataset": "d", "trainer": "deepspeed"}),
-    ("PATCH", "/projects/{pid}", {"default_trainer": "deepspeed"}),
-    ("POST", "/projects", {"name": "另一个", "owner": "x", "default_trainer": "deepspeed"}),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/projects/{pid}/runs", {"model": "m", "dataset": "d", "trainer": "deepspeed"}),
+        ("PATCH", "/projects/{pid}", {"default_trainer": "deepspeed"}),
+        ("POST", "/projects", {"name": "另一个", "owner": "x", "default_trainer": "deepspeed"}),
+    ],
+)
 def test_an_unknown_trainer_is_a_422_that_lists_the_installed_ones(shared_http, project, method, path, body):
     response = shared_http.request(method, path.format(pid=project["id"]), json=body)
     assert response.status_code == 422
@@ -45,8 +48,10 @@ def test_an_unknown_trainer_is_a_422_that_lists_the_installed_ones(shared_http, 
 def test_resume_keeps_the_source_trainer_and_refuses_an_unknown_one(shared_http, project):
     run = shared_http.post(f"/projects/{project['id']}/runs", json={"model": "m", "dataset": "d"}).json()
     base = f"/projects/{project['id']}/runs/{run['id']}"
-    checkpoint = shared_http.post(base + "/artifacts", json={"type": "checkpoint", "name": "c", "step": 3,
-                                                      "path": f"s3://artifacts/{project['id']}/{run['id']}/c"}).json()
+    checkpoint = shared_http.post(
+        base + "/artifacts",
+        json={"type": "checkpoint", "name": "c", "step": 3, "path": f"s3://artifacts/{project['id']}/{run['id']}/c"},
+    ).json()
     refused = shared_http.post(base + f"/resume?source_artifact_id={checkpoint['id']}", json={"trainer": "nope"})
     assert refused.status_code == 422 and "simulated" in refused.json()["detail"]
     resumed = shared_http.post(base + f"/resume?source_artifact_id={checkpoint['id']}").json()

@@ -11,8 +11,12 @@ def test_up_prints_the_urls_and_ctrl_c_stops_everything(tmp_path):
     system = LtmSystem(tmp_path / "home").start()
     client = Client(system.api_url)
     project = client.create_project(name="停止测试", owner="测试")
-    run = client.create_run(project.id, model="m", dataset="d",
-                            hyperparameters={"num_epochs": 1, "steps_per_epoch": 5000, "step_seconds": 0.05})
+    run = client.create_run(
+        project.id,
+        model="m",
+        dataset="d",
+        hyperparameters={"num_epochs": 1, "steps_per_epoch": 5000, "step_seconds": 0.05},
+    )
     wait_until(lambda: client.get_run(project.id, run.id).current_step > 2, timeout=60, message="training to start")
     printed = "".join(system.output)
     assert f"http://127.0.0.1:{system.ports['prefect']}" in printed

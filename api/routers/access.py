@@ -18,8 +18,13 @@ def whoami(caller: Caller):
     return {"user": caller.user, "role": caller.role, "run_id": caller.run_id}
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated, summary="创建访问令牌（管理员）",
-             responses=responses(*BODY_ERRORS))
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=TokenCreated,
+    summary="创建访问令牌（管理员）",
+    responses=responses(*BODY_ERRORS),
+)
 def create_token(db: Db, caller: Caller, body: TokenCreate):
     require_role(caller, Role.ADMIN, "管理访问令牌")
     token, record = issue_token(db, body.user, body.role, created_by=caller.user)
@@ -33,8 +38,7 @@ def list_tokens(db: Db, caller: Caller):
     return [{**row, "user": row["user_name"]} for row in auth_store.list_tokens(db)]
 
 
-@router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）",
-               responses=responses(404, 422))
+@router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）", responses=responses(404, 422))
 def revoke_token(db: Db, caller: Caller, token_id: str):
     require_role(caller, Role.ADMIN, "管理访问令牌")
     if not auth_store.revoke_token(db, token_id):
@@ -43,13 +47,19 @@ def revoke_token(db: Db, caller: Caller, token_id: str):
     return Response(status_code=204)
 
 
-@router.get("/projects/{project_id}/members", response_model=list[str], summary="项目成员", responses=responses(404, 422))
+@router.get(
+    "/projects/{project_id}/members", response_model=list[str], summary="项目成员", responses=responses(404, 422)
+)
 def list_members(db: Db, caller: Caller, project: ProjectRow):
     return auth_store.members(db, project["id"])
 
 
-@router.put("/projects/{project_id}/members", response_model=list[str], summary="设置项目成员（负责人或管理员）",
-            responses=responses(404, *BODY_ERRORS))
+@router.put(
+    "/projects/{project_id}/members",
+    response_model=list[str],
+    summary="设置项目成员（负责人或管理员）",
+    responses=responses(404, *BODY_ERRORS),
+)
 def set_members(db: Db, caller: Caller, project: ProjectRow, body: MembersUpdate):
     require_owner(caller, project, "设置项目成员")
     wanted = list(dict.fromkeys(body.members))
@@ -58,7 +68,16 @@ def set_members(db: Db, caller: Caller, project: ProjectRow, body: MembersUpdate
     return auth_store.members(db, project["id"])
 
 
-@router.get("/projects/{project_id}/audit", response_model=list[AuditEvent], summary="项目审计记录", responses=responses(404, 422))
-def audit_trail(db: Db, caller: Caller, project: ProjectRow,
-                limit: Annotated[int, Query(ge=1, le=1000, description="最多返回条数")] = 100):
+@router.get(
+    "/projects/{project_id}/audit",
+    response_model=list[AuditEvent],
+    summary="项目审计记录",
+    responses=responses(404, 422),
+)
+def audit_trail(
+    db: Db,
+    caller: Caller,
+    project: ProjectRow,
+    limit: Annotated[int, Query(ge=1, le=1000, description="最多返回条数")] = 100,
+):
     return auth_store.audit_trail(db, project["id"], limit)

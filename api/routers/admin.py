@@ -68,8 +68,13 @@ def _export(db, folder: Path) -> dict[str, int]:
         raise Refusal(503, f"备份写入失败，已清理未完成的备份：{exc}") from exc
 
 
-@router.post("/admin/backup", status_code=201, response_model=BackupResult, summary="在线备份存储（管理员）",
-             responses={**responses(409, *BODY_ERRORS), **_STORAGE_FAILED})
+@router.post(
+    "/admin/backup",
+    status_code=201,
+    response_model=BackupResult,
+    summary="在线备份存储（管理员）",
+    responses={**responses(409, *BODY_ERRORS), **_STORAGE_FAILED},
+)
 def backup(db: Db, settings: CurrentSettings, caller: Caller, body: BackupRequest):
     require_role(caller, "admin", "备份存储")
     with db.writing():
@@ -77,23 +82,37 @@ def backup(db: Db, settings: CurrentSettings, caller: Caller, body: BackupReques
         tables = _export(db, folder)
     written = [entry for entry in folder.rglob("*") if entry.is_file()]
     auth_store.record(db, caller.user, "备份存储", target=str(folder), details=f"{sum(tables.values())} 行")
-    return {"folder": str(folder), "tables": tables, "files": len(written),
-            "bytes": sum(entry.stat().st_size for entry in written), "schema_version": db.schema_version}
+    return {
+        "folder": str(folder),
+        "tables": tables,
+        "files": len(written),
+        "bytes": sum(entry.stat().st_size for entry in written),
+        "schema_version": db.schema_version,
+    }
 
 
 # Compaction
 
 
-@router.post("/admin/compact", response_model=CompactionResult, summary="压缩存储，收回已删除数据占用的空间（管理员）",
-             description="把整个存储重写到一个新文件再替换原文件：删除运行或项目后，DuckDB 文件不会自动变小。"
-                         "压缩期间其他请求会等待其完成；行数逐表核对一致后才替换原文件。",
-             responses=_COMPACTION_FAILED)
+@router.post(
+    "/admin/compact",
+    response_model=CompactionResult,
+    summary="压缩存储，收回已删除数据占用的空间（管理员）",
+    description="把整个存储重写到一个新文件再替换原文件：删除运行或项目后，DuckDB 文件不会自动变小。"
+    "压缩期间其他请求会等待其完成；行数逐表核对一致后才替换原文件。",
+    responses=_COMPACTION_FAILED,
+)
 def compact(db: Db, caller: Caller):
     require_role(caller, "admin", "压缩存储")
     try:
         result = db.compact()
     except (duckdb.Error, OSError, CompactionFailed) as exc:
         raise Refusal(503, f"压缩存储失败，存储保持原样：{exc}") from exc
-    auth_store.record(db, caller.user, "压缩存储", target=str(db.path),
-                       details=f"{result['bytes_before']} → {result['bytes_after']} 字节")
+    auth_store.record(
+        db,
+        caller.user,
+        "压缩存储",
+        target=str(db.path),
+        details=f"{result['bytes_before']} → {result['bytes_after']} 字节",
+    )
     return result

@@ -15,8 +15,9 @@ from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import utc_now
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"],
-                   dependencies=[Depends(json_body_only)])
+router = APIRouter(
+    prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"], dependencies=[Depends(json_body_only)]
+)
 
 
 @router.get("", response_model=ArtifactList, summary="列出运行工件", responses=responses(404, 422))
@@ -24,11 +25,19 @@ def list_artifacts(db: Db, run: RunRow):
     return {"items": artifact_store.list_for_run(db, run["id"])}
 
 
-@router.post("", status_code=201, response_model=Artifact, summary="登记工件（供训练流程使用）",
-             responses={200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"},
-                        **responses(404, *BODY_ERRORS)})
-def register_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
-                      body: ArtifactCreate):
+@router.post(
+    "",
+    status_code=201,
+    response_model=Artifact,
+    summary="登记工件（供训练流程使用）",
+    responses={
+        200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"},
+        **responses(404, *BODY_ERRORS),
+    },
+)
+def register_artifact(
+    db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow, body: ArtifactCreate
+):
     require_project_member(db, caller, project, "登记工件")
     try:
         artifact_paths.checked(body.path, settings.artifact_root_url, run["project_id"], run["id"])
@@ -39,16 +48,28 @@ def register_artifact(db: Db, settings: CurrentSettings, caller: Caller, project
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:
             return JSONResponse(Artifact.model_validate(existing).model_dump(mode="json"), status_code=200)
-        artifact = {**body.model_dump(mode="json"), "id": new_id(body.type.value), "run_id": run["id"],
-                    "project_id": run["project_id"], "created_at": utc_now()}
+        artifact = {
+            **body.model_dump(mode="json"),
+            "id": new_id(body.type.value),
+            "run_id": run["id"],
+            "project_id": run["project_id"],
+            "created_at": utc_now(),
+        }
         artifact_store.insert(db, artifact)
     return artifact_store.get(db, artifact["id"])
 
 
-@router.post("/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签",
-             responses=responses(404, *BODY_ERRORS))
-def tag_artifact(db: Db, caller: Caller, project: ProjectRow, run: RunRow, artifact_id: str,
-                 body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})]):
+@router.post(
+    "/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签", responses=responses(404, *BODY_ERRORS)
+)
+def tag_artifact(
+    db: Db,
+    caller: Caller,
+    project: ProjectRow,
+    run: RunRow,
+    artifact_id: str,
+    body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})],
+):
     artifact = artifact_store.get(db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
     if artifact is None or artifact["run_id"] != run["id"]:
         raise not_found(f"运行 {run['id']} 的工件", artifact_id)
@@ -59,6 +80,13 @@ def tag_artifact(db: Db, caller: Caller, project: ProjectRow, run: RunRow, artif
     else:
         require_project_member(db, caller, project, "打标签")
     artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now(), caller.user)
-    auth_store.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact_id,
-                 details=f"{body.tag.value}：{body.notes or ''}")
+    auth_store.record(
+        db,
+        caller.user,
+        "打标签",
+        project["id"],
+        run["id"],
+        target=artifact_id,
+        details=f"{body.tag.value}：{body.notes or ''}",
+    )
     return artifact_store.get(db, artifact_id)

@@ -21,10 +21,21 @@ DryRun = Annotated[bool, Query(description="true（默认）只预览将删除�
 _STORAGE_FAILED = {503: {"model": ErrorBody, "description": "工件文件删除失败或备份写入失败；未删除的记录保持不变"}}
 
 
-@router.delete(RUN + "/artifacts/{artifact_id}", response_model=ArtifactDeletion, summary="删除工件（先删文件再删记录）",
-               responses={**responses(404, 409, 422), **_STORAGE_FAILED})
-def delete_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
-                    artifact_id: str, dry_run: DryRun = True):
+@router.delete(
+    RUN + "/artifacts/{artifact_id}",
+    response_model=ArtifactDeletion,
+    summary="删除工件（先删文件再删记录）",
+    responses={**responses(404, 409, 422), **_STORAGE_FAILED},
+)
+def delete_artifact(
+    db: Db,
+    settings: CurrentSettings,
+    caller: Caller,
+    project: ProjectRow,
+    run: RunRow,
+    artifact_id: str,
+    dry_run: DryRun = True,
+):
     artifact = deletion.artifact_of(db, run, artifact_id)
     if not dry_run:
         require_owner(caller, project, "删除工件")
@@ -33,27 +44,43 @@ def delete_artifact(db: Db, settings: CurrentSettings, caller: Caller, project: 
     if dry_run:
         return {"dry_run": True, "deleted": False, "artifact": artifact}
     deletion.delete_artifact(db, files, project["id"], run["id"], artifact)
-    auth_store.record(db, caller.user, "删除工件", project["id"], run["id"],
-                       details=f"{artifact_id}（{artifact['path']}）")
+    auth_store.record(
+        db, caller.user, "删除工件", project["id"], run["id"], details=f"{artifact_id}（{artifact['path']}）"
+    )
     return {"dry_run": False, "deleted": True, "artifact": artifact}
 
 
-@router.delete(RUN, response_model=DeletionReport, summary="删除运行（默认只预览）",
-               responses={**responses(404, 409, 422), **_STORAGE_FAILED})
-def delete_run(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow,
-               dry_run: DryRun = True):
+@router.delete(
+    RUN,
+    response_model=DeletionReport,
+    summary="删除运行（默认只预览）",
+    responses={**responses(404, 409, 422), **_STORAGE_FAILED},
+)
+def delete_run(
+    db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow, dry_run: DryRun = True
+):
     report = deletion.report(db, project["id"], [run], dry_run)
     if dry_run:
         return report
     require_owner(caller, project, "删除运行")
     deletion.delete_run(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run["id"], report)
-    auth_store.record(db, caller.user, "删除运行", project["id"], run["id"],
-                       details=f"{run['name']}：{report['artifact_count']} 个工件，{report['artifact_bytes']} 字节")
+    auth_store.record(
+        db,
+        caller.user,
+        "删除运行",
+        project["id"],
+        run["id"],
+        details=f"{run['name']}：{report['artifact_count']} 个工件，{report['artifact_bytes']} 字节",
+    )
     return {**report, "deleted": True}
 
 
-@router.delete(PROJECT, response_model=DeletionReport, summary="删除项目及其全部运行（默认只预览）",
-               responses={**responses(404, 409, 422), **_STORAGE_FAILED})
+@router.delete(
+    PROJECT,
+    response_model=DeletionReport,
+    summary="删除项目及其全部运行（默认只预览）",
+    responses={**responses(404, 409, 422), **_STORAGE_FAILED},
+)
 def delete_project(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, dry_run: DryRun = True):
     runs = run_store.list_for_project(db, project["id"])
     report = deletion.report(db, project["id"], runs, dry_run, lifecycle_store.version_count(db, project["id"]))
@@ -62,7 +89,13 @@ def delete_project(db: Db, settings: CurrentSettings, caller: Caller, project: P
     require_owner(caller, project, "删除项目")
     run_ids = [run["id"] for run in runs]
     deletion.delete_project(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run_ids, report)
-    auth_store.record(db, caller.user, "删除项目", project["id"], None,
-                       details=f"{project['name']}：{len(runs)} 个运行，{report['artifact_count']} 个工件，"
-                               f"{report['artifact_bytes']} 字节")
+    auth_store.record(
+        db,
+        caller.user,
+        "删除项目",
+        project["id"],
+        None,
+        details=f"{project['name']}：{len(runs)} 个运行，{report['artifact_count']} 个工件，"
+        f"{report['artifact_bytes']} 字节",
+    )
     return {**report, "deleted": True}

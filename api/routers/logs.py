@@ -10,8 +10,9 @@ from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 from ltm.store import ingest, to_db_time
 from ltm.store import logs as log_store
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"],
-                   dependencies=[Depends(json_body_only)])
+router = APIRouter(
+    prefix="/projects/{project_id}/runs/{run_id}/logs", tags=["日志"], dependencies=[Depends(json_body_only)]
+)
 
 
 @router.get("", response_model=LogPage, summary="获取运行日志", responses=responses(404, 422))
@@ -28,16 +29,28 @@ def get_logs(
     if start_time and end_time and to_db_time(start_time) > to_db_time(end_time):
         raise unprocessable("start_time 不能晚于 end_time", "start_time", "query")
     total, items = log_store.page(
-        db, run["id"], offset=(page - 1) * page_size, limit=page_size, start=start_time, end=end_time,
-        min_level=level.value if level else None, query=q,
+        db,
+        run["id"],
+        offset=(page - 1) * page_size,
+        limit=page_size,
+        start=start_time,
+        end=end_time,
+        min_level=level.value if level else None,
+        query=q,
     )
     return {"page": page, "page_size": page_size, "total": total, "items": items}
 
 
-@router.post("", response_model=IngestResult, summary="批量写入日志（供训练流程使用）",
-             openapi_extra=ingest_body(LogBatch), responses=responses(404, *BODY_ERRORS))
-def ingest_logs(db: Db, caller: Caller, project: ProjectRow, run: RunRow,
-                payload: Annotated[Payload, Depends(ingest_payload)]):
+@router.post(
+    "",
+    response_model=IngestResult,
+    summary="批量写入日志（供训练流程使用）",
+    openapi_extra=ingest_body(LogBatch),
+    responses=responses(404, *BODY_ERRORS),
+)
+def ingest_logs(
+    db: Db, caller: Caller, project: ProjectRow, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]
+):
     require_project_member(db, caller, project, "写入运行数据")
     batch_id, lines = log_rows(payload)
     stored = ingest.append_logs(db, run["id"], batch_id, lines)

@@ -11,19 +11,23 @@ from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 from ltm.store import ingest
 from ltm.store import metrics as metric_store
 
-router = APIRouter(prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"],
-                   dependencies=[Depends(json_body_only)])
+router = APIRouter(
+    prefix="/projects/{project_id}/runs/{run_id}/metrics", tags=["指标"], dependencies=[Depends(json_body_only)]
+)
 
 
 @router.get("", response_model=MetricSeriesList, summary="获取降采样后的指标曲线", responses=responses(404, 422))
 def get_metrics(
     db: Db,
     run: RunRow,
-    names: Annotated[list[str] | None, Query(
-        max_length=MAX_METRIC_NAMES,
-        description=f"指标名称，可重复或用逗号分隔；缺省为全部；最多 {MAX_METRIC_NAMES} 个，"
-                    f"每个不超过 {MAX_NAME_LENGTH} 个字符",
-    )] = None,
+    names: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_METRIC_NAMES,
+            description=f"指标名称，可重复或用逗号分隔；缺省为全部；最多 {MAX_METRIC_NAMES} 个，"
+            f"每个不超过 {MAX_NAME_LENGTH} 个字符",
+        ),
+    ] = None,
     max_points: Annotated[int, Query(ge=1, le=10_000, description="每条曲线最多返回的点数")] = 1000,
 ):
     wanted = [n.strip() for item in names or [] for n in item.split(",") if n.strip()]
@@ -34,14 +38,24 @@ def get_metrics(
     return {"series": metric_store.downsample(db, run["id"], wanted or None, max_points)}
 
 
-@router.post("", response_model=IngestResult, summary="批量写入指标（供训练流程使用）",
-             openapi_extra=ingest_body(MetricBatch), responses=responses(404, *BODY_ERRORS))
-def ingest_metrics(db: Db, runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
-                   payload: Annotated[Payload, Depends(ingest_payload)]):
+@router.post(
+    "",
+    response_model=IngestResult,
+    summary="批量写入指标（供训练流程使用）",
+    openapi_extra=ingest_body(MetricBatch),
+    responses=responses(404, *BODY_ERRORS),
+)
+def ingest_metrics(
+    db: Db,
+    runs: Runs,
+    caller: Caller,
+    project: ProjectRow,
+    run: RunRow,
+    payload: Annotated[Payload, Depends(ingest_payload)],
+):
     require_project_member(db, caller, project, "写入运行数据")
     batch_id, points = metric_rows(payload)
     latest = ingest.append_metrics(db, run["id"], batch_id, points)
     if latest:
         runs.merge_metrics(run["id"], latest)
-    return {"batch_id": batch_id, "accepted": points.num_rows if latest is not None else 0,
-            "duplicate": latest is None}
+    return {"batch_id": batch_id, "accepted": points.num_rows if latest is not None else 0, "duplicate": latest is None}

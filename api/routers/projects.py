@@ -26,7 +26,11 @@ def project_view(db, project: dict) -> dict:
 
 
 @router.post("", status_code=201, response_model=Project, summary="创建项目", responses=responses(409, *BODY_ERRORS))
-def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})]):
+def create_project(
+    db: Db,
+    caller: Caller,
+    body: Annotated[ProjectCreate, Body(openapi_examples={"seed": {"value": examples.PROJECT_CREATE}})],
+):
     require_role(caller, Role.MEMBER, "创建项目")
     if body.default_trainer:
         checked_trainer(body.default_trainer, "default_trainer")
@@ -44,8 +48,9 @@ def create_project(db: Db, caller: Caller, body: Annotated[ProjectCreate, Body(o
 def list_projects(
     db: Db,
     owner: Annotated[str | None, Query(max_length=200, description="按负责人过滤")] = None,
-    status: Annotated[StatusFilter | None,
-                      Query(description="按状态过滤：草稿、进行中（也可写作 运行中）、空闲、已归档")] = None,
+    status: Annotated[
+        StatusFilter | None, Query(description="按状态过滤：草稿、进行中（也可写作 运行中）、空闲、已归档")
+    ] = None,
     tag: Annotated[str | None, Query(max_length=64, description="按标签过滤")] = None,
     q: Annotated[str | None, Query(max_length=200, description="按名称搜索")] = None,
 ):
@@ -59,8 +64,9 @@ def get_project(db: Db, project: ProjectRow):
     return project_view(db, project_store.get(db, project["id"]))
 
 
-@router.patch("/{project_id}", response_model=Project, summary="修改项目（生成新版本）",
-              responses=responses(404, *BODY_ERRORS))
+@router.patch(
+    "/{project_id}", response_model=Project, summary="修改项目（生成新版本）", responses=responses(404, *BODY_ERRORS)
+)
 def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
     require_project_member(db, caller, project, "修改项目")
     requested = body.model_dump(exclude_unset=True)
@@ -82,7 +88,8 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
     return project_view(db, project_store.get(db, project["id"]))
 
 
-@router.get("/{project_id}/versions", response_model=list[ProjectVersion], summary="项目版本历史",
-            responses=responses(404, 422))
+@router.get(
+    "/{project_id}/versions", response_model=list[ProjectVersion], summary="项目版本历史", responses=responses(404, 422)
+)
 def list_versions(db: Db, project: ProjectRow):
     return project_store.versions(db, project["id"])

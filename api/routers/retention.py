@@ -14,14 +14,19 @@ router = APIRouter(tags=["数据生命周期"], dependencies=[Depends(json_body_
 PROJECT = "/projects/{project_id}"
 
 
-@router.get(PROJECT + "/retention", response_model=RetentionPolicy, summary="检查点保留策略",
-            responses=responses(404, 422))
+@router.get(
+    PROJECT + "/retention", response_model=RetentionPolicy, summary="检查点保留策略", responses=responses(404, 422)
+)
 def get_retention(db: Db, caller: Caller, project: ProjectRow):
     return lifecycle_store.get_policy(db, project["id"])
 
 
-@router.put(PROJECT + "/retention", response_model=RetentionPolicy, summary="设置检查点保留策略（负责人或管理员）",
-            responses=responses(404, *BODY_ERRORS))
+@router.put(
+    PROJECT + "/retention",
+    response_model=RetentionPolicy,
+    summary="设置检查点保留策略（负责人或管理员）",
+    responses=responses(404, *BODY_ERRORS),
+)
 def set_retention(db: Db, caller: Caller, project: ProjectRow, body: RetentionUpdate):
     require_owner(caller, project, "设置检查点保留策略")
     with db.writing():
@@ -31,11 +36,20 @@ def set_retention(db: Db, caller: Caller, project: ProjectRow, body: RetentionUp
     return policy
 
 
-@router.get(PROJECT + "/retention/preview", response_model=RetentionPreview, summary="预览保留策略将删除的检查点",
-            responses=responses(404, 422))
+@router.get(
+    PROJECT + "/retention/preview",
+    response_model=RetentionPreview,
+    summary="预览保留策略将删除的检查点",
+    responses=responses(404, 422),
+)
 def preview_retention(db: Db, caller: Caller, project: ProjectRow):
     keep_last = lifecycle_store.get_policy(db, project["id"])["keep_last"]
     found = [] if keep_last is None else lifecycle_store.retention_candidates(db, project["id"], keep_last)
     items = [deletion.artifact_item(artifact) for artifact in found]
-    return {"project_id": project["id"], "keep_last": keep_last, "items": items, "count": len(items),
-            "total_bytes": deletion.total_bytes(items)}
+    return {
+        "project_id": project["id"],
+        "keep_last": keep_last,
+        "items": items,
+        "count": len(items),
+        "total_bytes": deletion.total_bytes(items),
+    }

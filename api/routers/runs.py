@@ -18,10 +18,19 @@ router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"
 
 
-@router.post("/projects/{project_id}/runs", status_code=201, response_model=Run, summary="创建训练运行",
-             responses=responses(404, 409, *BODY_ERRORS, 503))
-def create_run(runs: Runs, caller: Caller, project: ProjectRow,
-               body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})]):
+@router.post(
+    "/projects/{project_id}/runs",
+    status_code=201,
+    response_model=Run,
+    summary="创建训练运行",
+    responses=responses(404, 409, *BODY_ERRORS, 503),
+)
+def create_run(
+    runs: Runs,
+    caller: Caller,
+    project: ProjectRow,
+    body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})],
+):
     config = body.model_dump()
     config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
     config["resources"] = body.resources.model_dump(exclude_none=True)
@@ -32,8 +41,12 @@ def create_run(runs: Runs, caller: Caller, project: ProjectRow,
     return runs.with_artifacts(run)
 
 
-@router.get("/projects/{project_id}/runs", response_model=list[RunOverview], summary="列出项目的运行",
-            responses=responses(404, 422))
+@router.get(
+    "/projects/{project_id}/runs",
+    response_model=list[RunOverview],
+    summary="列出项目的运行",
+    responses=responses(404, 422),
+)
 def list_runs(db: Db, project: ProjectRow):
     return run_store.list_for_project(db, project["id"])
 
@@ -43,8 +56,9 @@ def get_run(runs: Runs, run: RunRow):
     return runs.with_artifacts(run)
 
 
-@router.get("/runs/{run_id}", response_model=Run, summary="按 ID 获取运行（供训练流程使用）",
-            responses=responses(404, 422))
+@router.get(
+    "/runs/{run_id}", response_model=Run, summary="按 ID 获取运行（供训练流程使用）", responses=responses(404, 422)
+)
 def get_run_by_id(db: Db, runs: Runs, run_id: str):
     run = run_store.get(db, run_id) if well_formed(run_id, "run") else None
     if run is None:
@@ -52,32 +66,50 @@ def get_run_by_id(db: Db, runs: Runs, run_id: str):
     return runs.with_artifacts(run)
 
 
-@router.patch(RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）",
-              responses=responses(404, 409, *BODY_ERRORS))
+@router.patch(
+    RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）", responses=responses(404, 409, *BODY_ERRORS)
+)
 def report_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, body: RunUpdate):
     require_project_member(runs.db, caller, project, "上报运行状态")
     values = body.model_dump(exclude_unset=True, mode="json")
     return runs.with_artifacts(runs.report(run["project_id"], run["id"], values))
 
 
-@router.post(RUN + "/cancel", response_model=Run, summary="取消运行",
-             responses={202: {"model": Run, "description": "已请求取消，运行仍在保存检查点（取消中）"},
-                        **responses(404, 409, 422, 503)})
+@router.post(
+    RUN + "/cancel",
+    response_model=Run,
+    summary="取消运行",
+    responses={
+        202: {"model": Run, "description": "已请求取消，运行仍在保存检查点（取消中）"},
+        **responses(404, 409, 422, 503),
+    },
+)
 def cancel_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow):
     require_project_member(runs.db, caller, project, "取消运行")
     status_code, body = runs.cancel(run["project_id"], run["id"])
-    auth_store.record(runs.db, caller.user, "取消运行", project["id"], run["id"], target=run["name"],
-                 details=body["status"])
+    auth_store.record(
+        runs.db, caller.user, "取消运行", project["id"], run["id"], target=run["name"], details=body["status"]
+    )
     if status_code == 200:
         return body
     return JSONResponse(Run.model_validate(body).model_dump(mode="json"), status_code=status_code)
 
 
-@router.post(RUN + "/resume", status_code=201, response_model=Run, summary="从检查点恢复运行",
-             responses=responses(404, 409, *BODY_ERRORS, 503))
-def resume_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
-               source_artifact_id: Annotated[str, Query(min_length=1, max_length=100, description="要恢复的检查点工件 ID")],
-               body: Annotated[RunResume | None, Body(openapi_examples={"seed": {"value": examples.RUN_RESUME}})] = None):
+@router.post(
+    RUN + "/resume",
+    status_code=201,
+    response_model=Run,
+    summary="从检查点恢复运行",
+    responses=responses(404, 409, *BODY_ERRORS, 503),
+)
+def resume_run(
+    runs: Runs,
+    caller: Caller,
+    project: ProjectRow,
+    run: RunRow,
+    source_artifact_id: Annotated[str, Query(min_length=1, max_length=100, description="要恢复的检查点工件 ID")],
+    body: Annotated[RunResume | None, Body(openapi_examples={"seed": {"value": examples.RUN_RESUME}})] = None,
+):
     overrides = (body or RunResume()).model_dump(exclude_none=True)
     if "trainer" in overrides:
         checked_trainer(overrides["trainer"])
@@ -85,6 +117,13 @@ def resume_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow,
         overrides["resources"] = body.resources.model_dump(exclude_none=True)
     require_project_member(runs.db, caller, project, "恢复运行")
     resumed = runs.resume(project, run, source_artifact_id, overrides)
-    auth_store.record(runs.db, caller.user, "恢复运行", project["id"], resumed["id"], target=resumed["name"],
-                 details=f"从 {run['id']} 的检查点 {source_artifact_id}")
+    auth_store.record(
+        runs.db,
+        caller.user,
+        "恢复运行",
+        project["id"],
+        resumed["id"],
+        target=resumed["name"],
+        details=f"从 {run['id']} 的检查点 {source_artifact_id}",
+    )
     return runs.with_artifacts(resumed)

@@ -18,8 +18,9 @@ def choose_project() -> str:
     names = {p.id: p.name for p in projects}
     wanted = st.query_params.get("project_id")
     index = list(names).index(wanted) if wanted in names else None
-    chosen = st.selectbox("项目", list(names), index=index, format_func=names.get, placeholder="请选择项目",
-                          key="compare_project")
+    chosen = st.selectbox(
+        "项目", list(names), index=index, format_func=names.get, placeholder="请选择项目", key="compare_project"
+    )
     if chosen is None:
         st.stop()
     st.query_params["project_id"] = chosen
@@ -28,23 +29,34 @@ def choose_project() -> str:
 
 def choose_runs(project_id: str, runs: list[RunOverview], labels: dict[str, str]) -> list[RunOverview]:
     wanted = [r for r in st.query_params.get("runs", "").split(",") if r in labels]
-    chosen = st.multiselect("运行（至少选择两个）", list(labels), default=wanted, format_func=labels.get,
-                            key=f"compare_runs_{project_id}", placeholder="请选择运行")
+    chosen = st.multiselect(
+        "运行（至少选择两个）",
+        list(labels),
+        default=wanted,
+        format_func=labels.get,
+        key=f"compare_runs_{project_id}",
+        placeholder="请选择运行",
+    )
     st.query_params["runs"] = ",".join(chosen)
     by_id = {r.id: r for r in runs}
     return [by_id[run_id] for run_id in chosen]
 
 
 def configuration(run: RunOverview) -> dict:
-    return {"模型": run.model, "数据集": run.dataset, **diffing.flatten(run.resources, "资源."),
-            **diffing.flatten(run.hyperparameters)}
+    return {
+        "模型": run.model,
+        "数据集": run.dataset,
+        **diffing.flatten(run.resources, "资源."),
+        **diffing.flatten(run.hyperparameters),
+    }
 
 
 def hyperparameter_diff(runs: list[RunOverview], labels: dict[str, str]) -> None:
     st.subheader("超参数差异")
     show_all = st.checkbox("显示全部超参数", key="compare_show_all")
-    rows = diffing.side_by_side({labels[r.id]: configuration(r) for r in runs}, key_label="超参数",
-                                only_differences=not show_all)
+    rows = diffing.side_by_side(
+        {labels[r.id]: configuration(r) for r in runs}, key_label="超参数", only_differences=not show_all
+    )
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     else:
@@ -54,8 +66,10 @@ def hyperparameter_diff(runs: list[RunOverview], labels: dict[str, str]) -> None
 def final_metrics(runs: list[RunOverview], labels: dict[str, str]) -> None:
     st.subheader("最终指标")
     names = sorted({name for run in runs for name in run.metrics})
-    rows = [{"指标": "状态", **{labels[r.id]: r.status.value for r in runs}},
-            {"指标": "进度", **{labels[r.id]: ui.fmt_percent(r.progress) for r in runs}}]
+    rows = [
+        {"指标": "状态", **{labels[r.id]: r.status.value for r in runs}},
+        {"指标": "进度", **{labels[r.id]: ui.fmt_percent(r.progress) for r in runs}},
+    ]
     rows += [{"指标": name, **{labels[r.id]: ui.fmt_metric(r.metrics.get(name)) for r in runs}} for name in names]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
@@ -75,7 +89,7 @@ def metric_curves(project_id: str, runs: list[RunOverview], labels: dict[str, st
                 frames[series.name].append(charts.series_frame(series, labels[run.id]))
     drawn = [(name, pd.concat(parts, ignore_index=True)) for name, parts in frames.items() if parts]
     for start in range(0, len(drawn), 2):
-        for column, (name, frame) in zip(st.columns(2), drawn[start:start + 2]):
+        for column, (name, frame) in zip(st.columns(2), drawn[start : start + 2]):
             column.altair_chart(charts.metric_chart(frame, name, by_run=True), width="stretch")
 
 

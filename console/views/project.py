@@ -29,9 +29,14 @@ def overview(project: Project) -> None:
     with info:
         st.subheader("项目信息")
         for label, value in [
-            ("描述", project.description), ("目标", project.objective), ("任务类型", project.task_type),
-            ("基线模型", project.base_model), ("负责人", project.owner), ("标签", "、".join(project.tags)),
-            ("创建时间", ui.fmt_time(project.created_at)), ("更新时间", ui.fmt_time(project.updated_at)),
+            ("描述", project.description),
+            ("目标", project.objective),
+            ("任务类型", project.task_type),
+            ("基线模型", project.base_model),
+            ("负责人", project.owner),
+            ("标签", "、".join(project.tags)),
+            ("创建时间", ui.fmt_time(project.created_at)),
+            ("更新时间", ui.fmt_time(project.updated_at)),
         ]:
             st.markdown(f"**{label}**：{value or ui.EMPTY}")
     with config:
@@ -49,21 +54,35 @@ def runs_table(project: Project, runs: list[RunOverview]) -> None:
         return
     metric_names = sorted({name for run in runs for name in run.metrics})[:SHOWN_METRICS]
     names = {run.id: run.name for run in runs}
-    frame = pd.DataFrame([{
-        "名称": run.name, "状态": run.status.value, "进度": run.progress,
-        **{name: run.metrics.get(name) for name in metric_names},
-        "GPU 利用率": run.gpu_utilization, "开始时间": ui.fmt_time(run.started_at),
-        "更新时间": ui.fmt_time(run.updated_at), "恢复自": names.get(run.parent_run_id, ui.EMPTY),
-        "详情": links.run_url(project.id, run.id),
-    } for run in runs])
-    st.dataframe(frame, hide_index=True, column_config={
-        "进度": st.column_config.ProgressColumn("进度", min_value=0.0, max_value=1.0, format="percent"),
-        "GPU 利用率": st.column_config.ProgressColumn("GPU 利用率", min_value=0.0, max_value=1.0, format="percent"),
-        **{name: st.column_config.NumberColumn(name, format="%.4g") for name in metric_names},
-        "详情": st.column_config.LinkColumn("详情", display_text="打开"),
-    })
-    picked = st.multiselect("选择运行进行对比", list(names), format_func=names.get, key="compare_pick",
-                            placeholder="选择两个或更多运行")
+    frame = pd.DataFrame(
+        [
+            {
+                "名称": run.name,
+                "状态": run.status.value,
+                "进度": run.progress,
+                **{name: run.metrics.get(name) for name in metric_names},
+                "GPU 利用率": run.gpu_utilization,
+                "开始时间": ui.fmt_time(run.started_at),
+                "更新时间": ui.fmt_time(run.updated_at),
+                "恢复自": names.get(run.parent_run_id, ui.EMPTY),
+                "详情": links.run_url(project.id, run.id),
+            }
+            for run in runs
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "进度": st.column_config.ProgressColumn("进度", min_value=0.0, max_value=1.0, format="percent"),
+            "GPU 利用率": st.column_config.ProgressColumn("GPU 利用率", min_value=0.0, max_value=1.0, format="percent"),
+            **{name: st.column_config.NumberColumn(name, format="%.4g") for name in metric_names},
+            "详情": st.column_config.LinkColumn("详情", display_text="打开"),
+        },
+    )
+    picked = st.multiselect(
+        "选择运行进行对比", list(names), format_func=names.get, key="compare_pick", placeholder="选择两个或更多运行"
+    )
     if len(picked) >= 2:
         links.page_link(links.to_compare(project.id, picked, f"对比所选的 {len(picked)} 个运行"))
 
@@ -77,27 +96,39 @@ def start_run_form(project: Project) -> None:
     default_trainer = project.default_trainer or "simulated"
     with st.form(f"start_run_{version}"):
         names = list(trainers) or [default_trainer]
-        trainer = st.selectbox("训练器", names, index=names.index(default_trainer) if default_trainer in names else 0,
-                               format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
-                               key=f"run_trainer_{version}")
+        trainer = st.selectbox(
+            "训练器",
+            names,
+            index=names.index(default_trainer) if default_trainer in names else 0,
+            format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
+            key=f"run_trainer_{version}",
+        )
         if trainer in trainers:
-            st.caption("可用超参数：" + "；".join(
-                f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters))
+            st.caption(
+                "可用超参数："
+                + "；".join(f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters)
+            )
         left, right = st.columns(2)
         name = left.text_input("运行名称（可选）", key=f"run_name_{version}")
         model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}")
         dataset = st.text_input("数据集 *", key=f"run_dataset_{version}")
-        hyperparameters = st.text_area("超参数（JSON 对象，已填入项目默认值）", value=ui.pretty_json(project.default_hyperparameters),
-                                       height=160, key=f"run_hp_{version}")
+        hyperparameters = st.text_area(
+            "超参数（JSON 对象，已填入项目默认值）",
+            value=ui.pretty_json(project.default_hyperparameters),
+            height=160,
+            key=f"run_hp_{version}",
+        )
         kind, count = st.columns(2)
         gpu_type = kind.selectbox("GPU 类型", GPU_TYPES, key=f"run_gpu_type_{version}")
-        gpu_count = count.number_input("GPU 数量", min_value=0, max_value=4096, value=1, step=1,
-                                           key=f"run_gpu_count_{version}")
+        gpu_count = count.number_input(
+            "GPU 数量", min_value=0, max_value=4096, value=1, step=1, key=f"run_gpu_count_{version}"
+        )
         if not st.form_submit_button("发起运行", type="primary", key="start_run_submit"):
             return
     try:
         fields = {
-            "model": ui.required_text(model, "模型"), "dataset": ui.required_text(dataset, "数据集"),
+            "model": ui.required_text(model, "模型"),
+            "dataset": ui.required_text(dataset, "数据集"),
             "name": ui.optional_text(name),
             "hyperparameters": ui.parse_json_object(hyperparameters, "超参数"),
             "resources": {"gpu_type": gpu_type, "gpu_count": int(gpu_count)},
@@ -108,7 +139,11 @@ def start_run_form(project: Project) -> None:
         return
     run = call(Client.create_run, project.id, **fields)
     if run:
-        ui.flash("success", f"已创建运行 {run.name}（{run.status.value}）", links.to_run(project.id, run.id, f"查看运行 {run.name}"))
+        ui.flash(
+            "success",
+            f"已创建运行 {run.name}（{run.status.value}）",
+            links.to_run(project.id, run.id, f"查看运行 {run.name}"),
+        )
         st.rerun()
 
 
@@ -119,10 +154,19 @@ def field_label(key: str) -> str:
 
 def version_history(project: Project) -> None:
     versions = {v.version: v for v in project.versions}
-    st.dataframe(pd.DataFrame([{
-        "版本": v.version, "时间": ui.fmt_time(v.created_at),
-        "变更": "、".join(ui.PROJECT_FIELDS.get(field, field) for field in v.changes) or ui.EMPTY,
-    } for v in reversed(project.versions)]), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "版本": v.version,
+                    "时间": ui.fmt_time(v.created_at),
+                    "变更": "、".join(ui.PROJECT_FIELDS.get(field, field) for field in v.changes) or ui.EMPTY,
+                }
+                for v in reversed(project.versions)
+            ]
+        ),
+        hide_index=True,
+    )
     if len(versions) < 2:
         st.caption("只有一个版本，修改项目后可以在这里对比版本差异。")
         return
@@ -130,9 +174,12 @@ def version_history(project: Project) -> None:
     older, newer = st.columns(2)
     old = older.selectbox("从版本", numbers, index=len(numbers) - 2, key=f"diff_old_{project.version}")
     new = newer.selectbox("到版本", numbers, index=len(numbers) - 1, key=f"diff_new_{project.version}")
-    rows = diffing.side_by_side({
-        f"版本 {old}": diffing.flatten(versions[old].snapshot), f"版本 {new}": diffing.flatten(versions[new].snapshot),
-    })
+    rows = diffing.side_by_side(
+        {
+            f"版本 {old}": diffing.flatten(versions[old].snapshot),
+            f"版本 {new}": diffing.flatten(versions[new].snapshot),
+        }
+    )
     if not rows:
         st.info("两个版本之间没有差异。")
         return
@@ -150,21 +197,32 @@ def edit_form(project: Project) -> None:
         task_type = first.text_input("任务类型", value=project.task_type or "", key=f"edit_task_type_{version}")
         base_model = second.text_input("基线模型", value=project.base_model or "", key=f"edit_base_model_{version}")
         tags = third.text_input("标签（用逗号分隔）", value=", ".join(project.tags), key=f"edit_tags_{version}")
-        hyperparameters = st.text_area("默认超参数（JSON 对象）", value=ui.pretty_json(project.default_hyperparameters),
-                                       height=160, key=f"edit_hp_{version}")
+        hyperparameters = st.text_area(
+            "默认超参数（JSON 对象）",
+            value=ui.pretty_json(project.default_hyperparameters),
+            height=160,
+            key=f"edit_hp_{version}",
+        )
         trainers = [None, *(t.name for t in call(Client.list_trainers) or [])]
         if project.default_trainer not in trainers:
             trainers.append(project.default_trainer)
-        default_trainer = st.selectbox("默认训练器", trainers, index=trainers.index(project.default_trainer),
-                                       format_func=lambda name: name or "不设置（使用 simulated）",
-                                       key=f"edit_trainer_{version}")
+        default_trainer = st.selectbox(
+            "默认训练器",
+            trainers,
+            index=trainers.index(project.default_trainer),
+            format_func=lambda name: name or "不设置（使用 simulated）",
+            key=f"edit_trainer_{version}",
+        )
         if not st.form_submit_button("保存修改", type="primary", key="edit_project_submit"):
             return
     try:
         wanted = {
-            "description": ui.optional_text(description), "objective": ui.optional_text(objective),
-            "task_type": ui.optional_text(task_type), "base_model": ui.optional_text(base_model),
-            "tags": ui.parse_tags(tags), "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
+            "description": ui.optional_text(description),
+            "objective": ui.optional_text(objective),
+            "task_type": ui.optional_text(task_type),
+            "base_model": ui.optional_text(base_model),
+            "tags": ui.parse_tags(tags),
+            "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
             "default_trainer": default_trainer,
         }
     except ui.InputError as exc:
@@ -188,9 +246,22 @@ def audit_trail(project: Project) -> None:
     if not events:
         st.caption("还没有审计记录。")
         return
-    st.dataframe(pd.DataFrame([{"时间": ui.fmt_time(e.occurred_at), "操作者": e.actor, "操作": e.action,
-                                "运行": e.run_id or ui.EMPTY, "对象": e.target or ui.EMPTY,
-                                "详情": e.details or ui.EMPTY} for e in events]), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "时间": ui.fmt_time(e.occurred_at),
+                    "操作者": e.actor,
+                    "操作": e.action,
+                    "运行": e.run_id or ui.EMPTY,
+                    "对象": e.target or ui.EMPTY,
+                    "详情": e.details or ui.EMPTY,
+                }
+                for e in events
+            ]
+        ),
+        hide_index=True,
+    )
 
 
 project_id = pickers.project_id()
@@ -199,7 +270,8 @@ runs = require(Client.list_runs, project_id)
 header(project)
 ui.show_flash()
 tab_overview, tab_runs, tab_start, tab_versions, tab_edit, tab_audit = st.tabs(
-    ["概览", "运行", "发起运行", "版本历史", "编辑", "审计记录"])
+    ["概览", "运行", "发起运行", "版本历史", "编辑", "审计记录"]
+)
 with tab_overview:
     overview(project)
 with tab_runs:

@@ -22,15 +22,30 @@ def chosen_filters() -> dict:
 
 
 def project_table(projects: list[ProjectListItem]) -> None:
-    frame = pd.DataFrame([{
-        "名称": p.name, "状态": p.status.value, "负责人": p.owner, "任务类型": p.task_type or ui.EMPTY,
-        "标签": "、".join(p.tags), "运行数": p.run_count, "创建时间": ui.fmt_time(p.created_at),
-        "更新时间": ui.fmt_time(p.updated_at), "详情": links.project_url(p.id),
-    } for p in projects])
-    st.dataframe(frame, hide_index=True, column_config={
-        "运行数": st.column_config.NumberColumn("运行数", format="%d"),
-        "详情": st.column_config.LinkColumn("详情", display_text="打开"),
-    })
+    frame = pd.DataFrame(
+        [
+            {
+                "名称": p.name,
+                "状态": p.status.value,
+                "负责人": p.owner,
+                "任务类型": p.task_type or ui.EMPTY,
+                "标签": "、".join(p.tags),
+                "运行数": p.run_count,
+                "创建时间": ui.fmt_time(p.created_at),
+                "更新时间": ui.fmt_time(p.updated_at),
+                "详情": links.project_url(p.id),
+            }
+            for p in projects
+        ]
+    )
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "运行数": st.column_config.NumberColumn("运行数", format="%d"),
+            "详情": st.column_config.LinkColumn("详情", display_text="打开"),
+        },
+    )
 
 
 def manage(projects: list[ProjectListItem]) -> None:
@@ -61,14 +76,19 @@ def create_form() -> None:
         task_type = first.text_input("任务类型", placeholder="例如 文本摘要", key="new_task_type")
         base_model = second.text_input("基线模型", placeholder="例如 llama-2-13b", key="new_base_model")
         tags = third.text_input("标签（用逗号分隔）", placeholder="例如 科研, 第一阶段", key="new_tags")
-        hyperparameters = st.text_area("默认超参数（JSON 对象）", value=EXAMPLE_HYPERPARAMETERS, height=140, key="new_hyperparameters")
+        hyperparameters = st.text_area(
+            "默认超参数（JSON 对象）", value=EXAMPLE_HYPERPARAMETERS, height=140, key="new_hyperparameters"
+        )
         if not st.form_submit_button("创建项目", type="primary", key="create_project_submit"):
             return
     try:
         fields = {
-            "name": ui.required_text(name, "项目名称"), "owner": ui.required_text(owner, "负责人"),
-            "description": ui.optional_text(description), "objective": ui.optional_text(objective),
-            "task_type": ui.optional_text(task_type), "base_model": ui.optional_text(base_model),
+            "name": ui.required_text(name, "项目名称"),
+            "owner": ui.required_text(owner, "负责人"),
+            "description": ui.optional_text(description),
+            "objective": ui.optional_text(objective),
+            "task_type": ui.optional_text(task_type),
+            "base_model": ui.optional_text(base_model),
             "tags": ui.parse_tags(tags),
             "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
         }

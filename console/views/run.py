@@ -8,7 +8,9 @@ from ltm.models import Run, RunOverview
 
 def header(run: Run) -> None:
     st.title(f"运行 {run.name}")
-    st.caption(f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}")
+    st.caption(
+        f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}"
+    )
     targets = [links.to_project(run.project_id, "所属项目")]
     if run.parent_run_id:
         targets.append(links.to_compare(run.project_id, [run.parent_run_id, run.id], "与父运行对比"))
@@ -17,7 +19,9 @@ def header(run: Run) -> None:
         with column:
             links.page_link(target)
     if run.flow_run_id:
-        columns[-1].link_button("在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon=":material/open_in_new:")
+        columns[-1].link_button(
+            "在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon=":material/open_in_new:"
+        )
 
 
 def lineage(run: Run, runs: list[RunOverview]) -> None:
@@ -36,8 +40,11 @@ def lineage(run: Run, runs: list[RunOverview]) -> None:
     if children:
         st.markdown(f"从本运行恢复的子运行（{len(children)} 个）：")
         for child in children:
-            links.page_link(links.to_run(run.project_id, child.id,
-                                         f"{child.name}（{child.status.value}，检查点 {child.resumed_from}）"))
+            links.page_link(
+                links.to_run(
+                    run.project_id, child.id, f"{child.name}（{child.status.value}，检查点 {child.resumed_from}）"
+                )
+            )
 
 
 def configuration(run: Run) -> None:

@@ -50,8 +50,11 @@ def get_trainer(name: str) -> type[Trainer]:
 
 
 def trainer_info(trainer: type[Trainer]) -> dict:
-    return {"name": trainer.name, "description": trainer.description,
-            "hyperparameters": [asdict(h) for h in trainer.hyperparameters]}
+    return {
+        "name": trainer.name,
+        "description": trainer.description,
+        "hyperparameters": [asdict(h) for h in trainer.hyperparameters],
+    }
 
 
 __all__ = [

@@ -139,7 +139,5 @@ def read_float(
         raise InvalidConfig(f"超参数 {key} 必须是有限的数值，当前值为 {value!r}")
     below = minimum is not None and (value <= minimum if minimum_exclusive else value < minimum)
     if below or (maximum is not None and value > maximum):
-        raise InvalidConfig(
-            f"超参数 {key} 必须{_range_text(minimum, maximum, minimum_exclusive)}，当前值为 {value}"
-        )
+        raise InvalidConfig(f"超参数 {key} 必须{_range_text(minimum, maximum, minimum_exclusive)}，当前值为 {value}")
     return float(value)

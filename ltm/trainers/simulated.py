@@ -103,7 +103,9 @@ class SimulatedTrainer(Trainer):
     name: ClassVar[str] = "simulated"
     description: ClassVar[str] = "模拟训练器：不占用 GPU，生成逼真且可复现的训练曲线"
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (
-        Hyperparameter("learning_rate", "float", 3e-5, "学习率，(0, 1]；过高会不稳定", 0.0, 1.0, minimum_exclusive=True),
+        Hyperparameter(
+            "learning_rate", "float", 3e-5, "学习率，(0, 1]；过高会不稳定", 0.0, 1.0, minimum_exclusive=True
+        ),
         Hyperparameter("batch_size", "int", 16, "批大小，1–65536；越大噪声越小", 1, 65536),
         Hyperparameter("num_epochs", "int", 3, "训练轮数，1–1000", 1, 1000),
         Hyperparameter("steps_per_epoch", "int", 100, "每轮步数", 1, 1_000_000),
@@ -123,9 +125,7 @@ class SimulatedTrainer(Trainer):
         self._warmup_steps = values["warmup_steps"]
         self._step_seconds = values["step_seconds"]
         if self._warmup_steps > self.total_steps:
-            raise InvalidConfig(
-                f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}"
-            )
+            raise InvalidConfig(f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}")
 
         resources = config.resources or {}
         gpu_type = resources.get("gpu_type")

@@ -76,10 +76,23 @@ ADAM_BETAS = (0.9, 0.95)
 GRAD_CLIP_NORM = 1.0
 
 # Names that used to be defined here and now live in ltm.trainers.tiny_lm_model (they need torch).
-_MODEL_NAMES = frozenset({
-    "CharVocab", "ModelConfig", "CausalSelfAttention", "Block", "TinyLM", "load_checkpoint", "generate",
-    "UNKNOWN_TOKEN", "MODEL_FILE", "OPTIMIZER_FILE", "SCHEDULER_FILE", "STATE_FILE", "CHECKPOINT_FORMAT",
-})
+_MODEL_NAMES = frozenset(
+    {
+        "CharVocab",
+        "ModelConfig",
+        "CausalSelfAttention",
+        "Block",
+        "TinyLM",
+        "load_checkpoint",
+        "generate",
+        "UNKNOWN_TOKEN",
+        "MODEL_FILE",
+        "OPTIMIZER_FILE",
+        "SCHEDULER_FILE",
+        "STATE_FILE",
+        "CHECKPOINT_FORMAT",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -110,8 +123,10 @@ def _load_text(dataset: str) -> str:
     if dataset.strip() in SAMPLE_DATASET_NAMES:
         return SAMPLE_CORPUS.read_text(encoding="utf-8")
     if datasets.is_name(dataset):
-        raise InvalidConfig(f"tiny-lm 不认识数据集名称 {dataset}：请使用内置语料 {' / '.join(SAMPLE_DATASET_NAMES)}，"
-                            "或数据集根目录（LTM_DATASET_ROOTS）中 UTF-8 文本文件的绝对路径")
+        raise InvalidConfig(
+            f"tiny-lm 不认识数据集名称 {dataset}：请使用内置语料 {' / '.join(SAMPLE_DATASET_NAMES)}，"
+            "或数据集根目录（LTM_DATASET_ROOTS）中 UTF-8 文本文件的绝对路径"
+        )
     try:
         data = datasets.read_bytes(dataset)
     except datasets.DatasetRefused as refused:
@@ -128,16 +143,24 @@ class TinyLMTrainer(Trainer):
     name: ClassVar[str] = "tiny-lm"
     description: ClassVar[str] = "从零训练一个字符级的小型 Transformer 语言模型（PyTorch，CPU 或 GPU 均可）"
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (
-        Hyperparameter("learning_rate", "float", 3e-3, "AdamW 的峰值学习率（先线性预热，再余弦衰减到峰值的 10%）",
-                       minimum=0.0, maximum=1.0, minimum_exclusive=True),
+        Hyperparameter(
+            "learning_rate",
+            "float",
+            3e-3,
+            "AdamW 的峰值学习率（先线性预热，再余弦衰减到峰值的 10%）",
+            minimum=0.0,
+            maximum=1.0,
+            minimum_exclusive=True,
+        ),
         Hyperparameter("batch_size", "int", 16, "每步的序列条数", minimum=1, maximum=4096),
         Hyperparameter("context_length", "int", 64, "每条序列的字符数（上下文长度）", minimum=2, maximum=4096),
         Hyperparameter("n_layers", "int", 2, "Transformer 层数", minimum=1, maximum=64),
         Hyperparameter("n_heads", "int", 4, "注意力头数，必须整除 d_model", minimum=1, maximum=64),
         Hyperparameter("d_model", "int", 128, "隐藏维度", minimum=8, maximum=8192),
         Hyperparameter("num_epochs", "int", 1, "训练轮数", minimum=1, maximum=1000),
-        Hyperparameter("steps_per_epoch", "int", 100, "每轮的步数，每轮结束时评估并保存检查点",
-                       minimum=1, maximum=1_000_000),
+        Hyperparameter(
+            "steps_per_epoch", "int", 100, "每轮的步数，每轮结束时评估并保存检查点", minimum=1, maximum=1_000_000
+        ),
         Hyperparameter("warmup_steps", "int", 10, "学习率线性预热的步数", minimum=0),
         Hyperparameter("seed", "int", 0, "随机种子：决定初始权重和每一步取到的数据"),
         Hyperparameter("eval_batches", "int", 4, "评估时在验证集上计算的批数", minimum=1, maximum=1000),
@@ -168,9 +191,7 @@ class TinyLMTrainer(Trainer):
                 f"超参数 d_model 必须能被 n_heads 整除，当前 d_model={self._d_model}，n_heads={self._n_heads}"
             )
         if self._warmup_steps > self.total_steps:
-            raise InvalidConfig(
-                f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}"
-            )
+            raise InvalidConfig(f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}")
         self._device = _resolve_device(values["device"])
 
         text = _load_text(config.dataset)
@@ -182,7 +203,8 @@ class TinyLMTrainer(Trainer):
         if len(self._eval_ids) < needed:
             raise InvalidConfig(
                 f"数据集 {config.dataset} 太短：共 {len(ids)} 个字符，其中 10% 作为验证集，"
-                f"至少需要 {math.ceil(needed / (1 - TRAIN_FRACTION))} 个字符才能支持 context_length={self._context_length}"
+                f"至少需要 {math.ceil(needed / (1 - TRAIN_FRACTION))} 个字符"
+                f"才能支持 context_length={self._context_length}"
             )
 
         torch.use_deterministic_algorithms(True)
@@ -269,7 +291,8 @@ class TinyLMTrainer(Trainer):
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
         if not torch.isfinite(loss):
             raise FloatingPointError(
-                f"第 {step} 步的训练损失为 {loss.item()}，训练已发散：请降低 learning_rate（当前峰值 {self._learning_rate}）"
+                f"第 {step} 步的训练损失为 {loss.item()}，训练已发散："
+                f"请降低 learning_rate（当前峰值 {self._learning_rate}）"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -289,8 +312,12 @@ class TinyLMTrainer(Trainer):
         if on_cuda:
             metrics["gpu_memory_mb"] = float(torch.cuda.max_memory_allocated(self._device) / 2**20)
             utilization = _gpu_utilization(self._device)
-        return StepOutput(step=step, metrics=metrics, gpu_utilization=float(utilization),
-                          log=self._log_line(step, train_loss, learning_rate, metrics["tokens_per_second"]))
+        return StepOutput(
+            step=step,
+            metrics=metrics,
+            gpu_utilization=float(utilization),
+            log=self._log_line(step, train_loss, learning_rate, metrics["tokens_per_second"]),
+        )
 
     def evaluate(self) -> dict[str, float]:
         import torch

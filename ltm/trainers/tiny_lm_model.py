@@ -188,9 +188,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> TinyLM:
 
 
 @torch.no_grad()
-def generate(
-    model: TinyLM, prompt: str, max_new_tokens: int = 50, temperature: float = 0.8, seed: int = 0
-) -> str:
+def generate(model: TinyLM, prompt: str, max_new_tokens: int = 50, temperature: float = 0.8, seed: int = 0) -> str:
     """Continue `prompt` by sampling `max_new_tokens` characters; `temperature=0` picks greedily.
 
     Sampling uses its own generator seeded with `seed`, so the same call returns the same text.
