@@ -76,7 +76,11 @@ def run_folder(root_url: str, project_id: str, run_id: str) -> Location:
 def checked(url: str, root_url: str, project_id: str, run_id: str) -> Location:
     """`url` resolved, when it lies inside run `run_id`'s own folder; else OutsideRunFolder."""
     folder = run_folder(root_url, project_id, run_id)
-    location = locate(url)
+    required = f"工件路径必须位于运行自己的目录 {folder.url}/ 之下"
+    try:
+        location = locate(url)
+    except OutsideRunFolder as exc:
+        raise OutsideRunFolder(f"{exc}；{required}") from None
     if not folder.contains(location):
-        raise OutsideRunFolder(f"工件路径必须位于运行自己的目录 {folder.url}/ 之下")
+        raise OutsideRunFolder(required)
     return location

@@ -198,13 +198,12 @@ def test_deleting_an_artifact_refuses_tagged_checkpoints_and_active_runs(sdk, ht
     assert status_of(lambda: sdk.delete_artifact(project_id, done, "ckpt_../../etc", dry_run=False)) == 404
     assert other["path"].is_dir()
 
-    stray = sdk.register_artifact(
-        project_id, done, type="checkpoint", name="别处", step=9, path=str(artifact_root / project_id / running)
-    )
     with pytest.raises(ApiError) as elsewhere:
-        sdk.delete_artifact(project_id, done, stray.id, dry_run=False)
-    assert elsewhere.value.status_code == 409 and "不在所属运行的目录" in elsewhere.value.detail
-    assert live["path"].is_dir() and stray.id in artifact_ids(sdk, project_id, done)
+        sdk.register_artifact(
+            project_id, done, type="checkpoint", name="别处", step=9, path=str(artifact_root / project_id / running)
+        )
+    assert elsewhere.value.status_code == 422 and "运行自己的目录" in elsewhere.value.detail
+    assert live["path"].is_dir() and artifact_ids(sdk, project_id, done) == {tagged["id"], other["id"]}
 
 
 # The retention flow, run for real

@@ -42,8 +42,7 @@ def register_artifact(
     try:
         artifact_paths.checked(body.path, settings.artifact_root_url, run["project_id"], run["id"])
     except artifact_paths.OutsideRunFolder as exc:
-        folder = artifact_paths.run_folder(settings.artifact_root_url, run["project_id"], run["id"]).url
-        raise unprocessable(f"path：{exc}；工件必须位于本运行的目录 {folder}/ 之下", "path") from None
+        raise unprocessable(f"path：{exc}", "path") from None
     with db.writing():
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:
