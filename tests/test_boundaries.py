@@ -92,14 +92,10 @@ def test_no_router_imports_another_router():
     assert not crossing, "\n".join(crossing)
 
 
-def test_the_checker_sees_imports_inside_functions():
-    source = "def f():\n    from ltm.api.app import create_app\n"
-    path = ROOT / "tests" / "_probe_module.py"
-    path.write_text(source, encoding="utf-8")
-    try:
-        assert "ltm.api.app" in imported(path, "ltm.client")
-    finally:
-        path.unlink()
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    path = tmp_path / "probe.py"
+    path.write_text("def f():\n    from ltm.api.app import create_app\n", encoding="utf-8")
+    assert "ltm.api.app" in imported(path, "ltm.client")
     assert layer("ltm.api.app") not in ALLOWED[layer("ltm.client")]
 
 
