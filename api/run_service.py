@@ -5,6 +5,7 @@ from ltm.api.auth import issue_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.run_state import StatusWatch, can_move, stamps
+from ltm.api.trainer_catalog import checked_hyperparameters
 from ltm.ids import new_id
 from ltm.launchers import Launcher, LauncherUnavailable, Observation
 from ltm.models import RunStatus
@@ -37,6 +38,7 @@ class RunService:
         refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
         if refused:
             raise unprocessable(f"dataset：{refused}", "dataset")
+        checked_hyperparameters(config["trainer"], config["hyperparameters"])
         if project["archived"]:
             raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
         now = utc_now()

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
         description="Comma-separated folders or fsspec URLs runs may read "
         "datasets from; default: the bundled samples and <home>/datasets",
     )
+    max_run_memory_gib: float = Field(
+        80.0, gt=0, description="Largest training memory one run may need (trainers that estimate it refuse more)"
+    )
     backup_root: Path | None = Field(None, description="Folder the API may write backups under; default <home>/backups")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")

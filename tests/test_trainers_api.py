@@ -56,3 +56,46 @@ def test_resume_keeps_the_source_trainer_and_refuses_an_unknown_one(shared_http,
     assert refused.status_code == 422 and "simulated" in refused.json()["detail"]
     resumed = shared_http.post(base + f"/resume?source_artifact_id={checkpoint['id']}").json()
     assert resumed["trainer"] == "simulated"
+
+
+@pytest.mark.parametrize(
+    "trainer, hyperparameters, named",
+    [
+        ("simulated", {"batch_size": -1}, "batch_size"),
+        ("simulated", {"learning_rate": "fast"}, "learning_rate"),
+        ("simulated", {"num_epochs": 1, "steps_per_epoch": 10, "warmup_steps": 11}, "warmup_steps"),
+        ("tiny-lm", {"d_model": 100, "n_heads": 3}, "n_heads"),
+        ("tiny-lm", {"device": "tpu"}, "device"),
+    ],
+)
+def test_hyperparameters_are_checked_by_the_trainers_declaration_when_the_run_is_created(
+    shared_http, project, trainer, hyperparameters, named
+):
+    if trainer == "tiny-lm":
+        pytest.importorskip("torch", reason="需要安装 ltm[torch]（CI 会安装）")
+    created = shared_http.post(
+        f"/projects/{project['id']}/runs",
+        json={"model": "m", "dataset": "sample", "trainer": trainer, "hyperparameters": hyperparameters},
+    )
+    assert created.status_code == 422, created.text
+    assert created.json()["errors"][0]["field"] == "hyperparameters" and named in created.json()["detail"]
+    assert shared_http.get(f"/projects/{project['id']}/runs").json() == []
+
+
+def test_a_model_that_cannot_fit_in_memory_is_refused_at_creation(shared_http, project):
+    """tiny-lm's bounds alone allow ~50B parameters; the estimate refuses what no single device holds."""
+    pytest.importorskip("torch", reason="需要安装 ltm[torch]（CI 会安装）")
+    largest = {"d_model": 8192, "n_layers": 64, "n_heads": 64, "batch_size": 4096, "context_length": 4096}
+    refused = shared_http.post(
+        f"/projects/{project['id']}/runs",
+        json={"model": "m", "dataset": "sample", "trainer": "tiny-lm", "hyperparameters": largest},
+    )
+    assert refused.status_code == 422, refused.text
+    assert "GiB" in refused.json()["detail"] and "LTM_MAX_RUN_MEMORY_GIB" in refused.json()["detail"]
+    modest = {"d_model": 1024, "n_layers": 8, "n_heads": 8, "batch_size": 32, "context_length": 512}
+    accepted = shared_http.post(
+        f"/projects/{project['id']}/runs",
+        json={"model": "m", "dataset": "sample", "trainer": "tiny-lm", "hyperparameters": modest},
+    )
+    assert accepted.status_code == 201, accepted.text
+    assert [run["id"] for run in shared_http.get(f"/projects/{project['id']}/runs").json()] == [accepted.json()["id"]]

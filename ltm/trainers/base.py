@@ -29,8 +29,6 @@ class Hyperparameter:
         if self.type == "int":
             return read_int(values, self.name, self.default, self.minimum, self.maximum)
         if self.type == "float":
-            if values.get(self.name) is None:
-                return self.default
             return read_float(values, self.name, self.default, self.minimum, self.maximum, self.minimum_exclusive)
         value = values.get(self.name)
         if value is None:
@@ -65,8 +63,16 @@ class Trainer(ABC):
 
     @classmethod
     def resolve_hyperparameters(cls, values: dict) -> dict[str, Any]:
-        """Every declared hyperparameter, validated against its declaration or filled with its default."""
-        return {declared.name: declared.read(values) for declared in cls.hyperparameters}
+        """Every declared hyperparameter, validated against its declaration and `check_together`, or filled with
+        its default. The API calls it when a run is created, so it must not import what the trainer needs."""
+        resolved = {declared.name: declared.read(values) for declared in cls.hyperparameters}
+        cls.check_together(resolved)
+        return resolved
+
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        """Rules that span several resolved hyperparameters; raise InvalidConfig naming them."""
+        return None
 
     def __init__(self, config: TrainerConfig) -> None:
         self.config = config
@@ -98,6 +104,13 @@ class Trainer(ABC):
     @abstractmethod
     def restore_files(self, files: dict[str, bytes]) -> None:
         """Continue from files written by `checkpoint_files`."""
+
+
+def check_warmup(values: dict[str, Any]) -> None:
+    """warmup_steps within the run's num_epochs × steps_per_epoch."""
+    total_steps = values["num_epochs"] * values["steps_per_epoch"]
+    if values["warmup_steps"] > total_steps:
+        raise InvalidConfig(f"超参数 warmup_steps 不能超过总步数 {total_steps}，当前值为 {values['warmup_steps']}")
 
 
 def _range_text(minimum: float | None, maximum: float | None, minimum_exclusive: bool) -> str:

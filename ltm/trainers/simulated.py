@@ -16,7 +16,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, read_int
+from ltm.trainers.base import (
+    Hyperparameter,
+    InvalidConfig,
+    StepOutput,
+    Trainer,
+    TrainerConfig,
+    check_warmup,
+    read_int,
+)
 
 LOG_EVERY_STEPS = 10
 MAX_LOSS = 50.0
@@ -114,6 +122,10 @@ class SimulatedTrainer(Trainer):
         Hyperparameter("step_seconds", "float", None, "每步模拟耗时（秒），0–60；缺省用 LTM_STEP_SECONDS", 0.0, 60.0),
     )
 
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        check_warmup(values)
+
     def __init__(self, config: TrainerConfig) -> None:
         super().__init__(config)
         values = self.resolve_hyperparameters(config.hyperparameters or {})
@@ -124,8 +136,6 @@ class SimulatedTrainer(Trainer):
         self._seed = values["seed"]
         self._warmup_steps = values["warmup_steps"]
         self._step_seconds = values["step_seconds"]
-        if self._warmup_steps > self.total_steps:
-            raise InvalidConfig(f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}")
 
         resources = config.resources or {}
         gpu_type = resources.get("gpu_type")

@@ -52,6 +52,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import asdict
@@ -59,7 +60,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ltm import datasets
-from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig
+from ltm.settings import Settings
+from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer, TrainerConfig, check_warmup
 
 if TYPE_CHECKING:
     import torch
@@ -139,6 +141,26 @@ def _load_text(dataset: str) -> str:
         raise InvalidConfig(f"数据集 {dataset} 不是 UTF-8 文本：{error}") from None
 
 
+GIB = 1024**3
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+VOCAB_ESTIMATE = 8192  # distinct characters; the real vocabulary is known only once the dataset is read
+
+
+def parameter_count(values: dict[str, Any]) -> int:
+    """Weights of TinyLM (tiny_lm_model): embeddings, untied head, and 12·d² + 13·d per block."""
+    d, layers = values["d_model"], values["n_layers"]
+    return 2 * VOCAB_ESTIMATE * d + values["context_length"] * d + layers * (12 * d * d + 13 * d) + 2 * d
+
+
+def training_memory_bytes(values: dict[str, Any]) -> int:
+    """fp32 weights, gradients and AdamW's two moments, plus the activations one step keeps for backward."""
+    d, layers, heads = values["d_model"], values["n_layers"], values["n_heads"]
+    tokens, length = values["batch_size"] * values["context_length"], values["context_length"]
+    per_layer = tokens * 14 * d + 3 * tokens * heads * length
+    activations = layers * per_layer + 2 * tokens * VOCAB_ESTIMATE
+    return 16 * parameter_count(values) + 4 * activations
+
+
 class TinyLMTrainer(Trainer):
     name: ClassVar[str] = "tiny-lm"
     description: ClassVar[str] = "从零训练一个字符级的小型 Transformer 语言模型（PyTorch，CPU 或 GPU 均可）"
@@ -168,6 +190,23 @@ class TinyLMTrainer(Trainer):
     )
     requires: ClassVar[tuple[str, ...]] = ("torch", "safetensors")
 
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        if values["d_model"] % values["n_heads"]:
+            raise InvalidConfig(
+                f"超参数 d_model 必须能被 n_heads 整除，当前 d_model={values['d_model']}，n_heads={values['n_heads']}"
+            )
+        check_warmup(values)
+        if not DEVICE_PATTERN.fullmatch(values["device"].strip().lower()):
+            raise InvalidConfig(f"超参数 device 必须是 auto、cpu、cuda 或 cuda:N，当前值为 {values['device']!r}")
+        needed, limit = training_memory_bytes(values), Settings().max_run_memory_gib * GIB
+        if needed > limit:
+            raise InvalidConfig(
+                f"超参数 d_model、n_layers、batch_size、context_length 组合下训练约需 {needed / GIB:,.0f} GiB 内存"
+                f"（约 {parameter_count(values) / 1e9:,.1f}B 参数），超过单个运行的上限 {limit / GIB:,.0f} GiB"
+                "（LTM_MAX_RUN_MEMORY_GIB）：请减小模型或批大小"
+            )
+
     def __init__(self, config: TrainerConfig) -> None:
         import torch
 
@@ -186,12 +225,6 @@ class TinyLMTrainer(Trainer):
         self._warmup_steps = values["warmup_steps"]
         self._seed = values["seed"]
         self._eval_batches = values["eval_batches"]
-        if self._d_model % self._n_heads:
-            raise InvalidConfig(
-                f"超参数 d_model 必须能被 n_heads 整除，当前 d_model={self._d_model}，n_heads={self._n_heads}"
-            )
-        if self._warmup_steps > self.total_steps:
-            raise InvalidConfig(f"超参数 warmup_steps 不能超过总步数 {self.total_steps}，当前值为 {self._warmup_steps}")
         self._device = _resolve_device(values["device"])
 
         text = _load_text(config.dataset)
