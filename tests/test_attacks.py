@@ -230,7 +230,7 @@ def test_unauthorised_callers_learn_nothing_about_state(site):
     """Item 16: deleting an active run's artifact answered 409 (state) to a caller who may not delete at all."""
     owner, other = site.member("甲"), site.member("乙")
     project_id, run_id = site.project_and_run(owner, "甲")
-    owner.put(f"/projects/{project_id}/members", json=["乙"])
+    assert owner.put(f"/projects/{project_id}/members", json={"members": ["乙"]}).status_code == 200
     path = site.run_folder(project_id, run_id) / "c.ckpt"
     path.mkdir()
     artifact = register(owner, project_id, run_id, str(path)).json()
