@@ -3,6 +3,8 @@
 Both become one validated Arrow table with naive-UTC timestamps, ready for `store.ingest`.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ltm import arrow_batches
 from ltm.api import arrow_bounds, media_types
-from ltm.api.errors import Refusal, unprocessable
+from ltm.api.errors import Refusal, conflict, not_found, shown, unprocessable
 from ltm.limits import (
     MAX_BATCH_ID_LENGTH,
     MAX_BATCH_ITEMS,
@@ -24,6 +26,7 @@ from ltm.limits import (
     MIB,
 )
 from ltm.models import LogBatch, LogLevel, MetricBatch
+from ltm.store import ingest
 
 STORED_TIMESTAMP = pa.timestamp("us")
 # a day inside Python's datetime range, so every stored time reads back in any time zone
@@ -81,6 +84,20 @@ def metric_rows(payload: Payload) -> tuple[str, pa.Table]:
     _reject_first(pc.less(table["step"], 0), "step", "不能小于 0")
     _reject_first(pc.invert(pc.is_finite(table["value"])), "value", "必须是有限数值")
     return batch_id, _stored(table)
+
+
+@contextmanager
+def store_refusals(run_id: str, batch_id: str, what: str) -> Iterator[None]:
+    """The store's refusals of a batch as answers: 404 for a run deleted meanwhile, 409 for a reused batch id."""
+    try:
+        yield
+    except ingest.UnknownRun:
+        raise not_found("运行", run_id) from None
+    except ingest.BatchConflict:
+        raise conflict(
+            f"batch_id {shown(batch_id)} 已用于运行 {run_id} 的另一批{what}（内容不同），本批未写入；"
+            "重试请发送完全相同的内容，新的数据请使用新的 batch_id"
+        ) from None
 
 
 def _parse_json(model: type[BaseModel], body: bytes):

@@ -16,7 +16,6 @@ from ltm.store import Database
 from ltm.store import backup as backup_store
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-EXPORT_FILES = ("schema.sql", "load.sql")
 
 
 class RestoreRefused(Exception):
@@ -35,10 +34,11 @@ def _wal(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".wal")
 
 
-def _check_backup_folder(folder: Path) -> None:
-    missing = [name for name in EXPORT_FILES if not (folder / name).is_file()]
-    if missing:
-        raise RestoreRefused(f"{folder} 不是备份目录：缺少 {'、'.join(missing)}（请使用 ltm backup 生成的目录）")
+def _manifest(folder: Path) -> dict:
+    try:
+        return backup_store.read_manifest(folder)
+    except backup_store.BackupRejected as exc:
+        raise RestoreRefused(f"{exc}；未做任何修改") from exc
 
 
 def _check_not_in_use(db_path: Path) -> None:
@@ -57,17 +57,13 @@ def _move_aside(paths: list[Path], stamp: str) -> list[Path]:
     return moved
 
 
-def _verify(db_path: Path, manifest: dict | None) -> tuple[int, dict[str, int]]:
-    """Open the restored file the way the API does (migrations table intact) and compare row counts."""
+def _opened(db_path: Path) -> tuple[int, dict[str, int]]:
+    """Open the restored file the way the API does, which applies the migrations newer than the backup."""
     db = Database(db_path)
     try:
-        version, counts = db.schema_version, backup_store.table_counts(db)
+        return db.schema_version, backup_store.table_counts(db)
     finally:
         db.close()
-    differing = [table for table, rows in (manifest or {}).get("tables", {}).items() if counts.get(table) != rows]
-    if differing:
-        raise RestoreRefused(f"恢复后的行数与备份清单不一致：{'、'.join(differing)}")
-    return version, counts
 
 
 def _discard(db_path: Path) -> None:
@@ -77,9 +73,10 @@ def _discard(db_path: Path) -> None:
 
 def restore(folder: Path, home: Path, force: bool = False) -> Restored:
     """Build `home`/ltm.duckdb from a backup folder; an existing store is refused unless `force`, which keeps
-    it as ltm.duckdb.bak-<timestamp>. The new store is built beside it and only moved into place once it opens."""
+    it as ltm.duckdb.bak-<timestamp>. The new store is built beside it (schema from the migrations, rows from the
+    folder's Parquet files checked against its manifest) and only moved into place once it opens."""
     folder = folder.expanduser().resolve()
-    _check_backup_folder(folder)
+    manifest = _manifest(folder)
     db_path = home / "ltm.duckdb"
     existing = [path for path in (db_path, _wal(db_path)) if path.exists()]
     if existing and not force:
@@ -90,14 +87,11 @@ def restore(folder: Path, home: Path, force: bool = False) -> Restored:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     staging = home / f"ltm.duckdb.restoring-{stamp}"
     try:
-        backup_store.import_database(staging, folder)
-        version, tables = _verify(staging, backup_store.read_manifest(folder))
-    except (duckdb.Error, OSError, ValueError) as exc:
+        backup_store.import_database(staging, folder, manifest)
+        version, tables = _opened(staging)
+    except (duckdb.Error, OSError, ValueError, backup_store.BackupRejected) as exc:
         _discard(staging)
         raise RestoreRefused(f"从 {folder} 导入失败，未做任何修改：{exc}") from exc
-    except RestoreRefused:
-        _discard(staging)
-        raise
     moved = _move_aside(existing, stamp)
     staging.rename(db_path)
     return Restored(db_path, version, tables, moved)

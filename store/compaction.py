@@ -14,6 +14,11 @@ class CompactionFailed(Exception):
     """The copy did not match the store; the store file was left as it was. The message is Chinese."""
 
 
+def staging_of(path: Path) -> Path:
+    """Where the copy of store file `path` is written before it replaces the store."""
+    return path.with_name(path.name + ".compacting")
+
+
 def wal_of(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
 

@@ -3,15 +3,16 @@
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from ltm.store import compaction
-from ltm.store.migrations import MIGRATIONS
+from ltm.store import backup, compaction, migrations
+
+RUN_LOCK_STRIPES = 64
 
 
 def utc_now() -> datetime:
@@ -75,39 +76,42 @@ class _Gate:
                 self._changed.notify_all()
 
 
+@contextmanager
+def _begun(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    cur.begin()
+    try:
+        yield cur
+    except BaseException:
+        cur.rollback()
+        raise
+    cur.commit()
+
+
 class Database:
-    """Owns the connection. Readers and appenders take a cursor each; every row update or delete runs inside
-    `writing()` (one writer at a time: concurrent UPDATEs of one DuckDB row conflict); `compact` swaps the
-    connection for one on a rewritten file while no cursor is open."""
+    """Owns the connection. Readers take a cursor each; appends to a run go through `appending()`; every row
+    update or delete runs inside `writing()` (one writer at a time: concurrent UPDATEs of one DuckDB row conflict),
+    and deleting runs inside `removing_runs()`; `compact` swaps the connection for one on a rewritten file while no
+    cursor is open.
+
+    Lock order, wherever several are held: writer, then the gate (a cursor), then run locks by stripe number."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = duckdb.connect(str(self.path))
+        self._remove_leftovers()
         self._writer = threading.RLock()
         self._gate = _Gate()
         self._seq_lock = threading.Lock()
-        self._migrate()
+        self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
+        migrations.apply(self._connection, utc_now())
         self._next_log_seq = self.fetch_one("SELECT coalesce(max(seq), 0) + 1 FROM logs")[0]
 
-    def _migrate(self) -> None:
-        con = self._connection
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
-        )
-        current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            con.begin()
-            try:
-                for statement in statements:
-                    con.execute(statement)
-                con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utc_now()])
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+    def _remove_leftovers(self) -> None:
+        """What a process killed mid-compaction or mid-backup left behind. Only the one process that holds the
+        store's connection gets here, so none of it is in use."""
+        compaction.remove(compaction.staging_of(self.path))
+        backup.remove_partial(self.path)
 
     @property
     def schema_version(self) -> int:
@@ -127,14 +131,28 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.cursor() as cur:
-            cur.begin()
-            try:
+        with self.cursor() as cur, _begun(cur):
+            yield cur
+
+    def _stripe(self, run_id: str) -> int:
+        return hash(run_id) % RUN_LOCK_STRIPES
+
+    @contextmanager
+    def appending(self, run_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction that appends to one run: one at a time per run, and none while the run is being deleted,
+        so an append either commits before a deletion starts or begins after it and finds the run gone."""
+        with self.cursor() as cur, self._run_locks[self._stripe(run_id)], _begun(cur):
+            yield cur
+
+    @contextmanager
+    def removing_runs(self, run_ids: Iterable[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer's transaction, begun once no append to these runs is open and holding new ones off until
+        it has committed."""
+        with self._writer, self.cursor() as cur, ExitStack() as held:
+            for stripe in sorted({self._stripe(run_id) for run_id in run_ids}):
+                held.enter_context(self._run_locks[stripe])
+            with _begun(cur):
                 yield cur
-            except BaseException:
-                cur.rollback()
-                raise
-            cur.commit()
 
     @contextmanager
     def writing(self, transaction: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -172,7 +190,7 @@ class Database:
         started = time.monotonic()
         with self._gate.alone():
             before = compaction.footprint(self.path)
-            staging = self.path.with_name(self.path.name + ".compacting")
+            staging = compaction.staging_of(self.path)
             compaction.remove(staging)
             try:
                 tables = compaction.copy_store(self._connection, staging)

@@ -141,14 +141,16 @@ def _delete_run_rows(cur, run_ids: list[str]) -> None:
 
 
 def delete_runs(db: Database, run_ids: list[str]) -> None:
-    """Runs with their logs, metrics, artifacts, tags and ingest records, in one transaction."""
-    with db.writing(transaction=True) as cur:
+    """Runs with their logs, metrics, artifacts, tags and ingest records, in one transaction that no append to
+    these runs overlaps."""
+    with db.removing_runs(run_ids) as cur:
         _delete_run_rows(cur, run_ids)
 
 
 def delete_project(db: Database, project_id: str, run_ids: list[str]) -> None:
-    """The project, its versions, members, retention policy and all its runs, in one transaction."""
-    with db.writing(transaction=True) as cur:
+    """The project, its versions, members, retention policy and all its runs, in one transaction that no append
+    to these runs overlaps."""
+    with db.removing_runs(run_ids) as cur:
         _delete_run_rows(cur, run_ids)
         for table in ("project_versions", "project_members", "retention_policies"):
             cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])

@@ -1,5 +1,7 @@
 """Schema versions, applied in order on open. Append new versions; never edit old ones."""
 
+from datetime import datetime
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -171,4 +173,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO log_runs SELECT run_id, count(*), max(ts), true FROM logs GROUP BY run_id",
         ],
     ),
+    (
+        8,
+        ["ALTER TABLE projects ADD COLUMN visibility VARCHAR NOT NULL DEFAULT '团队可见'"],
+    ),
+    (
+        9,
+        # A digest of each batch's content, so a reused batch id with other content is told from a retry.
+        # Batches stored before have none and match any content.
+        ["ALTER TABLE ingest_batches ADD COLUMN digest VARCHAR"],
+    ),
 ]
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1][0]
+
+
+def apply(con, applied_at: datetime, up_to: int | None = None) -> None:
+    """Bring the database of connection `con` to version `up_to` (default: the latest), each version in its own
+    transaction and recorded in schema_version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    for version, statements in MIGRATIONS:
+        if version <= current or (up_to is not None and version > up_to):
+            continue
+        con.begin()
+        try:
+            for statement in statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, applied_at])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise

@@ -25,7 +25,7 @@ POINTS_PER_BATCH = 1_500
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
 
-def finished_run(sdk: Client, project_id: str) -> str:
+def running_run(sdk: Client, project_id: str) -> str:
     run = sdk.create_run(project_id, model="llama", dataset="语料")
     sdk.report(project_id, run.id, status="运行中")
     return run.id
@@ -124,13 +124,13 @@ def test_deleted_runs_give_their_space_back_and_every_remaining_row_reads_the_sa
     api = start_api(home, LTM_ARTIFACT_ROOT=str(root))
     sdk = Client(api.url)
     project_id = sdk.create_project(name=f"压缩-{uuid.uuid4().hex[:6]}", owner="小李").id
-    run_ids = [finished_run(sdk, project_id) for _ in range(RUNS)]
+    run_ids = [running_run(sdk, project_id) for _ in range(RUNS)]
     fill(sdk, project_id, run_ids)
     for run_id in run_ids:
         add_artifacts(sdk, root, project_id, run_id)
-        sdk.report(project_id, run_id, status="已完成")
-    kept, doomed = run_ids[:KEPT], run_ids[KEPT:]
+    kept, doomed = run_ids[:KEPT], run_ids[KEPT:]  # the kept runs go on training after the compaction
     for run_id in doomed:
+        sdk.report(project_id, run_id, status="已完成")
         assert sdk.delete_run(project_id, run_id, dry_run=False).deleted is True
     before = {run_id: snapshot(sdk, project_id, run_id) for run_id in kept}
 
@@ -149,7 +149,7 @@ def test_deleted_runs_give_their_space_back_and_every_remaining_row_reads_the_sa
 
     sdk.send_logs(project_id, kept[0], log_batch(kept[0], 99, 10))
     assert sdk.get_logs(project_id, kept[0]).total == per_run + 10
-    fresh = finished_run(sdk, project_id)
+    fresh = running_run(sdk, project_id)
     sdk.send_metrics(project_id, fresh, metric_batch(0, 10))
     assert sdk.get_metrics(project_id, fresh).series[0].total_points == 10
 
@@ -200,7 +200,7 @@ def test_ingest_running_during_compaction_loses_no_acknowledged_batch(fresh_clie
     """A fresh API: it compacts the whole store while ingest runs, and only this test's data should be in it."""
     client = fresh_client
     project_id = client.create_project(name=f"并发压缩-{uuid.uuid4().hex[:6]}", owner="小李").id
-    logged, measured, filler = (finished_run(client, project_id) for _ in range(3))
+    logged, measured, filler = (running_run(client, project_id) for _ in range(3))
     for number in range(5):
         client.send_logs(project_id, filler, log_batch(filler, number, LINES_PER_BATCH))
     senders = [
@@ -272,6 +272,13 @@ def test_only_admins_compact(tmp_path, start_api):
 def seeded_store(path: Path) -> Database:
     db = Database(path)
     stamps = pa.array([START.replace(tzinfo=None) + timedelta(seconds=i) for i in range(1000)], pa.timestamp("us"))
+    with db.transaction() as cur:
+        cur.execute(
+            "INSERT INTO runs (id, project_id, name, status, progress, model, dataset, hyperparameters, resources, "
+            "metrics, created_at, updated_at, start_step, current_step, project_version) "
+            "SELECT 'run_' || i, 'proj_0', '运行', '运行中', 0, 'm', 'd', '{}', '{}', '{}', now(), now(), 0, 0, 1 "
+            "FROM range(3) t(i)"
+        )
     for run in range(3):
         lines = pa.table(
             {"timestamp": stamps, "level": ["INFO"] * 1000, "message": [f"第 {i} 行" for i in range(1000)]}

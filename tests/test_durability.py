@@ -41,7 +41,7 @@ def seed_data(http: httpx.Client) -> dict:
     ).json()
     assert http.post(base + f"/artifacts/{ckpt['id']}/tag", json={"tag": "候选"}).status_code == 200
     assert http.post(base + f"/artifacts/{ckpt['id']}/tag", json={"tag": "发布", "notes": "上线"}).status_code == 200
-    return {"pid": pid, "base": base, "run_id": run["id"]}
+    return {"pid": pid, "base": base, "run_id": run["id"], "lines": lines}
 
 
 def snapshot(http: httpx.Client, data: dict) -> dict:
@@ -94,7 +94,7 @@ def test_data_survives_clean_restart(home):
             after = snapshot(http, data)
             assert after == before
             # Ingest idempotency outlives the process too.
-            again_logs = http.post(data["base"] + "/logs", json={"batch_id": "logs-1", "lines": []})
+            again_logs = http.post(data["base"] + "/logs", json={"batch_id": "logs-1", "lines": data["lines"]})
             assert again_logs.json()["duplicate"] is True
             assert http.get(f"/runs/{data['run_id']}").status_code == 200
     finally:
@@ -289,6 +289,11 @@ def test_a_store_from_before_line_numbers_pages_its_old_lines_and_numbers_new_on
     con.execute(
         "INSERT INTO logs SELECT 'run_old', 1000 - i, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND, 'INFO', "
         "'旧 ' || i FROM range(1000) t(i)"
+    )
+    con.execute(
+        "INSERT INTO runs (id, project_id, name, status, progress, model, dataset, hyperparameters, resources, "
+        "metrics, created_at, updated_at, start_step, current_step, project_version) "
+        "VALUES ('run_old', 'proj_old', '旧运行', '运行中', 0, 'm', 'd', '{}', '{}', '{}', now(), now(), 0, 0, 1)"
     )
     con.close()
 

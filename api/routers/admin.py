@@ -1,6 +1,5 @@
 """Store administration: online backup and compaction (administrators only)."""
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -27,7 +26,8 @@ def _backup_folder(target: str, root: Path) -> Path:
     if not folder.is_absolute():
         raise invalid_field("body", "target", "必须是 API 所在机器上的绝对路径")
     try:
-        inside = folder.resolve().is_relative_to(root.resolve())
+        resolved, within = folder.resolve(), root.resolve()
+        inside = resolved.is_relative_to(within) and resolved != within
     except (OSError, ValueError):
         inside = False
     if not inside:
@@ -44,27 +44,14 @@ def _backup_folder(target: str, root: Path) -> Path:
     return folder
 
 
-def _clear(folder: Path, existed: bool) -> None:
-    if not existed:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    for entry in folder.iterdir():
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
 def _export(db, folder: Path) -> dict[str, int]:
-    existed = folder.exists()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:
         raise invalid_field("body", "target", f"无法创建备份目录：{exc}") from exc
     try:
         return backup_store.export_database(db, folder)
     except (duckdb.Error, OSError) as exc:
-        _clear(folder, existed)
         raise Refusal(503, f"备份写入失败，已清理未完成的备份：{exc}") from exc
 
 
