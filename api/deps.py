@@ -3,12 +3,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ltm.api import media_types
+from ltm.api.auth import Caller
 from ltm.api.errors import Refusal, not_found
 from ltm.api.ids import well_formed
 from ltm.api.run_service import RunService
+from ltm.api.visibility import can_see
 from ltm.settings import Settings
 from ltm.store import Database
 from ltm.store import projects as project_store
+from ltm.store import runs as run_store
 
 
 def get_db(request: Request) -> Database:
@@ -34,19 +37,34 @@ async def json_body_only(request: Request) -> None:
         raise Refusal(415, f"请求体必须是 JSON，Content-Type 应为 application/json{media_types.received(request)}")
 
 
-def get_project(project_id: str, db: Annotated[Database, Depends(get_db)]) -> dict:
+Db = Annotated[Database, Depends(get_db)]
+Runs = Annotated[RunService, Depends(get_runs)]
+CurrentSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_project(project_id: str, db: Db, caller: Caller) -> dict:
+    """The project of a project-scoped route; one the caller may not see is answered as not existing."""
     project = project_store.get_row(db, project_id) if well_formed(project_id, "project") else None
-    if project is None:
+    if project is None or not can_see(db, caller, project):
         raise not_found("项目", project_id)
     return project
 
 
-def get_run(project_id: str, run_id: str, runs: Annotated[RunService, Depends(get_runs)]) -> dict:
-    return runs.get(project_id, run_id)
-
-
-Db = Annotated[Database, Depends(get_db)]
-Runs = Annotated[RunService, Depends(get_runs)]
-CurrentSettings = Annotated[Settings, Depends(get_settings)]
 ProjectRow = Annotated[dict, Depends(get_project)]
+
+
+def get_run(project: ProjectRow, run_id: str, runs: Runs) -> dict:
+    return runs.get(project["id"], run_id)
+
+
+def get_run_by_id(run_id: str, db: Db, caller: Caller) -> dict:
+    """A run found by its id alone, under the same rule as its project."""
+    run = run_store.get(db, run_id) if well_formed(run_id, "run") else None
+    project = project_store.get_row(db, run["project_id"]) if run else None
+    if project is None or not can_see(db, caller, project):
+        raise not_found("运行", run_id)
+    return run
+
+
 RunRow = Annotated[dict, Depends(get_run)]
+RunById = Annotated[dict, Depends(get_run_by_id)]

@@ -33,6 +33,7 @@ PROJECT_FIELDS = {
     "tags": "标签",
     "default_hyperparameters": "默认超参数",
     "default_trainer": "默认训练器",
+    "visibility": "可见范围",
     "archived": "已归档",
 }
 EMPTY = "—"

@@ -16,7 +16,7 @@ def serve_api(args: argparse.Namespace) -> int:
 
     settings = Settings()
     beyond_loopback = args.host not in ("127.0.0.1", "localhost", "::1")
-    settings = settings.model_copy(update={"auth": beyond_loopback or bool(settings.auth)})
+    settings = settings.model_copy(update={"auth": beyond_loopback or bool(settings.auth), "listen_host": args.host})
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
 

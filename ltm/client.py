@@ -89,8 +89,15 @@ class Client:
 
     # Projects
 
-    def create_project(self, name: str, owner: str, **fields: Any) -> models.Project:
-        body = models.ProjectCreate(name=name, owner=owner, **fields).model_dump(mode="json")
+    def create_project(
+        self, name: str, owner: str | None = None, visibility: str = "团队可见", **fields: Any
+    ) -> models.Project:
+        """`owner` may be left out when the API authenticates (the caller owns it); `visibility` 团队可见 or 私有."""
+        if owner is not None:
+            fields["owner"] = owner
+        body = models.ProjectCreate(name=name, visibility=visibility, **fields).model_dump(
+            mode="json", exclude_unset=True
+        )
         return self._send("POST", models.Project, "/projects", body)
 
     def list_projects(
@@ -229,6 +236,16 @@ class Client:
 
     def whoami(self) -> models.Identity:
         return self._get(models.Identity, "/whoami")
+
+    def issue_run_token(self, project_id: str, run_id: str) -> models.RunToken:
+        """A token scoped to a queued run that the caller (a project member) trains themselves."""
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/token"
+        return self._send("POST", models.RunToken, path)
+
+    def exchange_launch_code(self, run_id: str, code: str) -> models.RunToken:
+        """The run token for a flow the launcher started with `code`; works once, sends no token of its own."""
+        response = self.request("POST", f"/runs/{_segment(run_id)}/token", json={"code": code}, headers={})
+        return _parse(models.RunToken, response.json())
 
     def create_token(self, user: str, role: str) -> models.TokenCreated:
         return self._send("POST", models.TokenCreated, "/tokens", {"user": user, "role": role})

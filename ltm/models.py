@@ -2,10 +2,11 @@
 
 import json
 import math
+import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from ltm.limits import (
     MAX_BATCH_ID_LENGTH,
@@ -31,6 +32,7 @@ from ltm.vocabulary import (
     Role,
     RunStatus,
     TagValue,
+    Visibility,
 )
 
 USER_ROLE_NAMES = tuple(role.value for role in USER_ROLES)
@@ -48,6 +50,7 @@ __all__ = [
     "Role",
     "RunStatus",
     "TagValue",
+    "Visibility",
 ]
 
 
@@ -104,11 +107,45 @@ def _no_nul(value: str) -> str:
     return value
 
 
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, zero-width and bidi formats, separators
+
+
+def nfkc(value: Any) -> Any:
+    """One spelling per name: full-width letters, ligatures and composed/decomposed accents become the same text."""
+    return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+
+def _visible(value: str) -> str:
+    for char in value:
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES:
+            raise ValueError(f"不能包含控制字符或不可见的格式字符（U+{ord(char):04X}）")
+    return value
+
+
 NonBlank = Field(json_schema_extra={"pattern": r"\S"})  # documents what _strip_nonempty enforces
-Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
-ShortText = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH)]
+# Short text people type and others read (names, owners, tags): NFKC-normalised and stripped before the length
+# check (a BeforeValidator runs before the constraint listed ahead of it), and free of characters that do not
+# show. Long text (descriptions, log lines) is stored as sent.
+Name = Annotated[
+    str,
+    StringConstraints(max_length=MAX_NAME_LENGTH),
+    BeforeValidator(nfkc),
+    AfterValidator(_visible),
+    AfterValidator(_strip_nonempty),
+    NonBlank,
+]
+ShortText = Annotated[
+    str, StringConstraints(max_length=MAX_NAME_LENGTH), BeforeValidator(nfkc), AfterValidator(_visible)
+]
 LongText = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)]
-Tag = Annotated[str, StringConstraints(max_length=MAX_TAG_LENGTH), AfterValidator(_strip_nonempty), NonBlank]
+Tag = Annotated[
+    str,
+    StringConstraints(max_length=MAX_TAG_LENGTH),
+    BeforeValidator(nfkc),
+    AfterValidator(_visible),
+    AfterValidator(_strip_nonempty),
+    NonBlank,
+]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json_object)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TRAINER_NAME_LENGTH)]
@@ -130,10 +167,16 @@ class ProjectCreate(Contract):
     objective: LongText | None = None
     task_type: ShortText | None = None
     base_model: ShortText | None = None
-    owner: Name
+    owner: Name = Field(
+        None,
+        description="负责人；开启认证时可省略（默认为调用者本人），只有管理员可以指定他人。未开启认证时必填",
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     default_hyperparameters: JsonObject = Field(default_factory=dict)
     default_trainer: TrainerName | None = None
+    visibility: Visibility = Field(
+        Visibility.TEAM, description="团队可见：所有令牌可读；私有：只有负责人、项目成员和管理员可见"
+    )
 
 
 class ProjectUpdate(Contract):
@@ -147,6 +190,7 @@ class ProjectUpdate(Contract):
     status: Annotated[str, Field(pattern="^(已归档|未归档)$")] = Field(
         None, description="`已归档` 归档项目，`未归档` 恢复项目；省略表示不变"
     )
+    visibility: Visibility = Field(None, description="团队可见 或 私有（只有负责人和管理员可以修改）；省略表示不变")
 
 
 class FieldChange(BaseModel):
@@ -181,6 +225,7 @@ class ProjectListItem(BaseModel):
     task_type: str | None = None
     tags: list[str]
     run_count: int
+    visibility: Visibility = Visibility.TEAM
 
 
 class Project(BaseModel):
@@ -197,6 +242,7 @@ class Project(BaseModel):
     tags: list[str]
     default_hyperparameters: dict[str, Any]
     default_trainer: str | None = None
+    visibility: Visibility = Visibility.TEAM
     version: int
     run_count: int
     runs: list[RunSummary]
@@ -431,6 +477,17 @@ class TokenInfo(BaseModel):
 
 class TokenCreated(TokenInfo):
     token: str = Field(description="令牌本身，只在创建时返回一次")
+
+
+class LaunchCode(Contract):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="API 交给启动器、写在编排流程作业变量里的一次性启动码"
+    )
+
+
+class RunToken(BaseModel):
+    run_id: str
+    token: str = Field(description="只属于这个运行的令牌，只在签发时返回一次；运行结束即吊销")
 
 
 class MembersUpdate(Contract):

@@ -18,6 +18,12 @@ class Settings(BaseSettings):
         None, description="Require API tokens; unset means on only when listening beyond loopback"
     )
     token: str | None = Field(None, description="API token the SDK, console and flows send (LTM_TOKEN)")
+    launch_code: str | None = Field(
+        None, description="One-time code a launched flow exchanges for its run token (set by the API's launcher)"
+    )
+    launch_code_seconds: float = Field(
+        600.0, gt=0, description="How long after a run is handed to the launcher its launch code can be exchanged"
+    )
     dataset_roots: str | None = Field(
         None,
         description="Comma-separated folders or fsspec URLs runs may read "
@@ -27,6 +33,13 @@ class Settings(BaseSettings):
         80.0, gt=0, description="Largest training memory one run may need (trainers that estimate it refuse more)"
     )
     backup_root: Path | None = Field(None, description="Folder the API may write backups under; default <home>/backups")
+    allowed_hosts: str | None = Field(
+        None,
+        description="Comma-separated host names or addresses the API answers to besides loopback and the address "
+        "it listens on ('*': any); unset: requests that arrived over the network, which always need a token, may "
+        "name any host",
+    )
+    listen_host: str | None = Field(None, description="Address `ltm api --host` listens on (set by the CLI)")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
@@ -51,6 +64,13 @@ class Settings(BaseSettings):
         if self.dataset_roots is not None:
             return [root.strip() for root in self.dataset_roots.split(",") if root.strip()]
         return [str(SAMPLE_DATASETS), str((self.home / "datasets").resolve())]
+
+    @property
+    def allowed_host_names(self) -> frozenset[str] | None:
+        """The configured host names, lower-case; None when unset."""
+        if self.allowed_hosts is None:
+            return None
+        return frozenset(host.strip().lower().strip("[]") for host in self.allowed_hosts.split(",") if host.strip())
 
     @property
     def artifact_root_url(self) -> str:

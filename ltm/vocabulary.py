@@ -1,4 +1,4 @@
-"""The words of the wire format, defined once: statuses, tags, artifact kinds, log levels, roles.
+"""The words of the wire format, defined once: statuses, tags, artifact kinds, log levels, roles, visibility.
 
 A leaf module (it imports nothing of ltm), so the store may use it too.
 """
@@ -34,6 +34,13 @@ class ProjectStatus(str, Enum):
     ARCHIVED = "已归档"
 
 
+class Visibility(str, Enum):
+    """Who may read a project: every token (团队可见), or only its owner, its members and admins (私有)."""
+
+    TEAM = "团队可见"
+    PRIVATE = "私有"
+
+
 class TagValue(str, Enum):
     CANDIDATE = "候选"
     RELEASE = "发布"
@@ -56,12 +63,14 @@ class LogLevel(str, Enum):
 
 
 class Role(str, Enum):
-    """Token roles, weakest first; `runner` is the token a run's own flow gets, scoped to that run."""
+    """Token roles, weakest first; `runner` is the token a run's own flow gets, scoped to that run; `launch` marks
+    the one-time code a launched flow exchanges for its runner token, which is never accepted as a token itself."""
 
     VIEWER = "viewer"
     MEMBER = "member"
     ADMIN = "admin"
     RUNNER = "runner"
+    LAUNCH = "launch"
 
     def __str__(self) -> str:
         return self.value

@@ -1,7 +1,7 @@
 import json
 
 from ltm.store.db import Database, from_db_time
-from ltm.vocabulary import ACTIVE_RUN_STATUSES, ProjectStatus
+from ltm.vocabulary import ACTIVE_RUN_STATUSES, ProjectStatus, Visibility
 
 _SELECT = f"""
 SELECT p.*, coalesce(r.run_count, 0) AS run_count,
@@ -35,6 +35,7 @@ def _snapshot(project: dict) -> dict:
         "tags",
         "default_hyperparameters",
         "default_trainer",
+        "visibility",
         "archived",
     )
     return {k: project[k] for k in keys}
@@ -45,8 +46,8 @@ def insert(db: Database, project: dict) -> None:
     with db.transaction() as cur:
         cur.execute(
             "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
-            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer, visibility) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 project["id"],
                 project["name"],
@@ -62,6 +63,7 @@ def insert(db: Database, project: dict) -> None:
                 project["created_at"],
                 project["updated_at"],
                 project["default_trainer"],
+                project["visibility"],
             ],
         )
         changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
@@ -93,10 +95,24 @@ def get(db: Database, project_id: str) -> dict | None:
 
 
 def list_(
-    db: Database, owner: str | None = None, status: str | None = None, tag: str | None = None, query: str | None = None
+    db: Database,
+    owner: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    query: str | None = None,
+    reader: str | None = None,
+    reader_project: str | None = None,
 ) -> list[dict]:
-    sql = "SELECT * FROM (" + _SELECT.format(runs_of="") + ") WHERE true"
+    """Projects matching the filters. With `reader`, only those they may see: team-visible ones, theirs, those
+    listing them as a member, and `reader_project` (a run token's own project)."""
+    sql = "SELECT * FROM (" + _SELECT.format(runs_of="") + ") p WHERE true"
     params: list = [*ACTIVE_RUN_STATUSES]
+    if reader is not None:
+        sql += (
+            " AND (visibility = ? OR owner = ? OR id = ? OR EXISTS "
+            "(SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_name = ?))"
+        )
+        params += [Visibility.TEAM.value, reader, reader_project, reader]
     if owner is not None:
         sql += " AND owner = ?"
         params.append(owner)
@@ -122,6 +138,7 @@ UPDATABLE_COLUMNS = frozenset(
         "tags",
         "default_hyperparameters",
         "default_trainer",
+        "visibility",
         "archived",
     }
 )

@@ -277,6 +277,27 @@ def test_edit_form_sets_the_default_trainer_that_the_run_form_then_offers(consol
     assert shared_client.get_project(project.id).default_trainer is None
 
 
+def test_visibility_is_chosen_at_creation_and_changed_in_the_edit_form(console_env, shared_client):
+    name, owner = unique("私有项目"), unique("小李")
+    at = open_console()
+    labelled(at.selectbox, "可见范围").select("私有")
+    at = fill_create_form(at, name, "{}", owner)
+    [created] = shared_client.list_projects(owner=owner)
+    assert created.visibility.value == "私有"
+
+    at = open_console("project", project_id=created.id)
+    assert "**可见范围**：私有" in [m.value for m in at.markdown]
+    visibility = labelled(at.selectbox, "可见范围")
+    assert (visibility.value, visibility.options) == ("私有", ["团队可见", "私有"])
+    visibility.select("团队可见")
+    at.button(key="edit_project_submit").click().run()
+
+    updated = shared_client.get_project(created.id)
+    assert (updated.version, updated.visibility.value) == (2, "团队可见")
+    assert updated.versions[-1].changes["visibility"].model_dump() == {"old": "私有", "new": "团队可见"}
+    assert "可见范围" in list(labelled_table(at, "变更")["变更"])[0]
+
+
 def labelled_table(at: AppTest, column: str):
     found = [d.value for d in at.dataframe if column in d.value.columns]
     assert found, f"no table with column {column!r}"

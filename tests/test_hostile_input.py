@@ -5,6 +5,7 @@ nothing refused is half-written.
 """
 
 import json
+import unicodedata
 import uuid
 from urllib.parse import unquote
 
@@ -305,47 +306,64 @@ def test_resume_source_artifact_id_length(shared_http, run):
     assert_refused(response, 422, "source_artifact_id", "长度不能超过 100")
 
 
-# Unicode round-trips exactly
+# Unicode round-trips: long text exactly; short text people type (names, owners, tags) in its NFKC spelling,
+# without characters that do not show (issue 12, item 17; tests/test_web_attacks.py)
 
 CHINESE = "中文摘要系统"
-EMOJI = "🚀 训练 👩‍👩‍👧‍👦 🇨🇳"
-COMBINING = "e\u0301 a\u0308 n\u0303 Z\u0351\u0352"  # decomposed: must not be normalised to NFC
-RTL = "\u200fمرحبا بالعالم שלום"
+EMOJI = "🚀 训练 👩‍👩‍👧‍👦 🇨🇳"  # the family is joined by zero-width joiners
+COMBINING = "e\u0301 a\u0308 n\u0303 Z\u0351\u0352"  # decomposed: long text keeps it so
+RTL = "\u200fمرحبا بالعالم שלום"  # starts with a right-to-left mark
 ASTRAL = "𠜎𠜱𝄞"
 TEXTS = [CHINESE, EMOJI, COMBINING, RTL, ASTRAL]
+VISIBLE_EMOJI = "🚀 训练 👍🏽 🇨🇳"
+VISIBLE_RTL = "مرحبا بالعالم שלום"
+SHORT_TEXTS = [CHINESE, VISIBLE_EMOJI, COMBINING, VISIBLE_RTL, ASTRAL]
 
 
-def test_unicode_project_fields_round_trip_exactly(shared_http):
+def nfkc(value):
+    if isinstance(value, list):
+        return [nfkc(item) for item in value]
+    return unicodedata.normalize("NFKC", value)
+
+
+def test_unicode_project_fields_round_trip(shared_http):
     suffix = uuid.uuid4().hex[:6]
-    body = {
-        "name": f"{CHINESE} {EMOJI} {COMBINING} {RTL} {ASTRAL} {suffix}",
-        "owner": f"{RTL}{suffix}",
+    short = {
+        "name": f"{CHINESE} {VISIBLE_EMOJI} {COMBINING} {VISIBLE_RTL} {ASTRAL} {suffix}",
+        "owner": f"{VISIBLE_RTL}{suffix}",
+        "task_type": VISIBLE_EMOJI,
+        "base_model": ASTRAL,
+        "tags": [t[:64] for t in SHORT_TEXTS],
+    }
+    long = {
         "description": "\n".join(TEXTS),
         "objective": COMBINING,
-        "task_type": EMOJI,
-        "base_model": ASTRAL,
-        "tags": [t[:64] for t in TEXTS],
         "default_hyperparameters": {text: text for text in TEXTS},
     }
 
-    project = created(shared_http.post("/projects", json=body))
+    project = created(shared_http.post("/projects", json={**short, **long}))
     stored = shared_http.get(f"/projects/{project['id']}").json()
 
-    for key, value in body.items():
+    for key, value in short.items():
+        assert project[key] == nfkc(value) == stored[key], key
+    for key, value in long.items():
         assert project[key] == value == stored[key], key
-    assert stored["versions"][0]["snapshot"]["name"] == body["name"]
-    assert [p["id"] for p in shared_http.get("/projects", params={"owner": body["owner"]}).json()] == [project["id"]]
+    assert stored["versions"][0]["snapshot"]["name"] == nfkc(short["name"])
+    assert [p["id"] for p in shared_http.get("/projects", params={"owner": short["owner"]}).json()] == [project["id"]]
     assert project["id"] in [p["id"] for p in shared_http.get("/projects", params={"tag": COMBINING}).json()]
     assert project["id"] in [p["id"] for p in shared_http.get("/projects", params={"q": f"{ASTRAL} {suffix}"}).json()]
 
 
-def test_decomposed_and_precomposed_names_are_different_projects(shared_http):
+def test_decomposed_and_precomposed_names_are_one_name(shared_http):
     suffix = uuid.uuid4().hex[:6]
     composed = created(shared_http.post("/projects", json={"name": f"caf\u00e9-{suffix}", "owner": "测试"}))
-    decomposed = created(shared_http.post("/projects", json={"name": f"cafe\u0301-{suffix}", "owner": "测试"}))
+    decomposed = shared_http.post("/projects", json={"name": f"cafe\u0301-{suffix}", "owner": "测试"})
 
-    assert composed["id"] != decomposed["id"]
-    assert shared_http.get(f"/projects/{decomposed['id']}").json()["name"] == f"cafe\u0301-{suffix}"
+    assert decomposed.status_code == 409, decomposed.text
+    assert shared_http.get(f"/projects/{composed['id']}").json()["name"] == f"caf\u00e9-{suffix}"
+    assert [p["id"] for p in shared_http.get("/projects", params={"q": f"cafe\u0301-{suffix}"}).json()] == [
+        composed["id"]
+    ]
 
 
 def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, project):
@@ -353,18 +371,18 @@ def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, 
         shared_http.post(
             f"/projects/{project['id']}/runs",
             json={
-                "name": EMOJI,
+                "name": VISIBLE_EMOJI,
                 "model": ASTRAL,
                 "dataset": RTL,
                 "hyperparameters": {COMBINING: CHINESE},
-                "resources": {"gpu_type": EMOJI, "机房": RTL},
+                "resources": {"gpu_type": VISIBLE_EMOJI, "机房": RTL},
             },
         )
     )
     fetched = shared_http.get(url(run)).json()
-    assert (fetched["name"], fetched["model"], fetched["dataset"]) == (EMOJI, ASTRAL, RTL)
+    assert (fetched["name"], fetched["model"], fetched["dataset"]) == (VISIBLE_EMOJI, ASTRAL, RTL)
     assert fetched["hyperparameters"] == {COMBINING: CHINESE}
-    assert fetched["resources"] == {"gpu_type": EMOJI, "机房": RTL}
+    assert fetched["resources"] == {"gpu_type": VISIBLE_EMOJI, "机房": RTL}
 
     lines = [
         {"timestamp": f"2024-05-01T00:00:0{i}Z", "level": "WARNING", "message": text} for i, text in enumerate(TEXTS)
@@ -395,7 +413,11 @@ def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, 
         )
     )
     tagged = created(shared_http.post(url(run, f"/artifacts/{artifact['id']}/tag"), json={"tag": "发布", "notes": RTL}))
-    assert (tagged["name"], tagged["path"].rsplit("/", 1)[1], tagged["tags"][0]["notes"]) == (COMBINING, EMOJI, RTL)
+    assert (tagged["name"], tagged["path"].rsplit("/", 1)[1], tagged["tags"][0]["notes"]) == (
+        nfkc(COMBINING),
+        EMOJI,
+        RTL,
+    )
 
 
 def test_nul_and_control_characters_in_text_round_trip(shared_http, run):

@@ -4,7 +4,7 @@ import streamlit as st
 from ltm import Client
 from ltm.console import diffing, links, pickers, ui
 from ltm.console.client import call, require
-from ltm.models import Project, ProjectStatus, RunOverview
+from ltm.models import Project, ProjectStatus, RunOverview, Visibility
 
 GPU_TYPES = ["A100", "H100", "H200", "H800", "A800", "L40S", "V100", "A10"]
 SHOWN_METRICS = 6
@@ -34,6 +34,7 @@ def overview(project: Project) -> None:
             ("任务类型", project.task_type),
             ("基线模型", project.base_model),
             ("负责人", project.owner),
+            ("可见范围", project.visibility.value),
             ("标签", "、".join(project.tags)),
             ("创建时间", ui.fmt_time(project.created_at)),
             ("更新时间", ui.fmt_time(project.updated_at)),
@@ -213,6 +214,14 @@ def edit_form(project: Project) -> None:
             format_func=lambda name: name or "不设置（使用 simulated）",
             key=f"edit_trainer_{version}",
         )
+        visibilities = [v.value for v in Visibility]
+        visibility = st.selectbox(
+            "可见范围",
+            visibilities,
+            index=visibilities.index(project.visibility.value),
+            help="私有项目只有负责人、项目成员和管理员可以看到；只有负责人和管理员可以修改",
+            key=f"edit_visibility_{version}",
+        )
         if not st.form_submit_button("保存修改", type="primary", key="edit_project_submit"):
             return
     try:
@@ -224,6 +233,7 @@ def edit_form(project: Project) -> None:
             "tags": ui.parse_tags(tags),
             "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
             "default_trainer": default_trainer,
+            "visibility": visibility,
         }
     except ui.InputError as exc:
         st.error(str(exc))

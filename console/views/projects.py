@@ -4,10 +4,12 @@ import streamlit as st
 from ltm import Client
 from ltm.console import links, ui
 from ltm.console.client import call, require
-from ltm.models import ProjectListItem, ProjectStatus
+from ltm.models import ProjectListItem, ProjectStatus, Visibility
 
 ALL = "全部"
 EXAMPLE_HYPERPARAMETERS = '{\n  "learning_rate": 3e-5,\n  "batch_size": 16\n}'
+VISIBILITIES = [v.value for v in Visibility]
+VISIBILITY_HELP = "团队可见：所有人可查看；私有：只有负责人、项目成员和管理员可以看到"
 
 
 def chosen_filters() -> dict:
@@ -30,6 +32,7 @@ def project_table(projects: list[ProjectListItem]) -> None:
                 "负责人": p.owner,
                 "任务类型": p.task_type or ui.EMPTY,
                 "标签": "、".join(p.tags),
+                "可见范围": p.visibility.value,
                 "运行数": p.run_count,
                 "创建时间": ui.fmt_time(p.created_at),
                 "更新时间": ui.fmt_time(p.updated_at),
@@ -79,6 +82,7 @@ def create_form() -> None:
         hyperparameters = st.text_area(
             "默认超参数（JSON 对象）", value=EXAMPLE_HYPERPARAMETERS, height=140, key="new_hyperparameters"
         )
+        visibility = st.selectbox("可见范围", VISIBILITIES, help=VISIBILITY_HELP, key="new_visibility")
         if not st.form_submit_button("创建项目", type="primary", key="create_project_submit"):
             return
     try:
@@ -91,6 +95,7 @@ def create_form() -> None:
             "base_model": ui.optional_text(base_model),
             "tags": ui.parse_tags(tags),
             "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
+            "visibility": visibility,
         }
     except ui.InputError as exc:
         st.error(str(exc))
