@@ -12,10 +12,26 @@ from ltm.api.errors import Refusal
 from ltm.ids import new_id
 from ltm.store import Database, utc_now
 from ltm.store import auth as auth_store
+from ltm.store import runs as run_store
 from ltm.vocabulary import USER_ROLES, Role
 
 ROLES = tuple(role.value for role in USER_ROLES)
 LOCAL = "本地用户"
+
+PROJECT_PATH = "/projects/{project_id}"
+RUN_PATH = PROJECT_PATH + "/runs/{run_id}"
+# What a run reports about itself: only its own flow (its run token) and admins may call these.
+RUN_REPORTS = frozenset(
+    {
+        ("PATCH", RUN_PATH),
+        ("POST", RUN_PATH + "/logs"),
+        ("POST", RUN_PATH + "/metrics"),
+        ("POST", RUN_PATH + "/artifacts"),
+    }
+)
+# The whole of what a run token may call besides its run's reports and GETs within its run's project.
+RUNNER_ANYWHERE = frozenset({("GET", "/whoami"), ("GET", "/trainers")})
+RUNNER_OWN_RUN = RUN_REPORTS | {("GET", "/runs/{run_id}")}
 
 
 @dataclass(frozen=True)
@@ -23,6 +39,7 @@ class Actor:
     user: str
     role: str
     run_id: str | None = None
+    token_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -33,9 +50,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(db: Database, user: str, role: str, created_by: str, run_id: str | None = None) -> tuple[str, dict]:
+def issue_token(
+    db: Database, user: str, role: str, created_by: str, run_id: str | None = None, prefix: str = "ltm_"
+) -> tuple[str, dict]:
     """A new secret (shown once) and its stored record, which keeps only the hash."""
-    token = "ltm_" + secrets.token_urlsafe(32)
+    token = prefix + secrets.token_urlsafe(32)
     record = {
         "id": new_id("token"),
         "token_hash": hash_token(token),
@@ -49,8 +68,22 @@ def issue_token(db: Database, user: str, role: str, created_by: str, run_id: str
     return token, record
 
 
+def issue_run_token(db: Database, run_id: str, issued_by: str) -> str:
+    """The token a run's own flow reports with: it can do what RUN_REPORTS and `_runner_may` allow, nothing else."""
+    token, _ = issue_token(db, f"运行 {run_id}", Role.RUNNER.value, issued_by, run_id=run_id)
+    return token
+
+
+def issue_launch_code(db: Database, run_id: str) -> str:
+    """A one-time code the launched flow exchanges for its run token; it is not a token and authenticates nothing."""
+    code, _ = issue_token(db, f"运行 {run_id}", Role.LAUNCH.value, "ltm", run_id=run_id, prefix="ltm_launch_")
+    return code
+
+
 def actor(request: Request) -> Actor:
-    """The caller; with auth on, a missing, unknown or revoked token is a 401."""
+    """The caller, and whether the route lets them in at all: with auth on, a missing, unknown or revoked token is
+    a 401; a run token outside its allow-list, or anyone but a run's own token or an admin writing what a run
+    reports, is a 403."""
     if not (request.app.state.settings.auth or _arrived_over_network(request)):
         return Actor(LOCAL, Role.ADMIN.value)
     header = request.headers.get("authorization", "")
@@ -60,9 +93,20 @@ def actor(request: Request) -> Actor:
     found = auth_store.find_token(request.app.state.db, hash_token(token.strip()))
     if found is None:
         raise Refusal(401, "访问令牌无效或已被吊销")
-    caller = Actor(found["user_name"], found["role"], found["run_id"])
-    if caller.run_id and not _within_run(request, caller.run_id):
-        raise Refusal(403, f"此令牌只能访问运行 {caller.run_id}")
+    caller = Actor(found["user_name"], found["role"], found["run_id"], found["id"])
+    route = (request.method, getattr(request.scope.get("route"), "path", ""))
+    if caller.run_id and not _runner_may(request, route, caller.run_id):
+        raise Refusal(
+            403,
+            f"运行令牌只能上报运行 {caller.run_id} 自己的状态、进度、日志、指标与工件，并读取它所在的项目；"
+            f"不能调用 {route[0]} {route[1]}",
+        )
+    if route in RUN_REPORTS and not (caller.run_id or caller.is_admin):
+        raise Refusal(
+            403,
+            f"{caller.user}（{caller.role}）无权写入运行 {request.path_params.get('run_id')} 的状态与数据："
+            "运行的状态、进度、日志、指标和工件只由它自己的训练流程（运行令牌）或管理员写入",
+        )
     return caller
 
 
@@ -76,19 +120,18 @@ def _arrived_over_network(request: Request) -> bool:
         return False
 
 
-def _within_run(request: Request, run_id: str) -> bool:
-    """A training flow's token writes only to its run and reads only within its project."""
-    params = request.path_params
-    if params.get("run_id") == run_id:
+def _runner_may(request: Request, route: tuple[str, str], run_id: str) -> bool:
+    """A run token reports for its own run, reads within its run's project, and says who it is."""
+    if route in RUNNER_ANYWHERE:
         return True
-    if request.method != "GET" or "project_id" not in params:
+    run = run_store.get(request.app.state.db, run_id)
+    params = request.path_params
+    if run is None or params.get("project_id", run["project_id"]) != run["project_id"]:
         return False
-    return (
-        request.app.state.db.fetch_one(
-            "SELECT count(*) FROM runs WHERE id = ? AND project_id = ?", [run_id, params["project_id"]]
-        )[0]
-        > 0
-    )
+    if route in RUNNER_OWN_RUN:
+        return params.get("run_id") == run_id
+    method, path = route
+    return method == "GET" and path.startswith(PROJECT_PATH)
 
 
 Caller = Annotated[Actor, Depends(actor)]
@@ -107,8 +150,6 @@ def can_work_on(db: Database, caller: Actor, project: dict) -> bool:
 
 
 def require_project_member(db: Database, caller: Actor, project: dict, doing: str) -> None:
-    if caller.run_id:
-        return
     if not can_work_on(db, caller, project):
         raise Refusal(403, f"{caller.user} 无权{doing}：只有项目负责人、项目成员或管理员可以操作项目 {project['id']}")
 
@@ -116,3 +157,9 @@ def require_project_member(db: Database, caller: Actor, project: dict, doing: st
 def require_owner(caller: Actor, project: dict, doing: str) -> None:
     if not (caller.is_admin or (caller.role == Role.MEMBER and caller.user == project["owner"])):
         raise Refusal(403, f"{caller.user} 无权{doing}：只有项目负责人（{project['owner']}）或管理员可以这样做")
+
+
+def record_intervention(db: Database, caller: Actor, run: dict, action: str, details: str | None = None) -> None:
+    """An admin's write to what a run reports is kept in the audit trail (its own flow's reports are not)."""
+    if caller.is_admin and caller.token_id:
+        auth_store.record(db, caller.user, action, run["project_id"], run["id"], details=details)

@@ -1,7 +1,9 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
+from datetime import timedelta
+
 from ltm import artifact_paths, datasets
-from ltm.api.auth import issue_token
+from ltm.api.auth import hash_token, issue_launch_code, issue_run_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.run_state import StatusWatch, can_move, stamps
@@ -14,7 +16,8 @@ from ltm.store import Database, utc_now
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
-from ltm.vocabulary import Role
+
+INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
 
 
 class RunService:
@@ -75,7 +78,7 @@ class RunService:
             run_store.insert(self.db, run)
         env = {}
         if self.settings.auth:
-            env["LTM_TOKEN"], _ = issue_token(self.db, f"运行 {run['id']}", Role.RUNNER.value, "ltm", run_id=run["id"])
+            env["LTM_LAUNCH_CODE"] = issue_launch_code(self.db, run["id"])
         try:
             flow_run_id = self.launcher.submit(run, env)
         except LauncherUnavailable as exc:
@@ -110,6 +113,54 @@ class RunService:
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
         }
         return self.create(project, config, resumed_from=artifact)
+
+    def exchange_launch_code(self, run_id: str, code: str) -> str:
+        """The run token for the flow that holds its run's launch code, once, and only after the launcher reports
+        that flow started: a code read from the orchestrator before then, or after it was spent, is worthless."""
+        issued_after = utc_now() - timedelta(seconds=self.settings.launch_code_seconds)
+        code_hash = hash_token(code)
+        if not well_formed(run_id, "run"):
+            raise not_found("运行", run_id)
+        if not auth_store.launch_code_is_live(self.db, code_hash, run_id, issued_after):
+            raise Refusal(401, INVALID_LAUNCH_CODE.format(run_id=run_id))
+        run = run_store.get(self.db, run_id)
+        if run is None:
+            raise Refusal(401, INVALID_LAUNCH_CODE.format(run_id=run_id))
+        try:
+            started = self.launcher.started(run)
+        except LauncherUnavailable as exc:
+            raise Refusal(503, f"编排服务不可用，无法确认运行 {run_id} 的训练流程已启动：{exc}") from exc
+        if not started:
+            raise conflict(f"运行 {run_id} 的训练流程尚未启动，启动码只能由已启动的流程换取运行令牌")
+        if not auth_store.spend_launch_code(self.db, code_hash, run_id, issued_after):
+            raise Refusal(401, INVALID_LAUNCH_CODE.format(run_id=run_id))
+        return self._run_token(run_id, "启动码")
+
+    def issue_run_token(self, run: dict, caller: str) -> str:
+        """A run token for someone who trains a queued run themselves (a direct flow call); a run handed to the
+        launcher is trained by the launched flow only. Earlier tokens of the run stop working."""
+        if run["status"] != RunStatus.QUEUED.value or run["flow_run_id"] is not None:
+            where = f"已交给编排流程 {run['flow_run_id']}" if run["flow_run_id"] else f"状态为 {run['status']}"
+            raise conflict(f"运行 {run['id']} {where}，只能为尚未开始、未交给编排服务的运行签发运行令牌")
+        auth_store.revoke_run_tokens(self.db, run["id"])
+        return self._run_token(run["id"], caller)
+
+    def _run_token(self, run_id: str, issued_by: str) -> str:
+        """Issued, then checked against the run's status: a run that ended meanwhile revokes its tokens after
+        its status changed, so either that revocation or this one catches the new token."""
+        token = issue_run_token(self.db, run_id, issued_by)
+        run = run_store.get(self.db, run_id)
+        if run is None or RunStatus(run["status"]).is_terminal:
+            auth_store.revoke_run_tokens(self.db, run_id)
+            raise conflict(f"运行 {run_id} 已结束或已删除，不再签发运行令牌")
+        return token
+
+    @staticmethod
+    def accepting(run: dict, what: str) -> None:
+        """A finished run's record is final: nothing more is ingested into it."""
+        status = RunStatus(run["status"])
+        if status.is_terminal:
+            raise conflict(f"运行 {run['id']} 已结束（{status.value}），不再接受{what}")
 
     def update(self, run_id: str, values: dict) -> None:
         with self.db.writing():
@@ -215,9 +266,12 @@ class RunService:
         return observations
 
     def merge_metrics(self, run_id: str, latest: list[tuple[str, int, float]]) -> None:
-        """Keep the value at the largest step of each series, whatever order batches arrive in."""
+        """Keep the value at the largest step of each series, whatever order batches arrive in; 404 when the run
+        was deleted (its batches with it) after the points were stored."""
         with self.db.writing():
             run = run_store.get(self.db, run_id)
+            if run is None:
+                raise not_found("运行", run_id)
             metrics, steps = run["metrics"], run["metric_steps"]
             for name, step, value in latest:
                 if step >= steps.get(name, -1):

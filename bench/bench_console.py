@@ -36,7 +36,6 @@ SMOKE = {"points": BATCH + 1, "series": 2, "loads": 1}
 def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
     project = api.create_project(name=f"bench-console-{uuid.uuid4().hex[:6]}", owner="bench")
     run = api.create_run(project.id, model="m", dataset="d")
-    api.cancel_run(project.id, run.id)
     start = datetime.now(timezone.utc)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
@@ -52,6 +51,7 @@ def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
             ]
             api.send_metrics(project.id, run.id, MetricBatch.model_construct(batch_id=uuid.uuid4().hex, points=chunk))
     elapsed = time.perf_counter() - started
+    api.cancel_run(project.id, run.id)  # a finished run: its page is not live, and it accepts no more points
     stored = {s.name: s.total_points for s in api.get_metrics(project.id, run.id, max_points=1).series}
     if stored != {f"series_{index}": points for index in range(series)}:
         raise AssertionError(f"stored points per series {stored}, expected {points} in each of {series}")

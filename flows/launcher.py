@@ -71,6 +71,20 @@ class PrefectLauncher:
             raise LauncherUnavailable(_outage_text(exc)) from exc
         return flow_run.parameters.get("run_id") == run["id"]
 
+    def started(self, run: dict) -> bool:
+        try:
+            flow_run_id = UUID(run.get("flow_run_id") or "")
+        except ValueError:
+            return False
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+        except ObjectNotFound:
+            return False
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_outage_text(exc)) from exc
+        return state is not None and state.type in (StateType.RUNNING, StateType.CANCELLING)
+
     def observe(self, runs: list[dict]) -> list[Observation]:
         tracked = {run["flow_run_id"]: run for run in runs if run.get("flow_run_id")}
         if not tracked:

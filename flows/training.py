@@ -7,10 +7,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import TerminationSignal
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_flow_run
 from prefect.states import Cancelled
 
 from ltm.client import ApiError, Client
+from ltm.flows.credentials import forget, hook_client, run_client
 from ltm.flows.prefect_state import flow_run_is_cancelling, tag_flow_run
 from ltm.flows.session import CancelRequested, EpochResult, TrainingSession
 from ltm.flows.signals import sigterm_deferred
@@ -31,17 +33,26 @@ def train_epoch(session: TrainingSession, epoch: int) -> EpochResult:
 def _finalise_from_hook(status: RunStatus):
     def hook(flow, flow_run, state) -> None:
         """Runs where the flow process may be gone: only records the end the flow could not record."""
-        client = Client.from_env()
-        run = client.find_run(flow_run.parameters["run_id"])
-        if not run.status.is_terminal:
-            message = f"训练进程意外退出：{state.message}" if status == RunStatus.FAILED else state.message
-            client.report(run.project_id, run.id, status=status, message=message)
+        client = hook_client(str(flow_run.id))
+        try:
+            run = client.find_run(flow_run.parameters["run_id"])
+            if not run.status.is_terminal:
+                message = f"训练进程意外退出：{state.message}" if status == RunStatus.FAILED else state.message
+                client.report(run.project_id, run.id, status=status, message=message)
+        except ApiError as exc:
+            if exc.status_code not in (401, 403):
+                raise
+            flow_run_logger(flow_run, flow).warning("无法在此记录运行的结束（%s），由 API 的对账器记录", exc.detail)
+        finally:
+            forget(str(flow_run.id))
 
     return hook
 
 
 def _flow_run_name() -> str:
     run_id = current_flow_run.parameters["run_id"]
+    if Settings().launch_code:
+        return current_flow_run.name  # the launcher named it; the launch code is spent only once the flow runs
     try:
         return f"{Client.from_env().find_run(run_id).name} · {run_id}"
     except (ApiError, httpx.HTTPError):
@@ -60,12 +71,13 @@ def training_run(run_id: str):
     """Train run `run_id` as recorded by the API (LTM_API_URL, or the embedded store under LTM_HOME)."""
     logger = get_run_logger()
     settings = Settings()
-    client = Client.from_env()
+    flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
+    client = run_client(run_id, flow_run_id)
     run = client.find_run(run_id)
     if run.status.is_terminal:
         logger.warning("运行 %s 已结束（%s），不再训练", run_id, run.status.value)
+        forget(flow_run_id)
         return Cancelled(message=f"运行已是 {run.status.value}") if run.status == RunStatus.CANCELLED else None
-    flow_run_id = str(current_flow_run.id) if current_flow_run.id else None
     if flow_run_id:
         tag_flow_run(flow_run_id, [f"project:{run.project_id}", f"model:{run.model}"])
     try:
@@ -89,6 +101,7 @@ def training_run(run_id: str):
     except CancelRequested:
         with sigterm_deferred():
             _stop_cancelled(session, logger)
+        forget(flow_run_id)
         return Cancelled(message=f"用户取消，已在第 {session.trainer.step} 步保存检查点")
     except TerminationSignal:
         with sigterm_deferred():
@@ -106,6 +119,7 @@ def training_run(run_id: str):
         raise
     progress.update(force=True)
     session.finish(RunStatus.COMPLETED)
+    forget(flow_run_id)
     logger.info("训练完成：%s 步", session.trainer.step)
     return {"run_id": run_id, "steps": session.trainer.step}
 

@@ -24,13 +24,17 @@ class Observation:
 
 class Launcher(Protocol):
     def submit(self, run: dict, env: dict[str, str]) -> str | None:
-        """Start the run with `env` set for its process (e.g. its scoped API token); returns the orchestrator's id."""
+        """Start the run with `env` set for its process (e.g. its launch code); returns the orchestrator's id."""
 
     def cancel(self, run: dict) -> None:
         """Ask the orchestrator to stop the run."""
 
     def owns(self, run: dict, orchestrator_id: str) -> bool:
         """Whether the orchestrator's run `orchestrator_id` trains `run` (checked before a flow may claim it)."""
+
+    def started(self, run: dict) -> bool:
+        """Whether the orchestrator has started the process that trains `run` (only then may it exchange the
+        launch code it was given in `env` for the run's token)."""
 
     def observe(self, runs: list[dict]) -> list[Observation]:
         """Orchestrator states of active runs that the store should catch up with."""
@@ -49,6 +53,9 @@ class NoopLauncher:
 
     def owns(self, run: dict, orchestrator_id: str) -> bool:
         return True  # nothing is orchestrated, so no other run can be reached through the id
+
+    def started(self, run: dict) -> bool:
+        return False  # nothing is launched, so no launch code is ever exchanged
 
     def observe(self, runs: list[dict]) -> list[Observation]:
         return []

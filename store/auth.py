@@ -1,6 +1,9 @@
 """API tokens (only their hashes), project members, and the audit trail."""
 
+from datetime import datetime
+
 from ltm.store.db import Database, from_db_time, utc_now
+from ltm.vocabulary import Role
 
 
 def insert_token(db: Database, token: dict) -> None:
@@ -21,8 +24,32 @@ def insert_token(db: Database, token: dict) -> None:
 
 
 def find_token(db: Database, token_hash: str) -> dict | None:
-    rows = db.fetch_dicts("SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", [token_hash])
+    """A live token; launch codes are not tokens and are never found here."""
+    rows = db.fetch_dicts(
+        "SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL AND role <> ?",
+        [token_hash, Role.LAUNCH.value],
+    )
     return rows[0] if rows else None
+
+
+_LIVE_LAUNCH_CODE = "token_hash = ? AND run_id = ? AND role = ? AND revoked_at IS NULL AND created_at >= ?"
+
+
+def launch_code_is_live(db: Database, code_hash: str, run_id: str, issued_after: datetime) -> bool:
+    found = db.fetch_one(
+        f"SELECT count(*) FROM tokens WHERE {_LIVE_LAUNCH_CODE}", [code_hash, run_id, Role.LAUNCH.value, issued_after]
+    )
+    return found[0] > 0
+
+
+def spend_launch_code(db: Database, code_hash: str, run_id: str, issued_after: datetime) -> bool:
+    """Mark the code used; False when it was not live (another caller spent it first, or it expired)."""
+    with db.writing() as cur:
+        cur.execute(
+            f"UPDATE tokens SET revoked_at = ? WHERE {_LIVE_LAUNCH_CODE}",
+            [utc_now(), code_hash, run_id, Role.LAUNCH.value, issued_after],
+        )
+        return cur.fetchone()[0] > 0
 
 
 def list_tokens(db: Database) -> list[dict]:

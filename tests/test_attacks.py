@@ -48,6 +48,12 @@ class Site:
         assert run.status_code == 201, run.text
         return project["id"], run.json()["id"]
 
+    def runner(self, http: httpx.Client, project_id: str, run_id: str) -> httpx.Client:
+        """The run's own token, as its flow holds it: only a run's flow (or an admin) registers its artifacts."""
+        issued = http.post(f"/projects/{project_id}/runs/{run_id}/token")
+        assert issued.status_code == 201, issued.text
+        return self.user(issued.json()["token"])
+
     def run_folder(self, project_id: str, run_id: str):
         folder = self.root / project_id / run_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +82,7 @@ def test_chained_foreign_and_escaping_paths_are_refused_and_nothing_is_removed(s
     http = site.member("甲")
     project_id, run_id = site.project_and_run(http, "甲")
     _, other_run = site.project_and_run(http, "甲")
+    runner = site.runner(http, project_id, run_id)
     inside = f"{site.root}/{project_id}/{run_id}"
     (site.run_folder(project_id, run_id) / "link").symlink_to(site.victim)
     for path in [
@@ -92,7 +99,7 @@ def test_chained_foreign_and_escaping_paths_are_refused_and_nothing_is_removed(s
         f"file://localhost{inside}/x",
         "~/x",
     ]:
-        response = register(http, project_id, run_id, path)
+        response = register(runner, project_id, run_id, path)
         assert response.status_code == 422, (path, response.text)
         assert "path" in response.json()["detail"] and inside in response.json()["detail"]
     assert http.get(artifacts_url(project_id, run_id)).json()["items"] == []
@@ -106,7 +113,7 @@ def test_a_path_swapped_for_a_link_after_registering_is_not_removed(site):
     project_id, run_id = site.project_and_run(http, "甲")
     checkpoint = site.run_folder(project_id, run_id) / "c.ckpt"
     checkpoint.mkdir()
-    artifact = register(http, project_id, run_id, str(checkpoint)).json()
+    artifact = register(site.runner(http, project_id, run_id), project_id, run_id, str(checkpoint)).json()
     http.post(f"/projects/{project_id}/runs/{run_id}/cancel")
     checkpoint.rmdir()
     checkpoint.symlink_to(site.victim)
@@ -126,13 +133,15 @@ def test_another_projects_checkpoint_cannot_be_registered_or_resumed(site):
     victim_project, victim_run = site.project_and_run(owner, "甲")
     victim_checkpoint = site.run_folder(victim_project, victim_run) / "c.ckpt"
     victim_checkpoint.mkdir()
-    assert register(owner, victim_project, victim_run, str(victim_checkpoint)).status_code == 201
+    victim_runner = site.runner(owner, victim_project, victim_run)
+    assert register(victim_runner, victim_project, victim_run, str(victim_checkpoint)).status_code == 201
 
     own_project, own_run = site.project_and_run(thief, "乙")
-    assert register(thief, own_project, own_run, str(victim_checkpoint)).status_code == 422
+    own_runner = site.runner(thief, own_project, own_run)
+    assert register(own_runner, own_project, own_run, str(victim_checkpoint)).status_code == 422
     swapped = site.run_folder(own_project, own_run) / "c.ckpt"
     swapped.mkdir()
-    own = register(thief, own_project, own_run, str(swapped)).json()
+    own = register(own_runner, own_project, own_run, str(swapped)).json()
     swapped.rmdir()
     swapped.symlink_to(victim_checkpoint)
     resumed = thief.post(f"/projects/{own_project}/runs/{own_run}/resume", params={"source_artifact_id": own["id"]})
@@ -144,8 +153,9 @@ def test_another_projects_checkpoint_cannot_be_registered_or_resumed(site):
 
 def test_flow_run_id_is_claimed_once_and_cannot_be_pointed_elsewhere(site):
     """Item 4: copying another run's flow_run_id onto one's own run and cancelling it cancelled the other."""
-    http = site.member("甲")
-    project_id, run_id = site.project_and_run(http, "甲")
+    owner = site.member("甲")
+    project_id, run_id = site.project_and_run(owner, "甲")
+    http = site.runner(owner, project_id, run_id)
     url = f"/projects/{project_id}/runs/{run_id}"
     assert http.patch(url, json={"flow_run_id": "0f0e0d0c-0000-4000-8000-000000000001"}).status_code == 200
     assert http.patch(url, json={"flow_run_id": "0f0e0d0c-0000-4000-8000-000000000001"}).status_code == 200
@@ -162,8 +172,9 @@ def _vm_rss_mib(pid: int) -> float:
 
 def test_a_compressed_arrow_bomb_is_refused_before_it_is_decoded(site):
     """Item 5: ~10 KB of zstd-compressed Arrow decoded to hundreds of MB inside the API."""
-    http = site.member("甲")
-    project_id, run_id = site.project_and_run(http, "甲")
+    owner = site.member("甲")
+    project_id, run_id = site.project_and_run(owner, "甲")
+    http = site.runner(owner, project_id, run_id)
     rows = 30_000
     table = arrow_batches.log_table([0] * rows, ["INFO"] * rows, ["压" * 3000] * rows)
     sink = pa.BufferOutputStream()
@@ -233,7 +244,7 @@ def test_unauthorised_callers_learn_nothing_about_state(site):
     assert owner.put(f"/projects/{project_id}/members", json={"members": ["乙"]}).status_code == 200
     path = site.run_folder(project_id, run_id) / "c.ckpt"
     path.mkdir()
-    artifact = register(owner, project_id, run_id, str(path)).json()
+    artifact = register(site.runner(owner, project_id, run_id), project_id, run_id, str(path)).json()
     response = other.delete(f"{artifacts_url(project_id, run_id)}/{artifact['id']}", params={"dry_run": "false"})
     assert response.status_code == 403, response.text
     assert path.exists() and os.listdir(path.parent) == ["c.ckpt"]

@@ -138,6 +138,8 @@ def test_flows_train_with_a_token_scoped_to_their_run(tmp_path):
     finally:
         system.stop()
     con = duckdb.connect(str(home / "ltm.duckdb"), read_only=True)
-    scoped = con.execute("SELECT run_id, role, revoked_at IS NOT NULL FROM tokens WHERE run_id IS NOT NULL").fetchall()
+    scoped = con.execute(
+        "SELECT run_id, role, revoked_at IS NOT NULL FROM tokens WHERE run_id IS NOT NULL ORDER BY role"
+    ).fetchall()
     con.close()
-    assert scoped == [(run.id, "runner", True)]
+    assert scoped == [(run.id, "launch", True), (run.id, "runner", True)]

@@ -53,13 +53,16 @@ def new_project(sdk: Client) -> str:
     return sdk.create_project(name=f"生命周期-{uuid.uuid4().hex[:8]}", owner="小李").id
 
 
-def new_run(sdk: Client, project_id: str, status: str = "已完成") -> str:
+def new_run(sdk: Client, project_id: str) -> str:
+    """A run in 运行中, as its flow starts it; `finish` ends it once its data is in."""
     run = sdk.create_run(project_id, model="m", dataset="d")
-    if status != "排队中":
-        sdk.report(project_id, run.id, status="运行中")
-    if status not in ("排队中", "运行中"):
-        sdk.report(project_id, run.id, status=status)
+    sdk.report(project_id, run.id, status="运行中")
     return run.id
+
+
+def finish(sdk: Client, project_id: str, run_id: str, status: str = "已完成") -> None:
+    """End a run once its data is in: a finished run accepts no more artifacts, logs or metrics."""
+    sdk.report(project_id, run_id, status=status)
 
 
 def checkpoint(sdk: Client, root: Path, project_id: str, run_id: str, step: int, under: Path | None = None) -> dict:
@@ -124,11 +127,7 @@ def test_retention_policy_is_stored_per_project_and_validated(sdk, http):
 
 def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs_only(sdk, artifact_root):
     project_id = new_project(sdk)
-    done, failed, running = (
-        new_run(sdk, project_id),
-        new_run(sdk, project_id, "失败"),
-        new_run(sdk, project_id, "运行中"),
-    )
+    done, failed, running = (new_run(sdk, project_id) for _ in range(3))
     done_ckpts = {step: checkpoint(sdk, artifact_root, project_id, done, step) for step in range(100, 900, 100)}
     for step, tag in ((100, "发布"), (300, "归档"), (700, "候选")):
         sdk.tag_artifact(project_id, done, done_ckpts[step]["id"], tag)
@@ -138,6 +137,8 @@ def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs
     sdk.register_artifact(
         project_id, done, type="config", name="运行配置", path=str(artifact_root / project_id / done / "config.json")
     )
+    finish(sdk, project_id, done)
+    finish(sdk, project_id, failed, "失败")
 
     assert sdk.retention_preview(project_id).model_dump() == {
         "project_id": project_id,
@@ -170,9 +171,10 @@ def test_preview_keeps_the_newest_n_and_every_tagged_checkpoint_of_finished_runs
 
 def test_deleting_an_artifact_refuses_tagged_checkpoints_and_active_runs(sdk, http, artifact_root):
     project_id = new_project(sdk)
-    done, running = new_run(sdk, project_id), new_run(sdk, project_id, "运行中")
+    done, running = new_run(sdk, project_id), new_run(sdk, project_id)
     tagged, plain, other = (checkpoint(sdk, artifact_root, project_id, done, step) for step in (1, 2, 3))
     live = checkpoint(sdk, artifact_root, project_id, running, 1)
+    finish(sdk, project_id, done)
     sdk.tag_artifact(project_id, done, tagged["id"], "发布")
 
     for dry_run in (True, False):
@@ -215,9 +217,10 @@ def read_only_mount(folder: Path) -> None:
 
 def test_retention_flow_deletes_exactly_the_files_and_rows_the_policy_frees(sdk, api, artifact_root, ltm_system):
     project_id = new_project(sdk)
-    done, running = new_run(sdk, project_id), new_run(sdk, project_id, "运行中")
+    done, running = new_run(sdk, project_id), new_run(sdk, project_id)
     ckpts = [checkpoint(sdk, artifact_root, project_id, done, step) for step in (10, 20, 30, 40, 50)]
     live = [checkpoint(sdk, artifact_root, project_id, running, step) for step in (10, 20, 30)]
+    finish(sdk, project_id, done)
     sdk.tag_artifact(project_id, done, ckpts[0]["id"], "候选")
     sdk.set_retention(project_id, 2)
     for path in ckpts[1]["path"].iterdir():  # files someone already removed count as deleted
@@ -231,6 +234,7 @@ def test_retention_flow_deletes_exactly_the_files_and_rows_the_policy_frees(sdk,
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
     try:
         stuck = [checkpoint(sdk, artifact_root, stuck_project, stuck_run, step) for step in (1, 2, 3)]
+        finish(sdk, stuck_project, stuck_run)
         sdk.set_retention(stuck_project, 1)
         read_only_mount(disk)
         env = {
@@ -296,11 +300,7 @@ def record_activity(sdk: Client, project_id: str, run_id: str, lines: int, point
 
 def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only(sdk, http, artifact_root):
     project_id = new_project(sdk)
-    doomed, kept, running = (
-        new_run(sdk, project_id),
-        new_run(sdk, project_id, "已取消"),
-        new_run(sdk, project_id, "运行中"),
-    )
+    doomed, kept, running = (new_run(sdk, project_id) for _ in range(3))
     doomed_ckpts = [checkpoint(sdk, artifact_root, project_id, doomed, step) for step in (1, 2, 3)]
     sdk.tag_artifact(project_id, doomed, doomed_ckpts[0]["id"], "发布")
     (artifact_root / project_id / doomed / ".leftover.tmp").write_bytes(b"x")
@@ -308,6 +308,8 @@ def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only
     checkpoint(sdk, artifact_root, project_id, running, 1)
     record_activity(sdk, project_id, doomed, lines=30, points=50)
     record_activity(sdk, project_id, kept, lines=7, points=9)
+    finish(sdk, project_id, doomed)
+    finish(sdk, project_id, kept, "已取消")
 
     preview = http.delete(f"/projects/{project_id}/runs/{doomed}").json()
     assert preview["dry_run"] is True and preview["deleted"] is False
@@ -348,13 +350,14 @@ def test_deleting_a_run_previews_by_default_then_removes_its_files_and_rows_only
 
 def test_a_failed_file_delete_keeps_the_run_and_every_row_whose_files_remain(sdk, artifact_root):
     project_id = new_project(sdk)
-    run_id = new_run(sdk, project_id, "失败")
+    run_id = new_run(sdk, project_id)
     movable = checkpoint(sdk, artifact_root, project_id, run_id, 1)
     disk = artifact_root / project_id / run_id / "read-only"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
     try:
         stuck = checkpoint(sdk, artifact_root, project_id, run_id, 2, under=disk)
+        finish(sdk, project_id, run_id, "失败")
         read_only_mount(disk)
         with pytest.raises(ApiError) as failed:
             sdk.delete_run(project_id, run_id, dry_run=False)
@@ -398,13 +401,15 @@ def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(
     project_id = sdk.create_project(name=name, owner="小李").id
     sdk.update_project(project_id, description="第二版")
     sdk.set_retention(project_id, 3)
-    done, running = new_run(sdk, project_id), new_run(sdk, project_id, "运行中")
+    done, running = new_run(sdk, project_id), new_run(sdk, project_id)
     ckpts = [checkpoint(sdk, root, project_id, run_id, step) for run_id in (done, running) for step in (1, 2)]
     sdk.tag_artifact(project_id, done, ckpts[0]["id"], "发布")
     record_activity(sdk, project_id, done, lines=12, points=20)
+    finish(sdk, project_id, done)
     neighbour = new_project(sdk)
     neighbour_run = new_run(sdk, neighbour)
     neighbour_ckpt = checkpoint(sdk, root, neighbour, neighbour_run, 1)
+    finish(sdk, neighbour, neighbour_run)
 
     with pytest.raises(ApiError) as refused:
         sdk.delete_project(project_id, dry_run=False)

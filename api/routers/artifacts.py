@@ -5,14 +5,15 @@ from fastapi.responses import JSONResponse
 
 from ltm import artifact_paths
 from ltm.api import examples
-from ltm.api.auth import Caller, require_owner, require_project_member
-from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, json_body_only
+from ltm.api.auth import Caller, record_intervention, require_owner, require_project_member
+from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.ids import new_id
 from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
+from ltm.store import runs as run_store
 from ltm.store import utc_now
 
 router = APIRouter(
@@ -32,18 +33,19 @@ def list_artifacts(db: Db, run: RunRow):
     summary="登记工件（供训练流程使用）",
     responses={
         200: {"model": Artifact, "description": "同一运行、类型和路径的工件已登记过，返回原工件"},
-        **responses(404, *BODY_ERRORS),
+        **responses(404, 409, *BODY_ERRORS),
     },
 )
-def register_artifact(
-    db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow, body: ArtifactCreate
-):
-    require_project_member(db, caller, project, "登记工件")
+def register_artifact(db: Db, runs: Runs, settings: CurrentSettings, caller: Caller, run: RunRow, body: ArtifactCreate):
     try:
         artifact_paths.checked(body.path, settings.artifact_root_url, run["project_id"], run["id"])
     except artifact_paths.OutsideRunFolder as exc:
         raise unprocessable(f"path：{exc}", "path") from None
     with db.writing():
+        current = run_store.get(db, run["id"])  # a deletion or an end may have come first
+        if current is None:
+            raise not_found("运行", run["id"])
+        runs.accepting(current, "工件")
         existing = artifact_store.find_by_path(db, run["id"], body.type.value, body.path)
         if existing:
             return JSONResponse(Artifact.model_validate(existing).model_dump(mode="json"), status_code=200)
@@ -55,6 +57,7 @@ def register_artifact(
             "created_at": utc_now(),
         }
         artifact_store.insert(db, artifact)
+    record_intervention(db, caller, run, "登记工件", f"{artifact['id']}（{body.path}）")
     return artifact_store.get(db, artifact["id"])
 
 

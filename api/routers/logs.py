@@ -2,10 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ltm.api.auth import Caller, require_project_member
-from ltm.api.deps import Db, ProjectRow, RunRow, json_body_only
+from ltm.api.auth import Caller, record_intervention
+from ltm.api.deps import Db, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses, unprocessable
-from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows, store_refusals
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 from ltm.store import ingest, to_db_time
 from ltm.store import logs as log_store
@@ -46,12 +46,13 @@ def get_logs(
     response_model=IngestResult,
     summary="批量写入日志（供训练流程使用）",
     openapi_extra=ingest_body(LogBatch),
-    responses=responses(404, *BODY_ERRORS),
+    responses=responses(404, 409, *BODY_ERRORS),
 )
-def ingest_logs(
-    db: Db, caller: Caller, project: ProjectRow, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]
-):
-    require_project_member(db, caller, project, "写入运行数据")
+def ingest_logs(db: Db, runs: Runs, caller: Caller, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]):
+    runs.accepting(run, "日志")
     batch_id, lines = log_rows(payload)
-    stored = ingest.append_logs(db, run["id"], batch_id, lines)
+    with store_refusals(run["id"], batch_id, "日志"):
+        stored = ingest.append_logs(db, run["id"], batch_id, lines)
+    if stored:
+        record_intervention(db, caller, run, "写入日志", f"批次 {batch_id}：{lines.num_rows} 行")
     return {"batch_id": batch_id, "accepted": lines.num_rows if stored else 0, "duplicate": not stored}

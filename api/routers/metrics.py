@@ -2,10 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ltm.api.auth import Caller, require_project_member
-from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
+from ltm.api.auth import Caller, record_intervention
+from ltm.api.deps import Db, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, invalid_field, responses
-from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows, store_refusals
 from ltm.limits import MAX_METRIC_NAMES, MAX_NAME_LENGTH
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 from ltm.store import ingest
@@ -43,19 +43,16 @@ def get_metrics(
     response_model=IngestResult,
     summary="批量写入指标（供训练流程使用）",
     openapi_extra=ingest_body(MetricBatch),
-    responses=responses(404, *BODY_ERRORS),
+    responses=responses(404, 409, *BODY_ERRORS),
 )
 def ingest_metrics(
-    db: Db,
-    runs: Runs,
-    caller: Caller,
-    project: ProjectRow,
-    run: RunRow,
-    payload: Annotated[Payload, Depends(ingest_payload)],
+    db: Db, runs: Runs, caller: Caller, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]
 ):
-    require_project_member(db, caller, project, "写入运行数据")
+    runs.accepting(run, "指标")
     batch_id, points = metric_rows(payload)
-    latest = ingest.append_metrics(db, run["id"], batch_id, points)
+    with store_refusals(run["id"], batch_id, "指标"):
+        latest = ingest.append_metrics(db, run["id"], batch_id, points)
     if latest:
         runs.merge_metrics(run["id"], latest)
+        record_intervention(db, caller, run, "写入指标", f"批次 {batch_id}：{points.num_rows} 个点")
     return {"batch_id": batch_id, "accepted": points.num_rows if latest is not None else 0, "duplicate": latest is None}

@@ -4,10 +4,9 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
 from ltm.api import examples
-from ltm.api.auth import Caller, require_project_member
-from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
-from ltm.api.errors import BODY_ERRORS, not_found, responses
-from ltm.api.ids import well_formed
+from ltm.api.auth import Caller, record_intervention, require_project_member
+from ltm.api.deps import Db, ProjectRow, RunById, RunRow, Runs, json_body_only
+from ltm.api.errors import BODY_ERRORS, responses
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
 from ltm.store import auth as auth_store
@@ -59,20 +58,19 @@ def get_run(runs: Runs, run: RunRow):
 @router.get(
     "/runs/{run_id}", response_model=Run, summary="按 ID 获取运行（供训练流程使用）", responses=responses(404, 422)
 )
-def get_run_by_id(db: Db, runs: Runs, run_id: str):
-    run = run_store.get(db, run_id) if well_formed(run_id, "run") else None
-    if run is None:
-        raise not_found("运行", run_id)
+def get_run_by_id(runs: Runs, run: RunById):
     return runs.with_artifacts(run)
 
 
 @router.patch(
     RUN, response_model=Run, summary="上报运行状态与进度（供训练流程使用）", responses=responses(404, 409, *BODY_ERRORS)
 )
-def report_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow, body: RunUpdate):
-    require_project_member(runs.db, caller, project, "上报运行状态")
+def report_run(runs: Runs, caller: Caller, run: RunRow, body: RunUpdate):
     values = body.model_dump(exclude_unset=True, mode="json")
-    return runs.with_artifacts(runs.report(run["project_id"], run["id"], values))
+    reported = runs.report(run["project_id"], run["id"], values)
+    changes = "，".join(f"{key}={value}" for key, value in values.items())
+    record_intervention(runs.db, caller, run, "上报运行状态", changes)
+    return runs.with_artifacts(reported)
 
 
 @router.post(
