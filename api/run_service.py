@@ -9,14 +9,15 @@ from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.api.run_state import StatusWatch, can_move, stamps
 from ltm.api.trainer_catalog import checked_hyperparameters
 from ltm.ids import new_id
-from ltm.launchers import Launcher, LauncherUnavailable, Observation
+from ltm.launchers import Launcher, LauncherUnavailable, NoopLauncher, Observation
 from ltm.models import RunStatus
 from ltm.settings import Settings
-from ltm.store import Database, utc_now
+from ltm.store import Database, to_db_time, utc_now
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
 
+STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
 INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
 
 
@@ -76,19 +77,38 @@ class RunService:
                 "metric_steps": {},
             }
             run_store.insert(self.db, run)
-        env = {}
-        if self.settings.auth:
-            env["LTM_LAUNCH_CODE"] = issue_launch_code(self.db, run["id"])
         try:
-            flow_run_id = self.launcher.submit(run, env)
+            self._hand_over(run)
         except LauncherUnavailable as exc:
             auth_store.revoke_run_tokens(self.db, run["id"])
             run_store.delete(self.db, run["id"])
             raise Refusal(503, f"编排服务不可用，运行未创建：{exc}") from exc
+        return self.get(project["id"], run["id"])
+
+    def _hand_over(self, run: dict) -> None:
+        """Submit a stored run with a fresh launch code and record the orchestrator's id. Submitting the same run
+        twice yields its first flow run (the launcher's idempotency key is the run id)."""
+        env = {}
+        if self.settings.auth:
+            env["LTM_LAUNCH_CODE"] = issue_launch_code(self.db, run["id"])
+        flow_run_id = self.launcher.submit(run, env)
         if flow_run_id:
             self.update(run["id"], {"flow_run_id": flow_run_id})
-            run["flow_run_id"] = flow_run_id
-        return self.get(project["id"], run["id"])
+
+    def hand_over_stranded(self) -> None:
+        """Queued runs stored but never handed over (the API died between the two) go now; one that still cannot
+        be handed over after LTM_LAUNCH_CODE_SECONDS ends 失败 with the reason."""
+        if isinstance(self.launcher, NoopLauncher):
+            return  # runs wait for a direct flow call
+        now = utc_now()
+        grace = timedelta(seconds=STRANDED_AFTER_RECONCILES * self.settings.reconcile_seconds)
+        for run in run_store.stranded(self.db, RunStatus.QUEUED.value, now - grace):
+            try:
+                self._hand_over(run)
+            except LauncherUnavailable as exc:
+                if now - to_db_time(run["created_at"]) < timedelta(seconds=self.settings.launch_code_seconds):
+                    raise
+                self.move(run, RunStatus.FAILED, f"运行创建后一直未能交给编排服务：{exc}")
 
     def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict) -> dict:
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
@@ -254,6 +274,7 @@ class RunService:
 
     def reconcile(self) -> list[Observation]:
         """Catch the store up with the orchestrator for runs it still thinks are active."""
+        self.hand_over_stranded()
         active = run_store.list_by_status(self.db, [s.value for s in RunStatus if s.is_active])
         observations = self.launcher.observe(active)
         for observation in observations:

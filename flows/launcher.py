@@ -37,6 +37,7 @@ class PrefectLauncher:
                 parameters={"run_id": run["id"]},
                 timeout=0,
                 flow_run_name=f"{run['name']} · {run['id']}",
+                idempotency_key=run["id"],  # a run handed over again after an API crash keeps its one flow run
                 tags=[f"project:{run['project_id']}", f"model:{run['model']}"],
             )
         except _PREFECT_ERRORS as exc:

@@ -70,6 +70,15 @@ def list_by_status(db: Database, statuses: list[str]) -> list[dict]:
     return [_decode(row) for row in rows]
 
 
+def stranded(db: Database, queued: str, created_before) -> list[dict]:
+    """Queued runs never handed to an orchestrator (no flow_run_id) that were created before `created_before`."""
+    rows = db.fetch_dicts(
+        "SELECT * FROM runs WHERE status = ? AND flow_run_id IS NULL AND created_at < ? ORDER BY created_at",
+        [queued, created_before],
+    )
+    return [_decode(row) for row in rows]
+
+
 def count_for_project(db: Database, project_id: str) -> int:
     return db.fetch_one("SELECT count(*) FROM runs WHERE project_id = ?", [project_id])[0]
 

@@ -1,13 +1,16 @@
 """Faults injected into real processes: the API killed mid-training, Prefect unreachable."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ltm import ApiError, Client
@@ -313,6 +316,54 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
         )
         assert failed.status == RunStatus.FAILED and "节点在中断期间丢失" in failed.message
         assert [r.id for r in client.list_runs(project.id)] == [run.id]
+    finally:
+        api.stop()
+        prefect.stop()
+
+
+def test_a_run_stored_but_never_handed_to_prefect_is_handed_over_once_after_an_api_crash(tmp_path):
+    """The API SIGKILLed between storing a run and handing it to Prefect left it 排队中 forever. After the restart
+    the reconciler hands it over; the idempotency key keeps it to one flow run whether or not the killed API's
+    request reached Prefect."""
+    prefect = PrefectServer(tmp_path / "prefect").start()
+    deployed = subprocess.run(
+        [sys.executable, "-m", "ltm.flows.deploy"],
+        cwd=ROOT,
+        env=prefect.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url, LTM_RECONCILE_SECONDS="1")
+    api.start()
+    client = Client(api.url, timeout=10)
+    project = client.create_project(name="交接中断", owner="测试")
+
+    def create_run() -> None:  # its answer never comes: the API is killed while it waits on Prefect
+        with contextlib.suppress(ApiError, httpx.HTTPError):
+            client.create_run(project.id, model="m", dataset="d")
+
+    creating = threading.Thread(target=create_run)
+    try:
+        prefect.process.send_signal(signal.SIGSTOP)  # the hand-over now hangs after the run row is stored
+        creating.start()
+        stored = wait_until(lambda: client.list_runs(project.id), timeout=30, message="the run row to be stored")
+        assert api.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        prefect.process.send_signal(signal.SIGCONT)
+    creating.join(timeout=30)
+    try:
+        api.start()
+        handed = wait_until(
+            lambda: (r := client.get_run(project.id, stored[0].id)).flow_run_id and r,
+            timeout=60,
+            message="the stranded run to be handed over",
+        )
+        assert handed.status == RunStatus.QUEUED
+        listed = httpx.post(f"{prefect.url}/flow_runs/filter", json={}, timeout=30).json()
+        mine = [f for f in listed if f["parameters"].get("run_id") == handed.id]
+        assert [f["id"] for f in mine] == [handed.flow_run_id]
     finally:
         api.stop()
         prefect.stop()
