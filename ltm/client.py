@@ -253,11 +253,15 @@ class Client:
     def list_tokens(self) -> list[models.TokenInfo]:
         return self._get(list[models.TokenInfo], "/tokens")
 
-    def revoke_token(self, token_id: str) -> None:
-        self.request("DELETE", f"/tokens/{_segment(token_id)}")
+    def revoke_token(self, token_id: str) -> models.TokenInfo:
+        return self._send("DELETE", models.TokenInfo, f"/tokens/{_segment(token_id)}")
 
-    def set_members(self, project_id: str, members: list[str]) -> list[str]:
-        return self._send("PUT", list[str], f"/projects/{_segment(project_id)}/members", {"members": members})
+    def list_members(self, project_id: str) -> models.ProjectMembers:
+        return self._get(models.ProjectMembers, f"/projects/{_segment(project_id)}/members")
+
+    def set_members(self, project_id: str, members: list[str]) -> models.ProjectMembers:
+        path = f"/projects/{_segment(project_id)}/members"
+        return self._send("PUT", models.ProjectMembers, path, {"members": members})
 
     def audit_trail(self, project_id: str, limit: int = 100) -> list[models.AuditEvent]:
         return self._get(list[models.AuditEvent], f"/projects/{_segment(project_id)}/audit", limit=limit)

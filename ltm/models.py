@@ -494,6 +494,11 @@ class MembersUpdate(Contract):
     members: list[Name] = Field(max_length=MAX_MEMBERS)
 
 
+class ProjectMembers(BaseModel):
+    project_id: str
+    members: list[str] = Field(description="项目成员的用户名（负责人不在其中）")
+
+
 class AuditEvent(BaseModel):
     occurred_at: datetime
     actor: str

@@ -53,19 +53,27 @@ def spend_launch_code(db: Database, code_hash: str, run_id: str, issued_after: d
 
 
 def list_tokens(db: Database) -> list[dict]:
+    return _token_rows(db, "run_id IS NULL", [])
+
+
+def _token_rows(db: Database, where: str, parameters: list) -> list[dict]:
     rows = db.fetch_dicts(
         "SELECT id, user_name, role, run_id, created_by, created_at, revoked_at FROM tokens "
-        "WHERE run_id IS NULL ORDER BY created_at"
+        f"WHERE {where} ORDER BY created_at",
+        parameters,
     )
     for row in rows:
         row["created_at"], row["revoked_at"] = from_db_time(row["created_at"]), from_db_time(row["revoked_at"])
     return rows
 
 
-def revoke_token(db: Database, token_id: str) -> bool:
+def revoke_token(db: Database, token_id: str) -> dict | None:
+    """The token as revoked now, or None when there is no such live token."""
     with db.writing() as cur:
         cur.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", [utc_now(), token_id])
-        return cur.fetchone()[0] > 0
+        if not cur.fetchone()[0]:
+            return None
+    return _token_rows(db, "id = ?", [token_id])[0]
 
 
 def revoke_run_tokens(db: Database, run_id: str) -> None:

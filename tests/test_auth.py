@@ -50,7 +50,8 @@ def test_roles_members_and_owners(secured):
     assert [p.id for p in wang.list_projects()] == [project.id]
 
     refused(lambda: zhang.create_run(project.id, model="m", dataset="d"), 403)
-    li.set_members(project.id, ["小张"])
+    assert li.set_members(project.id, ["小张"]).members == ["小张"]
+    assert wang.list_members(project.id).members == ["小张"]
     run = zhang.create_run(project.id, model="m", dataset="d")
     refused(lambda: wang.cancel_run(project.id, run.id), 403)
 
@@ -85,7 +86,8 @@ def test_only_admins_manage_tokens_and_revoked_tokens_stop_working(secured):
     temporary = admin.create_token("临时", "viewer")
     client = Client(api.url, token=temporary.token)
     assert client.whoami().user == "临时"
-    admin.revoke_token(temporary.id)
+    revoked = admin.revoke_token(temporary.id)
+    assert revoked.id == temporary.id and revoked.user == "临时" and revoked.revoked_at is not None
     refused(client.whoami, 401)
 
 

@@ -1,12 +1,17 @@
-"""Rules that hold by construction: LTM_* settings are read in one place; tokens are needed beyond loopback."""
+"""Rules that hold by construction: LTM_* settings are read in one place; tokens are needed beyond loopback;
+the SDK answers with contract models."""
 
 import ast
+import inspect
+import typing
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from ltm.api.app import create_app
+from ltm.client import Client
 from ltm.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +71,15 @@ def test_a_request_that_arrived_over_the_network_needs_a_token_even_with_auth_of
 def test_loopback_and_in_process_requests_keep_the_no_token_default(app, address):
     with TestClient(app, base_url=f"http://{address}:8000") as http:
         assert http.get("/projects").status_code == 200
+
+
+def test_every_sdk_method_returns_a_contract_model():
+    """What the API answers reaches Python callers typed: a model of ltm.models, or a list of them."""
+    untyped = {"close", "request"}  # the raw escape hatch and the connection's end
+    for name, method in inspect.getmembers(Client, inspect.isfunction):
+        if name.startswith("_") or name in untyped:
+            continue
+        returned = typing.get_type_hints(method)["return"]
+        model = typing.get_args(returned)[0] if typing.get_origin(returned) is list else returned
+        assert isinstance(model, type) and issubclass(model, BaseModel), (name, returned)
+        assert model.__module__ == "ltm.models", (name, returned)

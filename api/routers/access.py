@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query
 
 from ltm.api.auth import RUN_PATH, Caller, issue_token, require_owner, require_project_member, require_role
 from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
@@ -10,6 +10,7 @@ from ltm.models import (
     Identity,
     LaunchCode,
     MembersUpdate,
+    ProjectMembers,
     RunToken,
     TokenCreate,
     TokenCreated,
@@ -49,13 +50,16 @@ def list_tokens(db: Db, caller: Caller):
     return [{**row, "user": row["user_name"]} for row in auth_store.list_tokens(db)]
 
 
-@router.delete("/tokens/{token_id}", status_code=204, summary="吊销访问令牌（管理员）", responses=responses(404, 422))
+@router.delete(
+    "/tokens/{token_id}", response_model=TokenInfo, summary="吊销访问令牌（管理员）", responses=responses(404, 422)
+)
 def revoke_token(db: Db, caller: Caller, token_id: str):
     require_role(caller, Role.ADMIN, "管理访问令牌")
-    if not auth_store.revoke_token(db, token_id):
+    revoked = auth_store.revoke_token(db, token_id)
+    if revoked is None:
         raise not_found("令牌", token_id)
     auth_store.record(db, caller.user, "吊销令牌", target=token_id)
-    return Response(status_code=204)
+    return {**revoked, "user": revoked["user_name"]}
 
 
 @router.post(
@@ -88,15 +92,15 @@ def exchange_launch_code(runs: Runs, run_id: str, body: LaunchCode):
 
 
 @router.get(
-    "/projects/{project_id}/members", response_model=list[str], summary="项目成员", responses=responses(404, 422)
+    "/projects/{project_id}/members", response_model=ProjectMembers, summary="项目成员", responses=responses(404, 422)
 )
 def list_members(db: Db, caller: Caller, project: ProjectRow):
-    return auth_store.members(db, project["id"])
+    return {"project_id": project["id"], "members": auth_store.members(db, project["id"])}
 
 
 @router.put(
     "/projects/{project_id}/members",
-    response_model=list[str],
+    response_model=ProjectMembers,
     summary="设置项目成员（负责人或管理员）",
     responses=responses(404, *BODY_ERRORS),
 )
@@ -105,7 +109,7 @@ def set_members(db: Db, caller: Caller, project: ProjectRow, body: MembersUpdate
     wanted = list(dict.fromkeys(body.members))
     auth_store.set_members(db, project["id"], wanted)
     auth_store.record(db, caller.user, "设置成员", project["id"], details="、".join(wanted) or "（无）")
-    return auth_store.members(db, project["id"])
+    return {"project_id": project["id"], "members": auth_store.members(db, project["id"])}
 
 
 @router.get(
