@@ -5,6 +5,7 @@ real API (see docs/trainers.md).
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +18,25 @@ from ltm.up import answers
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Below Linux's ephemeral range (32768–60999), where outgoing connections take their local ports: a port handed out
+# from that range can be taken by some client's connection before the server that was given it binds.
+_PORTS = range(20_000, 32_768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no one listens on and this process has not handed out before."""
+    while True:
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_until(condition, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"):
