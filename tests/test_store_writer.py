@@ -10,6 +10,9 @@ from ltm.store import runs as run_store
 STORE = Path(__file__).resolve().parent.parent / "store"
 # Appends (logs, metrics, their bookkeeping), migrations, compaction and the writer itself are not row updates.
 APPEND_ONLY = {"ingest.py", "migrations.py", "compaction.py", "db.py"}
+# Restore builds a new file on its own connection while no API runs: no other writer exists.
+OFFLINE = {"backup.py:import_database"}
+WRITERS = ("writing", "removing_runs")  # removing_runs is the writer plus the runs' append locks
 ROW_WRITES = ("UPDATE ", "DELETE FROM", "DO UPDATE")
 
 
@@ -27,6 +30,10 @@ def _calls(function: ast.FunctionDef, name: str) -> bool:
     )
 
 
+def _takes_writer(function: ast.FunctionDef) -> bool:
+    return any(_calls(function, writer) for writer in WRITERS)
+
+
 def test_every_row_update_in_the_store_runs_inside_the_writer():
     unguarded = []
     for path in sorted(STORE.glob("*.py")):
@@ -34,10 +41,10 @@ def test_every_row_update_in_the_store_runs_inside_the_writer():
             continue
         functions = [n for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)]
         for function in filter(_writes_rows, functions):
-            if _calls(function, "writing"):
+            if _takes_writer(function) or f"{path.name}:{function.name}" in OFFLINE:
                 continue
             callers = [f for f in functions if _calls(f, function.name)]
-            if function.args.args[0].arg != "cur" or not callers or not all(_calls(f, "writing") for f in callers):
+            if function.args.args[0].arg != "cur" or not callers or not all(_takes_writer(f) for f in callers):
                 unguarded.append(f"{path.name}:{function.name}")
     assert not unguarded, unguarded
 
