@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Three workers on two cores: most tests wait on real processes (API, Prefect, browser), so a third worker keeps
+# the cores busy; every test makes its own uniquely named data or its own server, so they run in any order.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
 
 up: $(STAMP)
 	$(VENV)/bin/ltm up
