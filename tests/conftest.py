@@ -67,3 +67,18 @@ def ltm_system(tmp_path_factory):
     yield system
     if system.process.poll() is None:
         system.stop()
+
+
+@pytest.fixture
+def start_api():
+    """Start API processes, each on a home the test names; those still running are stopped after the test."""
+    started = []
+
+    def start(home: Path, **env: str) -> ApiProcess:
+        started.append(ApiProcess(home, **env).start())
+        return started[-1]
+
+    yield start
+    for api in started:
+        if api.process.poll() is None:
+            api.stop()

@@ -16,7 +16,7 @@ from ltm import ApiError, Client
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from ltm.store import Database, compaction
 from ltm.store import ingest as ingest_store
-from tests.conftest import ApiProcess, wait_until
+from tests.conftest import wait_until
 from tests.helpers import cli_token, ltm
 
 RUNS, KEPT = 6, 2
@@ -102,21 +102,6 @@ def snapshot(sdk: Client, project_id: str, run_id: str) -> dict:
 
 def store_files(home: Path) -> list[str]:
     return sorted(path.name for path in home.iterdir() if path.name.startswith("ltm.duckdb"))
-
-
-@pytest.fixture
-def start_api():
-    """Start API processes on a home; whatever is still running is stopped after the test."""
-    started = []
-
-    def start(home: Path, **env: str) -> ApiProcess:
-        started.append(ApiProcess(home, **env).start())
-        return started[-1]
-
-    yield start
-    for api in started:
-        if api.process.poll() is None:
-            api.stop()
 
 
 def test_deleted_runs_give_their_space_back_and_every_remaining_row_reads_the_same(tmp_path, start_api):

@@ -264,6 +264,19 @@ class PrefectServer:
         self.process.terminate()
         self.process.wait(timeout=60)
 
+    def deployed(self) -> "PrefectServer":
+        """With ltm's training deployment registered, and no worker: flow runs stay scheduled."""
+        done = subprocess.run(
+            [sys.executable, "-m", "ltm.flows.deploy"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return self
+
 
 def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_it_returns(tmp_path):
     from uuid import UUID
@@ -272,16 +285,7 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Crashed
 
-    prefect = PrefectServer(tmp_path / "prefect").start()
-    deployed = subprocess.run(
-        [sys.executable, "-m", "ltm.flows.deploy"],
-        cwd=ROOT,
-        env=prefect.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    prefect = PrefectServer(tmp_path / "prefect").start().deployed()
     api = ApiProcess(
         tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url, LTM_RECONCILE_SECONDS="1"
     ).start()
@@ -325,16 +329,7 @@ def test_a_run_stored_but_never_handed_to_prefect_is_handed_over_once_after_an_a
     """The API SIGKILLed between storing a run and handing it to Prefect left it 排队中 forever. After the restart
     the reconciler hands it over; the idempotency key keeps it to one flow run whether or not the killed API's
     request reached Prefect."""
-    prefect = PrefectServer(tmp_path / "prefect").start()
-    deployed = subprocess.run(
-        [sys.executable, "-m", "ltm.flows.deploy"],
-        cwd=ROOT,
-        env=prefect.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert deployed.returncode == 0, deployed.stderr[-2000:]
+    prefect = PrefectServer(tmp_path / "prefect").start().deployed()
     api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url, LTM_RECONCILE_SECONDS="1")
     api.start()
     client = Client(api.url, timeout=10)

@@ -31,21 +31,6 @@ KILL_BATCHES = 40  # 2M log lines: compacting or backing them up lasts long enou
 RUN_TABLES = ("logs", "log_runs", "metrics", "metric_blocks", "ingest_batches")
 
 
-@pytest.fixture
-def start_api():
-    """Start API processes; whatever is still running is stopped after the test."""
-    started = []
-
-    def start(home: Path, **env: str) -> ApiProcess:
-        started.append(ApiProcess(home, **env).start())
-        return started[-1]
-
-    yield start
-    for api in started:
-        if api.process.poll() is None:
-            api.stop()
-
-
 def run_url(run: dict) -> str:
     return f"/projects/{run['project_id']}/runs/{run['id']}"
 
