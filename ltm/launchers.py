@@ -65,6 +65,7 @@ class NoopLauncher:
 
 
 ENTRY_POINT_GROUP = "ltm.launchers"
+_INTERFACE = [name for name, value in vars(Launcher).items() if callable(value) and not name.startswith("_")]
 
 
 def load_launcher(settings: Settings) -> Launcher:
@@ -75,4 +76,11 @@ def load_launcher(settings: Settings) -> Launcher:
     if settings.launcher not in found:
         names = ", ".join(["none", *sorted(found)])
         raise ValueError(f"LTM_LAUNCHER must be one of {names}, not {settings.launcher!r}")
-    return found[settings.launcher].load()(settings)
+    launcher = found[settings.launcher].load()(settings)
+    missing = [name for name in _INTERFACE if not callable(getattr(launcher, name, None))]
+    if missing:
+        raise ValueError(
+            f"launcher {settings.launcher!r} lacks {', '.join(missing)} of ltm.launchers.Launcher; "
+            "implement them (see README, Plugins) or use another LTM_LAUNCHER"
+        )
+    return launcher

@@ -6,6 +6,7 @@ APIs `ltm.trainers` and `ltm.launchers`) imports only itself; the store imports 
 """
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,40 @@ def test_the_plugin_api_imports_from_outside_the_checkout(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ltm.trainers.base"
+
+
+OLD_LAUNCHER = """
+class OldLauncher:
+    def __init__(self, settings):
+        self.settings = settings
+
+    def submit(self, run, env):
+        return None
+
+    def observe(self, runs):
+        return []
+
+    def close(self):
+        return None
+"""
+
+
+def test_a_launcher_plugin_missing_part_of_the_interface_is_refused_when_it_is_loaded(tmp_path):
+    """A third-party launcher written before owns/started existed fails at start-up, naming what it lacks, rather
+    than with a 500 on the first request that needs them."""
+    (tmp_path / "old_launcher.py").write_text(OLD_LAUNCHER, encoding="utf-8")
+    info = tmp_path / "old_launcher-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: old-launcher\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[ltm.launchers]\nold = old_launcher:OldLauncher\n", encoding="utf-8")
+    code = "from ltm.launchers import load_launcher\nfrom ltm.settings import Settings\n"
+    code += "load_launcher(Settings(launcher={!r}))"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def load(name: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", code.format(name)]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    refused = load("old")
+    assert refused.returncode != 0 and "launcher 'old' lacks cancel, owns, started" in refused.stderr
+    assert load("prefect").returncode == 0, "ltm's own launcher implements the whole interface"
