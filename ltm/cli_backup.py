@@ -71,6 +71,9 @@ def _discard(db_path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+RESTORING = "ltm.duckdb.restoring-"
+
+
 def restore(folder: Path, home: Path, force: bool = False) -> Restored:
     """Build `home`/ltm.duckdb from a backup folder; an existing store is refused unless `force`, which keeps
     it as ltm.duckdb.bak-<timestamp>. The new store is built beside it (schema from the migrations, rows from the
@@ -84,8 +87,10 @@ def restore(folder: Path, home: Path, force: bool = False) -> Restored:
     if db_path.exists():
         _check_not_in_use(db_path)
     home.mkdir(parents=True, exist_ok=True)
+    for leftover in home.glob(RESTORING + "*"):  # of a restore killed midway; the store is not in use
+        leftover.unlink(missing_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    staging = home / f"ltm.duckdb.restoring-{stamp}"
+    staging = home / f"{RESTORING}{stamp}"
     try:
         backup_store.import_database(staging, folder, manifest)
         version, tables = _opened(staging)

@@ -8,6 +8,8 @@ import contextlib
 import json
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -20,7 +22,7 @@ import pytest
 from ltm import arrow_batches
 from ltm.limits import MAX_BATCH_ITEMS
 from ltm.store import backup as backup_store
-from tests.conftest import ApiProcess, wait_until
+from tests.conftest import ROOT, ApiProcess, wait_until
 from tests.helpers import ltm, new_project, new_run
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -357,7 +359,7 @@ def test_a_compaction_killed_midway_leaves_no_staging_file_after_a_restart(tmp_p
     assert log_total(again, run) == lines
 
 
-def test_a_backup_killed_midway_leaves_no_partial_folder_after_a_restart(tmp_path, start_api):
+def test_a_backup_or_restore_killed_midway_leaves_nothing_behind_once_run_again(tmp_path, start_api):
     home, root = tmp_path / "home", tmp_path / "backups"
     api = start_api(home, LTM_BACKUP_ROOT=str(root))
     run, lines = big_store(api)
@@ -373,3 +375,14 @@ def test_a_backup_killed_midway_leaves_no_partial_folder_after_a_restart(tmp_pat
     assert log_total(again, run) == lines
     assert httpx.post(again.url + "/admin/backup", json={"target": str(target)}, timeout=300).status_code == 201
     assert (target / backup_store.MANIFEST).is_file()
+
+    restored = tmp_path / "restored"
+    command = [sys.executable, "-m", "ltm.cli", "restore", str(target), "--home", str(restored)]
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: any(restored.glob("ltm.duckdb.restoring-*")), timeout=60, message="the restore to begin")
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    assert not (restored / "ltm.duckdb").exists()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in restored.iterdir()) == ["ltm.duckdb"]
