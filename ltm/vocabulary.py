@@ -6,7 +6,16 @@ A leaf module (it imports nothing of ltm), so the store may use it too.
 from enum import Enum
 
 
-class RunStatus(str, Enum):
+class Word(str, Enum):
+    """A wire value of the vocabulary: in messages and f-strings it reads as itself, as it does on the wire."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class RunStatus(Word):
     QUEUED = "排队中"
     RUNNING = "运行中"
     CANCELLING = "取消中"
@@ -27,34 +36,34 @@ TERMINAL_RUN_STATUSES = frozenset({RunStatus.CANCELLED, RunStatus.COMPLETED, Run
 ACTIVE_RUN_STATUSES = tuple(status.value for status in RunStatus if status not in TERMINAL_RUN_STATUSES)
 
 
-class ProjectStatus(str, Enum):
+class ProjectStatus(Word):
     DRAFT = "草稿"
     ACTIVE = "进行中"
     IDLE = "空闲"
     ARCHIVED = "已归档"
 
 
-class Visibility(str, Enum):
+class Visibility(Word):
     """Who may read a project: every token (团队可见), or only its owner, its members and admins (私有)."""
 
     TEAM = "团队可见"
     PRIVATE = "私有"
 
 
-class TagValue(str, Enum):
+class TagValue(Word):
     CANDIDATE = "候选"
     RELEASE = "发布"
     ARCHIVE = "归档"
 
 
-class ArtifactType(str, Enum):
+class ArtifactType(Word):
     CHECKPOINT = "checkpoint"
     EVENT = "event"
     EVALUATION = "evaluation"
     CONFIG = "config"
 
 
-class LogLevel(str, Enum):
+class LogLevel(Word):
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARNING = "WARNING"
@@ -62,7 +71,7 @@ class LogLevel(str, Enum):
     CRITICAL = "CRITICAL"
 
 
-class Role(str, Enum):
+class Role(Word):
     """Token roles, weakest first; `runner` is the token a run's own flow gets, scoped to that run; `launch` marks
     the one-time code a launched flow exchanges for its runner token, which is never accepted as a token itself."""
 
@@ -71,11 +80,6 @@ class Role(str, Enum):
     ADMIN = "admin"
     RUNNER = "runner"
     LAUNCH = "launch"
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
 
 
 USER_ROLES = (Role.VIEWER, Role.MEMBER, Role.ADMIN)  # the ones a person's token can have, in rising rank
