@@ -238,7 +238,8 @@ def test_datasets_outside_the_roots_are_refused_at_creation(site):
 
 
 def test_unauthorised_callers_learn_nothing_about_state(site):
-    """Item 16: deleting an active run's artifact answered 409 (state) to a caller who may not delete at all."""
+    """Item 16: deleting an active run, its project or its artifact answered 409 (state) to a caller who may not
+    delete at all."""
     owner, other = site.member("甲"), site.member("乙")
     project_id, run_id = site.project_and_run(owner, "甲")
     assert owner.put(f"/projects/{project_id}/members", json={"members": ["乙"]}).status_code == 200
@@ -247,4 +248,9 @@ def test_unauthorised_callers_learn_nothing_about_state(site):
     artifact = register(site.runner(owner, project_id, run_id), project_id, run_id, str(path)).json()
     response = other.delete(f"{artifacts_url(project_id, run_id)}/{artifact['id']}", params={"dry_run": "false"})
     assert response.status_code == 403, response.text
+    for url in (f"/projects/{project_id}/runs/{run_id}", f"/projects/{project_id}"):
+        refused = other.delete(url, params={"dry_run": "false"})
+        assert refused.status_code == 403 and "排队中" not in refused.text, refused.text
+        told = owner.delete(url, params={"dry_run": "false"})  # the owner may delete, so learns why not now
+        assert told.status_code == 409 and run_id in told.text, told.text
     assert path.exists() and os.listdir(path.parent) == ["c.ckpt"]

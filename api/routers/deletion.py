@@ -59,10 +59,11 @@ def delete_artifact(
 def delete_run(
     db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, run: RunRow, dry_run: DryRun = True
 ):
+    if not dry_run:
+        require_owner(caller, project, "删除运行")
     report = deletion.report(db, project["id"], [run], dry_run)
     if dry_run:
         return report
-    require_owner(caller, project, "删除运行")
     deletion.delete_run(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run["id"], report)
     auth_store.record(
         db,
@@ -82,11 +83,12 @@ def delete_run(
     responses={**responses(404, 409, 422), **_STORAGE_FAILED},
 )
 def delete_project(db: Db, settings: CurrentSettings, caller: Caller, project: ProjectRow, dry_run: DryRun = True):
+    if not dry_run:
+        require_owner(caller, project, "删除项目")
     runs = run_store.list_for_project(db, project["id"])
     report = deletion.report(db, project["id"], runs, dry_run, lifecycle_store.version_count(db, project["id"]))
     if dry_run:
         return report
-    require_owner(caller, project, "删除项目")
     run_ids = [run["id"] for run in runs]
     deletion.delete_project(db, deletion.ArtifactFiles(settings.artifact_root_url), project["id"], run_ids, report)
     auth_store.record(
