@@ -10,7 +10,19 @@ from ltm.api.auth import actor
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
 from ltm.api.origin_guard import OriginGuard
-from ltm.api.routers import access, admin, artifacts, deletion, logs, metrics, projects, retention, runs, trainers
+from ltm.api.routers import (
+    access,
+    admin,
+    artifacts,
+    deletion,
+    logs,
+    metrics,
+    projects,
+    resources,
+    retention,
+    runs,
+    trainers,
+)
 from ltm.api.run_service import RunService
 from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
 from ltm.models import Health
@@ -57,7 +69,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
     app.add_middleware(OriginGuard, settings=settings)
-    for module in (projects, runs, logs, metrics, artifacts, trainers, retention, deletion, admin, access):
+    for module in (projects, runs, logs, metrics, artifacts, trainers, resources, retention, deletion, admin, access):
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
     app.include_router(access.launch_router)
 

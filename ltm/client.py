@@ -232,6 +232,18 @@ class Client:
     def list_trainers(self) -> list[models.TrainerInfo]:
         return self._get(list[models.TrainerInfo], "/trainers")
 
+    # GPU resources
+
+    def register_host(
+        self, host: str, devices: list[models.GpuDeviceDeclaration], pool: str = "ltm-process"
+    ) -> models.GpuHost:
+        """Register or refresh `host` (a heartbeat): `devices` replaces the device list it registered before."""
+        body = models.HostRegistration(pool=pool, devices=devices).model_dump(mode="json")
+        return self._send("PUT", models.GpuHost, f"/hosts/{_segment(host)}", body)
+
+    def list_resources(self) -> models.ResourceOverview:
+        return self._get(models.ResourceOverview, "/resources")
+
     # Access control
 
     def whoami(self) -> models.Identity:

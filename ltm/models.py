@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from ltm.limits import (
     MAX_BATCH_ID_LENGTH,
     MAX_BATCH_ITEMS,
+    MAX_HOST_DEVICES,
+    MAX_HOST_NAME_LENGTH,
     MAX_JSON_DEPTH,
     MAX_JSON_OBJECT_BYTES,
     MAX_LOG_MESSAGE,
@@ -598,3 +600,62 @@ class CompactionResult(BaseModel):
     bytes_after: int = Field(description="压缩后存储文件的字节数")
     tables: dict[str, int] = Field(description="每张表的行数（压缩前后一致，已核对）")
     seconds: float = Field(description="用时（秒），含等待进行中的请求结束的时间")
+
+
+# GPU resources
+
+HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+HostName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_HOST_NAME_LENGTH, pattern=HOST_NAME_PATTERN),
+]
+
+
+class GpuDevice(BaseModel):
+    id: str = Field(
+        description="设备的稳定 ID：真实 GPU 为 NVML UUID（GPU-…），声明的模拟设备为 sim-<主机>-<型号>-<序号>"
+    )
+    index: int = Field(description="设备在主机上的序号（CUDA 序号）")
+    model: str = Field(description="GPU 型号，例如 A100")
+    memory_mb: int = Field(description="显存（MiB）")
+
+
+class GpuDeviceDeclaration(Contract):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[!-~]+$")] = Field(
+        description="设备的稳定 ID（NVML UUID 或 sim-<主机>-<型号>-<序号>），可见 ASCII 字符"
+    )
+    index: Annotated[int, Field(ge=0, le=MAX_HOST_DEVICES - 1)] = Field(description="设备在主机上的序号（CUDA 序号）")
+    model: Name = Field(description="GPU 型号，例如 A100")
+    memory_mb: Annotated[int, Field(ge=0, le=2**40)] = Field(description="显存（MiB）")
+
+
+class HostRegistration(Contract):
+    pool: Name = Field("ltm-process", description="运行这台主机上训练流程的 Prefect 工作池（或队列）")
+    devices: list[GpuDeviceDeclaration] = Field(
+        default_factory=list,
+        max_length=MAX_HOST_DEVICES,
+        description="主机当前的全部 GPU；整体替换上一次登记的列表（不是合并）",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_devices(self) -> "HostRegistration":
+        for key, label in (("id", "ID"), ("index", "序号")):
+            seen = [getattr(device, key) for device in self.devices]
+            repeated = sorted({str(value) for value in seen if seen.count(value) > 1})
+            if repeated:
+                raise ValueError(f"devices 中设备{label}重复：{'、'.join(repeated)}")
+        return self
+
+
+class GpuHost(BaseModel):
+    name: str
+    pool: str = Field(description="运行这台主机上训练流程的 Prefect 工作池（或队列）")
+    online: bool = Field(description="最近 LTM_HOST_OFFLINE_SECONDS 秒内上报过；离线主机的设备不参与分配")
+    registered_at: datetime = Field(description="首次登记的时间")
+    last_seen_at: datetime = Field(description="最近一次上报的时间")
+    devices: list[GpuDevice]
+
+
+class ResourceOverview(BaseModel):
+    hosts: list[GpuHost] = Field(description="登记过的 GPU 主机（按名称排序）及其设备")
+    offline_after_seconds: float = Field(description="多久未上报即视为离线（LTM_HOST_OFFLINE_SECONDS）")

@@ -1,3 +1,4 @@
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -50,6 +51,21 @@ class Settings(BaseSettings):
         0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds"
     )
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
+    gpus: str | None = Field(
+        None,
+        description="GPUs this host declares instead of reading NVML, e.g. 'A100:4' or 'A100:4,H100:2' "
+        "(simulated devices with stable ids); unset: NVML where it is available, else none",
+    )
+    host_name: str | None = Field(None, description="Name this host registers its GPUs under; default the hostname")
+    host_pool: str = Field("ltm-process", description="Prefect work pool (or queue) that runs this host's flows")
+    host_report_seconds: float = Field(5.0, gt=0, description="How often `ltm host` reports this host's GPUs")
+    host_offline_seconds: float = Field(
+        30.0, gt=0, description="A GPU host that has not reported for this long is shown offline"
+    )
+
+    @property
+    def host_label(self) -> str:
+        return self.host_name or socket.gethostname()
 
     @property
     def db_path(self) -> Path:

@@ -183,6 +183,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # Batches stored before have none and match any content.
         ["ALTER TABLE ingest_batches ADD COLUMN digest VARCHAR"],
     ),
+    (
+        10,
+        [
+            # GPU hosts and the devices each last reported; a report replaces the host's device list.
+            """CREATE TABLE gpu_hosts (
+                name VARCHAR PRIMARY KEY,
+                pool VARCHAR NOT NULL,
+                registered_at TIMESTAMP NOT NULL,
+                last_seen_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE gpu_devices (
+                id VARCHAR PRIMARY KEY,
+                host VARCHAR NOT NULL,
+                idx INTEGER NOT NULL,
+                model VARCHAR NOT NULL,
+                memory_mb BIGINT NOT NULL)""",
+        ],
+    ),
 ]
 
 

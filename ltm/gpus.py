@@ -1,0 +1,113 @@
+"""This host's GPU inventory: real devices read through NVML by UUID, or devices declared with LTM_GPUS.
+
+`LTM_GPUS` declares simulated devices where there is no NVML (tests, demos, CPU-only machines) and, when set,
+takes precedence over NVML: `A100:4`, `A100:4,H100:2`, or `型号:数量:显存MiB` for a model not in the table below
+(`RTX4090:2:24564`). Declared devices get stable ids `sim-<host>-<model>-<index>`, numbered 0… across the
+whole list like CUDA indexes, so the same declaration on the same host always names the same devices.
+"""
+
+from ltm.models import GpuDeviceDeclaration
+from ltm.settings import Settings
+
+# Memory in MiB as NVML reports it for the common data-centre models (80 GB parts).
+KNOWN_MEMORY_MB = {
+    "A100": 81920,
+    "H100": 81920,
+    "H200": 143771,
+    "L40S": 46068,
+    "A10": 23028,
+    "T4": 15360,
+    "V100": 32768,
+}
+FORMAT = "格式为 型号:数量[:显存MiB]，多项用逗号分隔，例如 A100:4 或 A100:4,H100:2"
+
+
+def _refuse(value: str, problem: str) -> ValueError:
+    return ValueError(f"LTM_GPUS={value!r} 无法解析：{problem}。{FORMAT}")
+
+
+def _count(value: str, text: str, what: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise _refuse(value, f"{what} {text.strip()!r} 不是整数") from None
+    if number < 0:
+        raise _refuse(value, f"{what} {number} 不能为负数")
+    return number
+
+
+def _model_and_memory(value: str, parts: list[str]) -> tuple[str, int]:
+    name = parts[0].strip()
+    if not name or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
+        raise _refuse(value, f"型号 {name!r} 只能包含字母、数字、点、下划线和连字符")
+    if len(parts) == 3:
+        memory = _count(value, parts[2], f"{name} 的显存")
+        if memory == 0:
+            raise _refuse(value, f"{name} 的显存必须大于 0")
+        return name, memory
+    known = {known.upper(): known for known in KNOWN_MEMORY_MB}
+    if name.upper() not in known:
+        raise _refuse(
+            value,
+            f"未知的 GPU 型号 {name}（已知：{'、'.join(KNOWN_MEMORY_MB)}）；其他型号请写明显存，例如 {name}:2:24576",
+        )
+    canonical = known[name.upper()]
+    return canonical, KNOWN_MEMORY_MB[canonical]
+
+
+def parse_declared(value: str, host: str) -> list[GpuDeviceDeclaration]:
+    """The devices `LTM_GPUS=value` declares on `host`; ValueError (Chinese, naming LTM_GPUS) when malformed."""
+    devices: list[GpuDeviceDeclaration] = []
+    seen: set[str] = set()
+    for item in value.split(","):
+        if not item.strip():
+            raise _refuse(value, "有空的项")
+        parts = item.split(":")
+        if len(parts) not in (2, 3):
+            raise _refuse(value, f"{item.strip()!r} 不是 型号:数量 或 型号:数量:显存MiB")
+        model, memory = _model_and_memory(value, parts)
+        if model.upper() in seen:
+            raise _refuse(value, f"型号 {model} 出现了不止一次")
+        seen.add(model.upper())
+        for _ in range(_count(value, parts[1], f"{model} 的数量")):
+            index = len(devices)
+            devices.append(
+                GpuDeviceDeclaration(id=f"sim-{host}-{model}-{index}", index=index, model=model, memory_mb=memory)
+            )
+    return devices
+
+
+def read_nvml() -> list[GpuDeviceDeclaration] | None:
+    """The real devices, by UUID, through NVML; None where nvidia-ml-py is missing or NVML does not start."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        devices = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            devices.append(
+                GpuDeviceDeclaration(
+                    id=uuid.decode() if isinstance(uuid, bytes) else uuid,
+                    index=index,
+                    model=name.decode() if isinstance(name, bytes) else name,
+                    memory_mb=pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024),
+                )
+            )
+        return devices
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def inventory(settings: Settings) -> list[GpuDeviceDeclaration]:
+    """This host's devices: those LTM_GPUS declares when it is set, else NVML's, else none."""
+    if settings.gpus is not None and settings.gpus.strip():
+        return parse_declared(settings.gpus, settings.host_label)
+    return read_nvml() or []

@@ -1,0 +1,57 @@
+"""GPU hosts and their devices, as each host last reported them."""
+
+from datetime import datetime
+
+from ltm.store.db import Database, from_db_time
+
+
+def devices_held_elsewhere(db: Database, host: str, device_ids: list[str]) -> dict[str, str]:
+    """Those of `device_ids` that another host has registered, with that host's name."""
+    if not device_ids:
+        return {}
+    rows = db.fetch_all(
+        "SELECT id, host FROM gpu_devices WHERE list_contains(?, id) AND host <> ? ORDER BY id", [device_ids, host]
+    )
+    return dict(rows)
+
+
+def register_host(db: Database, name: str, pool: str, devices: list[dict], seen_at: datetime) -> None:
+    """Record a host's report in one transaction: its pool and time seen, and exactly `devices` as its device list
+    (devices it no longer reports are removed, not kept)."""
+    with db.writing(transaction=True) as cur:
+        cur.execute(
+            "INSERT INTO gpu_hosts (name, pool, registered_at, last_seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, last_seen_at = excluded.last_seen_at",
+            [name, pool, seen_at, seen_at],
+        )
+        cur.execute(
+            "DELETE FROM gpu_devices WHERE host = ? AND NOT list_contains(?, id)",
+            [name, [device["id"] for device in devices]],
+        )
+        for device in devices:
+            cur.execute(
+                "INSERT INTO gpu_devices (id, host, idx, model, memory_mb) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET host = excluded.host, idx = excluded.idx, model = excluded.model, "
+                "memory_mb = excluded.memory_mb",
+                [device["id"], name, device["index"], device["model"], device["memory_mb"]],
+            )
+
+
+def list_hosts(db: Database, name: str | None = None) -> list[dict]:
+    """Every host (or the one named), by name, each with its devices by index."""
+    where, parameters = ("WHERE name = ?", [name]) if name is not None else ("", [])
+    hosts = db.fetch_dicts(
+        f"SELECT name, pool, registered_at, last_seen_at FROM gpu_hosts {where} ORDER BY name", parameters
+    )
+    where = where.replace("name", "host")
+    devices = db.fetch_dicts(
+        f'SELECT id, host, idx AS "index", model, memory_mb FROM gpu_devices {where} ORDER BY host, idx', parameters
+    )
+    by_host: dict[str, list[dict]] = {host["name"]: [] for host in hosts}
+    for device in devices:
+        by_host.setdefault(device.pop("host"), []).append(device)
+    for host in hosts:
+        host["registered_at"] = from_db_time(host["registered_at"])
+        host["last_seen_at"] = from_db_time(host["last_seen_at"])
+        host["devices"] = by_host[host["name"]]
+    return hosts
