@@ -31,6 +31,19 @@ def start_all(args: argparse.Namespace) -> int:
     return up(home, Ports(prefect=args.prefect_port, api=args.api_port, console=args.console_port))
 
 
+def report_host(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ltm.host_agent import report_forever
+    from ltm.settings import Settings
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return report_forever(Settings(), stop)
+
+
 def compact_store(args: argparse.Namespace) -> int:
     result, code = call_api("压缩存储", lambda client: client.compact())
     if result is None:
@@ -56,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     everything.add_argument("--api-port", type=int, default=8000)
     everything.add_argument("--console-port", type=int, default=8501)
     everything.set_defaults(handler=start_all)
+    host = commands.add_parser(
+        "host",
+        help="定期向 API（LTM_API_URL）登记本机 GPU（LTM_GPUS 声明的模拟设备，或 NVML 读到的真实设备），直到被停止",
+    )
+    host.set_defaults(handler=report_host)
     add_token_commands(commands)
     add_backup_commands(commands)
     compact = commands.add_parser("compact", help="压缩存储，收回已删除运行占用的空间（通过运行中的 API，LTM_API_URL）")

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
-RESTARTABLE = {"worker"}  # a lost worker is replaced; its runs end as the flows and the reconciler find them
+# A lost worker is replaced (its runs end as the flows and the reconciler find them), and so is the host agent.
+RESTARTABLE = {"worker", "host"}
 
 
 def answers(url: str) -> bool:
@@ -109,6 +110,7 @@ def services(ports: Ports) -> list[Service]:
         Service(
             "api", [python, "-m", "ltm.cli", "api", "--port", str(ports.api)], f"http://127.0.0.1:{ports.api}/health"
         ),
+        Service("host", [python, "-m", "ltm.cli", "host"]),  # this host's GPUs (LTM_GPUS or NVML), reported
     ]
     console_app = Path(importlib.util.find_spec("ltm.console").origin).with_name("app.py")
     if console_app.exists():
@@ -161,7 +163,21 @@ def cancel_active_runs(api_url: str) -> None:
                 print(f"  {run.id}：{exc}", flush=True)
 
 
+def declared_gpus() -> int:
+    """How many GPUs LTM_GPUS declares for the local host; ValueError (naming LTM_GPUS) before anything starts."""
+    from ltm.gpus import parse_declared
+    from ltm.settings import Settings
+
+    settings = Settings()  # the environment the host agent inherits
+    return len(parse_declared(settings.gpus, settings.host_label)) if settings.gpus and settings.gpus.strip() else 0
+
+
 def up(home: Path, ports: Ports) -> int:
+    try:
+        declared_gpus()
+    except ValueError as exc:
+        print(f"启动失败：{exc}", file=sys.stderr, flush=True)
+        return 1
     home = home.resolve()
     log_dir = home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +218,7 @@ def up(home: Path, ports: Ports) -> int:
     finally:
         if {"api", "worker"} <= {s.name for s in running if s.process.poll() is None}:
             cancel_active_runs(env["LTM_API_URL"])
-        order = ["console", "worker", "api", "prefect-server"]
+        order = ["console", "worker", "host", "api", "prefect-server"]
         for service in sorted(running, key=lambda s: order.index(s.name)):
             service.stop()
         print("已停止。", flush=True)
