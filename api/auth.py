@@ -84,7 +84,7 @@ def actor(request: Request) -> Actor:
     """The caller, and whether the route lets them in at all: with auth on, a missing, unknown or revoked token is
     a 401; a run token outside its allow-list, or anyone but a run's own token or an admin writing what a run
     reports, is a 403."""
-    if not (request.app.state.settings.auth or _arrived_over_network(request)):
+    if not (request.app.state.settings.auth or arrived_over_network(request.scope)):
         return Actor(LOCAL, Role.ADMIN.value)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -110,10 +110,10 @@ def actor(request: Request) -> Actor:
     return caller
 
 
-def _arrived_over_network(request: Request) -> bool:
+def arrived_over_network(scope: dict) -> bool:
     """Tokens are required beyond loopback whatever LTM_AUTH says: the socket's own address decides, so an app
     served by any server (not only `ltm api`) holds the rule. In-process transports name no IP address."""
-    server = request.scope.get("server")
+    server = scope.get("server")
     try:
         return bool(server) and not ipaddress.ip_address(server[0]).is_loopback
     except ValueError:

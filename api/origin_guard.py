@@ -14,6 +14,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ltm.api.auth import arrived_over_network
 from ltm.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -117,7 +118,7 @@ class OriginGuard:
         if self.any_host or _is_loopback(name) or name in self.hosts:
             return True
         # Beyond loopback every request needs a token, which no other site's page can attach.
-        return self.network_may_name_any_host and bool(server) and not ipaddress.ip_address(server[0]).is_loopback
+        return self.network_may_name_any_host and arrived_over_network(scope)
 
     def _trusted(self, sender: str, host: tuple[str, int | None] | None) -> bool:
         """The console, or a page of this API itself: the host and port the request was sent to (a TLS proxy in

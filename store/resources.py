@@ -39,13 +39,17 @@ def register_host(db: Database, name: str, pool: str, devices: list[dict], seen_
 
 def list_hosts(db: Database, name: str | None = None) -> list[dict]:
     """Every host (or the one named), by name, each with its devices by index."""
-    where, parameters = ("WHERE name = ?", [name]) if name is not None else ("", [])
+    one = name is not None
+    parameters = [name] if one else []
     hosts = db.fetch_dicts(
-        f"SELECT name, pool, registered_at, last_seen_at FROM gpu_hosts {where} ORDER BY name", parameters
+        "SELECT name, pool, registered_at, last_seen_at FROM gpu_hosts "
+        f"{'WHERE name = ?' if one else ''} ORDER BY name",
+        parameters,
     )
-    where = where.replace("name", "host")
     devices = db.fetch_dicts(
-        f'SELECT id, host, idx AS "index", model, memory_mb FROM gpu_devices {where} ORDER BY host, idx', parameters
+        'SELECT id, host, idx AS "index", model, memory_mb FROM gpu_devices '
+        f"{'WHERE host = ?' if one else ''} ORDER BY host, idx",
+        parameters,
     )
     by_host: dict[str, list[dict]] = {host["name"]: [] for host in hosts}
     for device in devices:

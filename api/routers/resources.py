@@ -12,7 +12,7 @@ from ltm.limits import MAX_HOST_NAME_LENGTH
 from ltm.models import HOST_NAME_PATTERN, GpuHost, HostRegistration, ResourceOverview
 from ltm.settings import Settings
 from ltm.store import resources as resource_store
-from ltm.store import utc_now
+from ltm.store import to_db_time, utc_now
 
 router = APIRouter(tags=["GPU 资源"], dependencies=[Depends(json_body_only)])
 
@@ -29,7 +29,7 @@ HostPath = Annotated[
 
 def _shown(host: dict, settings: Settings) -> dict:
     cutoff = utc_now() - timedelta(seconds=settings.host_offline_seconds)
-    return {**host, "online": host["last_seen_at"].replace(tzinfo=None) >= cutoff}
+    return {**host, "online": to_db_time(host["last_seen_at"]) >= cutoff}
 
 
 @router.put(
