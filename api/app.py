@@ -45,6 +45,19 @@ async def _reconcile_forever(service: RunService, every: float) -> None:
             log.exception("与编排服务同步运行状态失败")
 
 
+async def _admit_forever(service: RunService, every: float) -> None:
+    """GPU admission: right after a run ends (its devices are free), and every `every` seconds."""
+    while not service.stopping:
+        try:
+            await asyncio.to_thread(service.admit_when_due, every)
+        except LauncherUnavailable as exc:
+            log.warning("暂时无法把已分配 GPU 的运行交给编排服务：%s", exc)
+            await asyncio.sleep(every)
+        except Exception:
+            log.exception("GPU 分配失败")
+            await asyncio.sleep(every)
+
+
 def create_app(settings: Settings | None = None, launcher: Launcher | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -55,12 +68,15 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
         reconciler = asyncio.create_task(_reconcile_forever(app.state.runs, settings.reconcile_seconds))
+        admitter = asyncio.create_task(_admit_forever(app.state.runs, settings.reconcile_seconds))
         try:
             yield
         finally:
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
+            app.state.runs.stop()
+            await admitter
             app.state.runs.launcher.close()
             db.close()
 

@@ -1,8 +1,10 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
+import threading
 from datetime import timedelta
 
-from ltm import artifact_paths, datasets
+from ltm import artifact_paths, datasets, gpus
+from ltm.api import admission
 from ltm.api.auth import hash_token, issue_launch_code, issue_run_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
@@ -15,6 +17,7 @@ from ltm.settings import Settings
 from ltm.store import Database, to_db_time, utc_now
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
+from ltm.store import leases as lease_store
 from ltm.store import runs as run_store
 
 STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
@@ -27,6 +30,10 @@ class RunService:
         self.launcher = launcher
         self.settings = settings
         self.watch = StatusWatch()
+        self.waiting: dict[str, admission.Waiting] = {}  # the last admission cycle's queue, by run id
+        self._admitting = threading.Lock()
+        self._admission_due = threading.Event()
+        self.stopping = False
 
     def get(self, project_id: str, run_id: str) -> dict:
         run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
@@ -34,17 +41,28 @@ class RunService:
             raise not_found("运行", run_id)
         return run
 
-    def with_artifacts(self, run: dict) -> dict:
-        return {**run, "artifacts": artifact_store.list_for_run(self.db, run["id"])}
+    def shown(self, run: dict) -> dict:
+        """The run as answered: with its place and reason in the GPU queue while it waits for devices."""
+        waiting = self.waiting.get(run["id"]) if run["status"] == RunStatus.QUEUED.value else None
+        return {
+            **run,
+            "queue_position": waiting.position if waiting else None,
+            "queue_reason": waiting.reason if waiting else None,
+        }
 
-    def create(self, project: dict, config: dict, resumed_from: dict | None = None) -> dict:
-        """Store a queued run and hand it to the launcher; nothing stays stored if the launcher fails."""
+    def with_artifacts(self, run: dict) -> dict:
+        return {**self.shown(run), "artifacts": artifact_store.list_for_run(self.db, run["id"])}
+
+    def create(self, project: dict, config: dict, created_by: str, resumed_from: dict | None = None) -> dict:
+        """Store a queued run and hand it to the launcher, or to GPU admission when it asks for GPUs of the
+        declared inventory; nothing stays stored if the launcher fails."""
         refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
         if refused:
             raise unprocessable(f"dataset：{refused}", "dataset")
         checked_hyperparameters(config["trainer"], config["hyperparameters"])
         if project["archived"]:
             raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
+        admitted = self._needs_admission(config["resources"])
         now = utc_now()
         with self.db.writing():
             number = run_store.count_for_project(self.db, project["id"]) + 1
@@ -75,8 +93,17 @@ class RunService:
                 "message": None,
                 "flow_run_id": None,
                 "metric_steps": {},
+                "priority": config.get("priority") or 0,
+                "created_by": created_by,
+                "devices": [],
+                "gpu_host": None,
+                "leased_at": None,
+                "released_at": None,
             }
             run_store.insert(self.db, run)
+        if admitted:
+            self.admit()
+            return self.get(project["id"], run["id"])
         try:
             self._hand_over(run)
         except LauncherUnavailable as exc:
@@ -85,13 +112,68 @@ class RunService:
             raise Refusal(503, f"编排服务不可用，运行未创建：{exc}") from exc
         return self.get(project["id"], run["id"])
 
+    def _needs_admission(self, resources: dict) -> bool:
+        """Whether a run with `resources` waits for leased devices (it asks for GPUs and hosts registered some);
+        422 naming the field when no registered host could ever hold it."""
+        gpu_type, count = gpus.requested(resources)
+        if count == 0 or not lease_store.inventory_declared(self.db):
+            return False
+        devices = admission.devices_of(lease_store.devices(self.db), utc_now(), None)
+        refused = admission.refusal(gpu_type, count, devices)
+        if refused:
+            raise unprocessable(refused[1], refused[0])
+        return True
+
+    def admit(self) -> None:
+        """One admission cycle: lease devices to the waiting runs that fit, in queue order, and hand each over
+        with CUDA_VISIBLE_DEVICES set; remember why the others wait. One cycle at a time."""
+        self._admission_due.clear()
+        with self._admitting:
+            if not lease_store.inventory_declared(self.db):
+                self.waiting = {}
+                return
+            now = utc_now()
+            offline_after = timedelta(seconds=self.settings.host_offline_seconds)
+            requests = admission.requests_of(lease_store.waiting_runs(self.db))
+            devices = admission.devices_of(lease_store.devices(self.db), now, offline_after)
+            grants, self.waiting = admission.plan(requests, devices)
+            for grant in grants:
+                if not lease_store.lease(self.db, grant.run_id, grant.host, grant.device_ids, now):
+                    continue
+                try:
+                    self._hand_over(run_store.get(self.db, grant.run_id))
+                except LauncherUnavailable:
+                    lease_store.unlease(self.db, grant.run_id)
+                    self.admit_soon()
+                    raise
+        self.watch.notify()
+
+    def admit_when_due(self, timeout: float) -> None:
+        """Admit as soon as devices may have freed up (a run ended), or after `timeout` at the latest."""
+        self._admission_due.wait(timeout)
+        if not self.stopping:
+            self.admit()
+
+    def admit_soon(self) -> None:
+        """Run an admission cycle as soon as the admission loop can (devices were registered or freed)."""
+        self._admission_due.set()
+
+    def stop(self) -> None:
+        """End `admit_when_due` loops before the store closes."""
+        self.stopping = True
+        self._admission_due.set()
+
     def _hand_over(self, run: dict) -> None:
-        """Submit a stored run with a fresh launch code and record the orchestrator's id. Submitting the same run
-        twice yields its first flow run (the launcher's idempotency key is the run id)."""
+        """Submit a stored run with a fresh launch code (and its leased devices, if any) and record the
+        orchestrator's id. Submitting the same run twice yields its first flow run (the launcher's idempotency
+        key is the run id)."""
         env = {}
         if self.settings.auth:
             env["LTM_LAUNCH_CODE"] = issue_launch_code(self.db, run["id"])
-        flow_run_id = self.launcher.submit(run, env)
+        work_queue, leased = lease_store.placement(self.db, run["id"])
+        if leased:
+            env["CUDA_VISIBLE_DEVICES"] = gpus.visible_devices([d for d, _ in leased], [i for _, i in leased])
+        flow_run_id = self.launcher.submit({**run, "work_queue": work_queue}, env)
         if flow_run_id:
             self.update(run["id"], {"flow_run_id": flow_run_id})
 
@@ -103,6 +185,8 @@ class RunService:
         now = utc_now()
         grace = timedelta(seconds=STRANDED_AFTER_RECONCILES * self.settings.reconcile_seconds)
         for run in run_store.stranded(self.db, RunStatus.QUEUED.value, now - grace):
+            if not run["devices"] and self._waits_for_devices(run):
+                continue  # admission hands it over once it holds devices
             try:
                 self._hand_over(run)
             except LauncherUnavailable as exc:
@@ -110,7 +194,10 @@ class RunService:
                     raise
                 self.move(run, RunStatus.FAILED, f"运行创建后一直未能交给编排服务：{exc}")
 
-    def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict) -> dict:
+    def _waits_for_devices(self, run: dict) -> bool:
+        return gpus.requested(run["resources"])[1] > 0 and lease_store.inventory_declared(self.db)
+
+    def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict, created_by: str) -> dict:
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
         if artifact is None or artifact["run_id"] != source_run["id"]:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
@@ -131,8 +218,9 @@ class RunService:
             "trainer": overrides.get("trainer") or source_run["trainer"],
             "hyperparameters": {**source_run["hyperparameters"], **(overrides.get("hyperparameters") or {})},
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
+            "priority": overrides.get("priority", source_run["priority"]),
         }
-        return self.create(project, config, resumed_from=artifact)
+        return self.create(project, config, created_by, resumed_from=artifact)
 
     def exchange_launch_code(self, run_id: str, code: str) -> str:
         """The run token for the flow that holds its run's launch code, once, and only after the launcher reports
@@ -233,9 +321,12 @@ class RunService:
         self._moved(run["id"], new)
 
     def _moved(self, run_id: str, new: RunStatus) -> None:
-        """A finished run's flow token has nothing left to do; waiters learn about the move."""
+        """A finished run's flow token has nothing left to do and its devices go to the next run in the queue;
+        waiters learn about the move."""
         if new.is_terminal:
             auth_store.revoke_run_tokens(self.db, run_id)
+            lease_store.release(self.db, [run_id], utc_now())
+            self.admit_soon()
         self.watch.notify()
 
     def _checked_move(self, run: dict, new: RunStatus) -> dict:
@@ -273,7 +364,12 @@ class RunService:
         return RunStatus(run_store.get(self.db, run_id)["status"]).is_terminal
 
     def reconcile(self) -> list[Observation]:
-        """Catch the store up with the orchestrator for runs it still thinks are active."""
+        """Catch the store up with the orchestrator for runs it still thinks are active; free leases nobody
+        should hold any more."""
+        stale = lease_store.stale(self.db)
+        if stale:
+            lease_store.release(self.db, stale, utc_now())
+            self.admit_soon()
         self.hand_over_stranded()
         active = run_store.list_by_status(self.db, [s.value for s in RunStatus if s.is_active])
         observations = self.launcher.observe(active)

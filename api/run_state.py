@@ -27,6 +27,7 @@ def stamps(run: dict, new: RunStatus, now: datetime) -> dict:
         values["started_at"] = now
     if new.is_terminal:
         values["finished_at"] = now
+        values["gpu_utilization"] = None  # a live figure; a finished run has none
     if new == S.CANCELLED:
         values["cancelled_at"] = now
     if new == S.COMPLETED:

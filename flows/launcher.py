@@ -38,6 +38,7 @@ class PrefectLauncher:
                 timeout=0,
                 flow_run_name=f"{run['name']} · {run['id']}",
                 idempotency_key=run["id"],  # a run handed over again after an API crash keeps its one flow run
+                work_queue_name=run.get("work_queue"),  # the queue of the host whose GPUs the run leased
                 tags=[f"project:{run['project_id']}", f"model:{run['model']}"],
             )
         except _PREFECT_ERRORS as exc:

@@ -235,11 +235,15 @@ class Client:
     # GPU resources
 
     def register_host(
-        self, host: str, devices: list[models.GpuDeviceDeclaration], pool: str = "ltm-process"
+        self, host: str, devices: list[models.GpuDeviceDeclaration], work_queue: str = "default"
     ) -> models.GpuHost:
         """Register or refresh `host` (a heartbeat): `devices` replaces the device list it registered before."""
-        body = models.HostRegistration(pool=pool, devices=devices).model_dump(mode="json")
+        body = models.HostRegistration(work_queue=work_queue, devices=devices).model_dump(mode="json")
         return self._send("PUT", models.GpuHost, f"/hosts/{_segment(host)}", body)
+
+    def remove_host(self, host: str) -> models.GpuHost:
+        """Forget `host` and its devices (admin); leases on them end. Answers the host as it was registered."""
+        return self._send("DELETE", models.GpuHost, f"/hosts/{_segment(host)}")
 
     def list_resources(self) -> models.ResourceOverview:
         return self._get(models.ResourceOverview, "/resources")

@@ -111,3 +111,37 @@ def inventory(settings: Settings) -> list[GpuDeviceDeclaration]:
     if settings.gpus is not None and settings.gpus.strip():
         return parse_declared(settings.gpus, settings.host_label)
     return read_nvml() or []
+
+
+_VENDOR_WORDS = {"NVIDIA", "TESLA", "GEFORCE", "QUADRO"}
+_SERIES_WORDS = {"RTX", "GTX"}
+
+
+def gpu_type_of(model: str) -> str:
+    """The type a run asks for (`resources.gpu_type`) that a device's model name is: `A100` for both `A100`
+    and NVML's `NVIDIA A100-SXM4-80GB`, `H100` for `NVIDIA H100 80GB HBM3`, `RTX4090` for
+    `NVIDIA GeForce RTX 4090`."""
+    words = [word for word in model.upper().replace("-", " ").split() if word not in _VENDOR_WORDS]
+    if not words:
+        return model.strip().upper()
+    if words[0] in _SERIES_WORDS and len(words) > 1:
+        return words[0] + words[1]
+    return words[0]
+
+
+def requested(resources: dict) -> tuple[str | None, int]:
+    """(gpu_type normalised like `gpu_type_of`, device count) a run's resources ask for; a type without a count
+    asks for one device, as the simulated trainer reads it."""
+    gpu_type = resources.get("gpu_type")
+    count = resources.get("gpu_count")
+    if count is None:
+        count = 1 if gpu_type else 0
+    normalised = gpu_type_of(gpu_type) if isinstance(gpu_type, str) and gpu_type.strip() else None
+    return normalised, count if isinstance(count, int) else 0
+
+
+def visible_devices(device_ids: list[str], indexes: list[int]) -> str:
+    """CUDA_VISIBLE_DEVICES for leased devices: their UUIDs when they are real, else their CUDA indexes."""
+    if all(device_id.startswith(("GPU-", "MIG-")) for device_id in device_ids):
+        return ",".join(device_ids)
+    return ",".join(str(index) for index in indexes)

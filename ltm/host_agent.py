@@ -27,7 +27,7 @@ def report_forever(settings: Settings, stop: threading.Event) -> int:
     with Client(url, token=settings.token, timeout=10) as client:
         while not stop.is_set():
             try:
-                registered = client.register_host(host, gpus.inventory(settings), pool=settings.host_pool)
+                registered = client.register_host(host, gpus.inventory(settings), work_queue=settings.host_work_queue)
                 problem, news = None, f"已向 {url} 登记主机 {host}：{len(registered.devices)} 个 GPU"
             except (ApiError, httpx.HTTPError) as exc:
                 problem = news = f"向 {url} 登记主机 {host} 失败：{exc}"

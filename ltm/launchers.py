@@ -24,7 +24,9 @@ class Observation:
 
 class Launcher(Protocol):
     def submit(self, run: dict, env: dict[str, str]) -> str | None:
-        """Start the run with `env` set for its process (e.g. its launch code); returns the orchestrator's id."""
+        """Start the run with `env` set for its process (its launch code; CUDA_VISIBLE_DEVICES when it leased
+        GPUs, in which case `run["work_queue"]` names the queue of the host that holds them, else it is None);
+        returns the orchestrator's id."""
 
     def cancel(self, run: dict) -> None:
         """Ask the orchestrator to stop the run."""

@@ -153,6 +153,7 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TRAINER_NAME_LENGTH)]
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BATCH_ID_LENGTH)]
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
+Priority = Annotated[int, Field(ge=-100, le=100)]
 Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 
 
@@ -179,6 +180,7 @@ class ProjectCreate(Contract):
     visibility: Visibility = Field(
         Visibility.TEAM, description="团队可见：所有令牌可读；私有：只有负责人、项目成员和管理员可见"
     )
+    default_priority: Priority = Field(0, description="项目中运行的默认优先级（-100–100，越大越先分配 GPU）")
 
 
 class ProjectUpdate(Contract):
@@ -193,6 +195,7 @@ class ProjectUpdate(Contract):
         None, description="`已归档` 归档项目，`未归档` 恢复项目；省略表示不变"
     )
     visibility: Visibility = Field(None, description="团队可见 或 私有（只有负责人和管理员可以修改）；省略表示不变")
+    default_priority: Priority = Field(None, description="运行的默认优先级（-100–100）；省略表示不变")
 
 
 class FieldChange(BaseModel):
@@ -245,6 +248,7 @@ class Project(BaseModel):
     default_hyperparameters: dict[str, Any]
     default_trainer: str | None = None
     visibility: Visibility = Visibility.TEAM
+    default_priority: int = 0
     version: int
     run_count: int
     runs: list[RunSummary]
@@ -275,6 +279,9 @@ class RunCreate(Contract):
     trainer: TrainerName | None = Field(
         None, description="训练器名称，缺省为项目默认训练器或 simulated；见 GET /trainers"
     )
+    priority: Priority | None = Field(
+        None, description="GPU 排队优先级（-100–100，越大越先分配），缺省为项目的 default_priority"
+    )
 
 
 class RunResume(Contract):
@@ -286,6 +293,7 @@ class RunResume(Contract):
     hyperparameters: JsonObject | None = None
     resources: Resources | None = None
     trainer: TrainerName | None = None
+    priority: Priority | None = None
 
 
 class TagEvent(BaseModel):
@@ -333,6 +341,14 @@ class RunOverview(BaseModel):
     project_version: int
     message: str | None = None
     flow_run_id: str | None = None
+    priority: int = Field(0, description="GPU 排队优先级，越大越先分配")
+    created_by: str | None = Field(None, description="创建运行的用户")
+    devices: list[str] = Field(
+        default_factory=list, description="租给运行的 GPU 设备 ID（按 CUDA 序号）；未分配过 GPU 时为空"
+    )
+    gpu_host: str | None = Field(None, description="运行所在的 GPU 主机；未分配过 GPU 时为空")
+    queue_position: int | None = Field(None, description="在同一 GPU 型号等待队列中的位置（从 1 开始）；不在等待时为空")
+    queue_reason: str | None = Field(None, description="还在等待 GPU 的原因；不在等待时为空")
 
 
 class Run(RunOverview):
@@ -618,6 +634,9 @@ class GpuDevice(BaseModel):
     index: int = Field(description="设备在主机上的序号（CUDA 序号）")
     model: str = Field(description="GPU 型号，例如 A100")
     memory_mb: int = Field(description="显存（MiB）")
+    gpu_type: str = Field("", description="运行在 resources.gpu_type 中请求的型号，例如 A100")
+    run_id: str | None = Field(None, description="租用这块设备的运行；空闲或为调用者看不到的私有项目所用时为空")
+    busy: bool = Field(False, description="是否已租给某个运行")
 
 
 class GpuDeviceDeclaration(Contract):
@@ -630,7 +649,9 @@ class GpuDeviceDeclaration(Contract):
 
 
 class HostRegistration(Contract):
-    pool: Name = Field("ltm-process", description="运行这台主机上训练流程的 Prefect 工作池（或队列）")
+    work_queue: Name = Field(
+        "default", description="这台主机的 Prefect worker 拉取的工作队列（训练部署所在工作池 ltm-process 中）"
+    )
     devices: list[GpuDeviceDeclaration] = Field(
         default_factory=list,
         max_length=MAX_HOST_DEVICES,
@@ -649,13 +670,28 @@ class HostRegistration(Contract):
 
 class GpuHost(BaseModel):
     name: str
-    pool: str = Field(description="运行这台主机上训练流程的 Prefect 工作池（或队列）")
+    work_queue: str = Field(description="这台主机的 Prefect worker 拉取的工作队列；租到这台主机 GPU 的运行交到这里")
     online: bool = Field(description="最近 LTM_HOST_OFFLINE_SECONDS 秒内上报过；离线主机的设备不参与分配")
     registered_at: datetime = Field(description="首次登记的时间")
     last_seen_at: datetime = Field(description="最近一次上报的时间")
     devices: list[GpuDevice]
 
 
+class QueuedRun(BaseModel):
+    run_id: str | None = Field(description="运行 ID；调用者看不到的私有项目中的运行为空")
+    project_id: str | None = None
+    name: str
+    gpu_type: str = Field(description="等待的 GPU 型号（未指定型号时为 任意型号）")
+    gpu_count: int
+    priority: int
+    created_at: datetime
+    queue_position: int = Field(description="在同一型号队列中的位置（从 1 开始）")
+    queue_reason: str
+
+
 class ResourceOverview(BaseModel):
     hosts: list[GpuHost] = Field(description="登记过的 GPU 主机（按名称排序）及其设备")
+    queue: list[QueuedRun] = Field(
+        default_factory=list, description="等待 GPU 的运行，按型号分队，队内按优先级、创建时间排序"
+    )
     offline_after_seconds: float = Field(description="多久未上报即视为离线（LTM_HOST_OFFLINE_SECONDS）")

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         "(simulated devices with stable ids); unset: NVML where it is available, else none",
     )
     host_name: str | None = Field(None, description="Name this host registers its GPUs under; default the hostname")
-    host_pool: str = Field("ltm-process", description="Prefect work pool (or queue) that runs this host's flows")
+    host_work_queue: str = Field(
+        "default", description="Prefect work queue (in the ltm-process pool) whose worker runs this host's flows"
+    )
     host_report_seconds: float = Field(5.0, gt=0, description="How often `ltm host` reports this host's GPUs")
     host_offline_seconds: float = Field(
         30.0, gt=0, description="A GPU host that has not reported for this long is shown offline"

@@ -132,7 +132,7 @@ def _delete_run_rows(cur, run_ids: list[str]) -> None:
     cur.execute(
         f"DELETE FROM artifact_tags WHERE artifact_id IN (SELECT id FROM artifacts WHERE run_id IN ({marks}))", run_ids
     )
-    for table in ("artifacts", "logs", "log_runs", "metrics", "metric_blocks", "ingest_batches"):
+    for table in ("artifacts", "logs", "log_runs", "metrics", "metric_blocks", "ingest_batches", "gpu_leases"):
         cur.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", run_ids)
     cur.execute(
         f"UPDATE tokens SET revoked_at = ? WHERE run_id IN ({marks}) AND revoked_at IS NULL", [utc_now(), *run_ids]

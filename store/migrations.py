@@ -200,6 +200,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 memory_mb BIGINT NOT NULL)""",
         ],
     ),
+    (
+        11,
+        [
+            # A host names the Prefect work queue (in the training deployment's pool) that its worker polls.
+            "ALTER TABLE gpu_hosts RENAME COLUMN pool TO work_queue",
+            "UPDATE gpu_hosts SET work_queue = 'default' WHERE work_queue = 'ltm-process'",
+            # One row per leased device: the primary key is what keeps two runs off one device.
+            """CREATE TABLE gpu_leases (
+                device_id VARCHAR PRIMARY KEY,
+                run_id VARCHAR NOT NULL,
+                host VARCHAR NOT NULL,
+                leased_at TIMESTAMP NOT NULL)""",
+            "ALTER TABLE runs ADD COLUMN priority INTEGER DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN created_by VARCHAR",
+            "ALTER TABLE runs ADD COLUMN devices VARCHAR DEFAULT '[]'",
+            "ALTER TABLE runs ADD COLUMN gpu_host VARCHAR",
+            "ALTER TABLE runs ADD COLUMN leased_at TIMESTAMP",
+            "ALTER TABLE runs ADD COLUMN released_at TIMESTAMP",
+            "ALTER TABLE projects ADD COLUMN default_priority INTEGER DEFAULT 0",
+        ],
+    ),
 ]
 
 

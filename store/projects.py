@@ -36,6 +36,7 @@ def _snapshot(project: dict) -> dict:
         "default_hyperparameters",
         "default_trainer",
         "visibility",
+        "default_priority",
         "archived",
     )
     return {k: project[k] for k in keys}
@@ -46,8 +47,8 @@ def insert(db: Database, project: dict) -> None:
     with db.transaction() as cur:
         cur.execute(
             "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
-            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer, visibility) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer, visibility, "
+            "default_priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 project["id"],
                 project["name"],
@@ -64,6 +65,7 @@ def insert(db: Database, project: dict) -> None:
                 project["updated_at"],
                 project["default_trainer"],
                 project["visibility"],
+                project.get("default_priority") or 0,
             ],
         )
         changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
@@ -139,6 +141,7 @@ UPDATABLE_COLUMNS = frozenset(
         "default_hyperparameters",
         "default_trainer",
         "visibility",
+        "default_priority",
         "archived",
     }
 )

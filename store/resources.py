@@ -15,14 +15,14 @@ def devices_held_elsewhere(db: Database, host: str, device_ids: list[str]) -> di
     return dict(rows)
 
 
-def register_host(db: Database, name: str, pool: str, devices: list[dict], seen_at: datetime) -> None:
-    """Record a host's report in one transaction: its pool and time seen, and exactly `devices` as its device list
+def register_host(db: Database, name: str, work_queue: str, devices: list[dict], seen_at: datetime) -> None:
+    """Record a host's report in one transaction: its work queue and time seen, and exactly `devices` as its device list
     (devices it no longer reports are removed, not kept)."""
     with db.writing(transaction=True) as cur:
         cur.execute(
-            "INSERT INTO gpu_hosts (name, pool, registered_at, last_seen_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, last_seen_at = excluded.last_seen_at",
-            [name, pool, seen_at, seen_at],
+            "INSERT INTO gpu_hosts (name, work_queue, registered_at, last_seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET work_queue = excluded.work_queue, last_seen_at = excluded.last_seen_at",
+            [name, work_queue, seen_at, seen_at],
         )
         cur.execute(
             "DELETE FROM gpu_devices WHERE host = ? AND NOT list_contains(?, id)",
@@ -42,7 +42,7 @@ def list_hosts(db: Database, name: str | None = None) -> list[dict]:
     one = name is not None
     parameters = [name] if one else []
     hosts = db.fetch_dicts(
-        "SELECT name, pool, registered_at, last_seen_at FROM gpu_hosts "
+        "SELECT name, work_queue, registered_at, last_seen_at FROM gpu_hosts "
         f"{'WHERE name = ?' if one else ''} ORDER BY name",
         parameters,
     )
@@ -59,3 +59,13 @@ def list_hosts(db: Database, name: str | None = None) -> list[dict]:
         host["last_seen_at"] = from_db_time(host["last_seen_at"])
         host["devices"] = by_host[host["name"]]
     return hosts
+
+
+def remove_host(db: Database, name: str) -> bool:
+    """Forget a host, its devices and their leases; False when it was not registered."""
+    with db.writing(transaction=True) as cur:
+        found = cur.execute("SELECT count(*) FROM gpu_hosts WHERE name = ?", [name]).fetchone()[0]
+        cur.execute("DELETE FROM gpu_leases WHERE host = ?", [name])
+        cur.execute("DELETE FROM gpu_devices WHERE host = ?", [name])
+        cur.execute("DELETE FROM gpu_hosts WHERE name = ?", [name])
+    return bool(found)

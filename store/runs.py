@@ -2,8 +2,8 @@ import json
 
 from ltm.store.db import Database, from_db_time
 
-_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps")
-_TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at")
+_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps", "devices")
+_TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at", "leased_at", "released_at")
 COLUMNS = (
     "id",
     "project_id",
@@ -31,6 +31,12 @@ COLUMNS = (
     "flow_run_id",
     "metric_steps",
     "trainer",
+    "priority",
+    "created_by",
+    "devices",
+    "gpu_host",
+    "leased_at",
+    "released_at",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

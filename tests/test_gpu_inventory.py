@@ -68,14 +68,14 @@ def test_a_host_registers_reregisters_replacing_its_devices_and_goes_offline_whe
     client = Client(api.url)
     assert client.list_resources().hosts == []
 
-    first = client.register_host("gpu-01", _devices("A100:4,H100:2", "gpu-01"), pool="pool-a")
-    assert first.online and first.pool == "pool-a"
+    first = client.register_host("gpu-01", _devices("A100:4,H100:2", "gpu-01"), work_queue="queue-a")
+    assert first.online and first.work_queue == "queue-a"
     assert [(d.index, d.model, d.memory_mb) for d in first.devices][::3] == [(0, "A100", 81920), (3, "A100", 81920)]
     client.register_host("gpu-02", _devices("T4:1", "gpu-02"))
 
-    again = client.register_host("gpu-01", _devices("A100:2", "gpu-01"), pool="pool-b")
+    again = client.register_host("gpu-01", _devices("A100:2", "gpu-01"), work_queue="queue-b")
     assert [d.id for d in again.devices] == ["sim-gpu-01-A100-0", "sim-gpu-01-A100-1"]  # replaced, not merged
-    assert again.pool == "pool-b" and again.registered_at == first.registered_at
+    assert again.work_queue == "queue-b" and again.registered_at == first.registered_at
     assert again.last_seen_at > first.last_seen_at
     overview = client.list_resources()
     assert [h.name for h in overview.hosts] == ["gpu-01", "gpu-02"]
@@ -168,7 +168,7 @@ def test_ltm_up_reports_the_declared_gpus_of_the_local_host(tmp_path):
         registered = wait_until(local_host, timeout=60, message="ltm up to register the local host's GPUs")
         assert [d.model for d in registered.devices] == ["A100"] * 4 + ["H100"] * 2
         assert [d.index for d in registered.devices] == list(range(6))
-        assert registered.pool == "ltm-process"
+        assert registered.work_queue == "default"
     finally:
         assert system.stop() == 0, system.logs()
     assert system.processes() == []

@@ -94,7 +94,7 @@ def get_project(db: Db, project: ProjectRow):
 def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
     require_project_member(db, caller, project, "修改项目")
     requested = body.model_dump(exclude_unset=True, mode="json")
-    for key, empty in (("tags", []), ("default_hyperparameters", {})):
+    for key, empty in (("tags", []), ("default_hyperparameters", {}), ("default_priority", 0)):
         if key in requested and requested[key] is None:
             requested[key] = empty
     if "status" in requested:

@@ -5,12 +5,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
+from ltm import gpus
 from ltm.api.auth import Caller, require_role
-from ltm.api.deps import CurrentSettings, Db, json_body_only
-from ltm.api.errors import BODY_ERRORS, conflict, responses
+from ltm.api.deps import CurrentSettings, Db, Runs, json_body_only
+from ltm.api.errors import BODY_ERRORS, conflict, not_found, responses
+from ltm.api.visibility import list_filter
 from ltm.limits import MAX_HOST_NAME_LENGTH
 from ltm.models import HOST_NAME_PATTERN, GpuHost, HostRegistration, ResourceOverview
 from ltm.settings import Settings
+from ltm.store import leases as lease_store
+from ltm.store import projects as project_store
 from ltm.store import resources as resource_store
 from ltm.store import to_db_time, utc_now
 
@@ -27,9 +31,18 @@ HostPath = Annotated[
 ]
 
 
-def _shown(host: dict, settings: Settings) -> dict:
+def _shown(host: dict, settings: Settings, holders: dict[str, str | None] | None = None) -> dict:
     cutoff = utc_now() - timedelta(seconds=settings.host_offline_seconds)
-    return {**host, "online": to_db_time(host["last_seen_at"]) >= cutoff}
+    devices = [
+        {
+            **device,
+            "gpu_type": gpus.gpu_type_of(device["model"]),
+            "run_id": (holders or {}).get(device["id"]),
+            "busy": device["id"] in (holders or {}),
+        }
+        for device in host["devices"]
+    ]
+    return {**host, "devices": devices, "online": to_db_time(host["last_seen_at"]) >= cutoff}
 
 
 @router.put(
@@ -39,7 +52,9 @@ def _shown(host: dict, settings: Settings) -> dict:
     description="设备列表整体替换上一次登记的列表。设备 ID 已登记在另一台主机上时答 409。",
     responses=responses(404, 409, *BODY_ERRORS),
 )
-def register_host(host: HostPath, body: HostRegistration, db: Db, settings: CurrentSettings, caller: Caller):
+def register_host(
+    host: HostPath, body: HostRegistration, db: Db, runs: Runs, settings: CurrentSettings, caller: Caller
+):
     require_role(caller, "admin", "登记 GPU 主机")
     devices = [device.model_dump() for device in body.devices]
     with db.writing():
@@ -47,13 +62,64 @@ def register_host(host: HostPath, body: HostRegistration, db: Db, settings: Curr
         if taken:
             held = "、".join(f"{device_id}（主机 {owner}）" for device_id, owner in taken.items())
             raise conflict(f"devices 中的设备已登记在其他主机上：{held}")
-        resource_store.register_host(db, host, body.pool, devices, utc_now())
+        resource_store.register_host(db, host, body.work_queue, devices, utc_now())
+    runs.admit_soon()  # new or freed devices may admit waiting runs
     return _shown(resource_store.list_hosts(db, host)[0], settings)
 
 
-@router.get("/resources", response_model=ResourceOverview, summary="GPU 主机与设备清单")
-def list_resources(db: Db, settings: CurrentSettings):
+@router.delete(
+    "/hosts/{host}",
+    response_model=GpuHost,
+    summary="注销一台 GPU 主机（管理员）：删除它的设备并释放这些设备上的租用",
+    description="主机已下线、不再回来时使用；仍在上报的主机会在下一次心跳时重新登记。",
+    responses=responses(404),
+)
+def remove_host(host: HostPath, db: Db, runs: Runs, settings: CurrentSettings, caller: Caller):
+    """Answers the host as it was registered before it was removed."""
+    require_role(caller, "admin", "注销 GPU 主机")
+    with db.writing():
+        found = resource_store.list_hosts(db, host)
+        if not found or not resource_store.remove_host(db, host):
+            raise not_found("GPU 主机", host)
+    runs.admit_soon()
+    return _shown(found[0], settings)
+
+
+@router.get(
+    "/resources",
+    response_model=ResourceOverview,
+    summary="GPU 主机、设备及其租用，和等待 GPU 的队列",
+    description="调用者看不到的私有项目的运行只显示为占用或排队，不显示其 ID 和名称。",
+)
+def list_resources(db: Db, runs: Runs, settings: CurrentSettings, caller: Caller):
+    visible = {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
+    leased = {device["id"]: device for device in lease_store.devices(db) if device["holder"]}
+    holders = {
+        device_id: device["holder"] if device["holder_project"] in visible else None
+        for device_id, device in leased.items()
+    }
+    queue = []
+    waiting = runs.waiting
+    for run in lease_store.waiting_runs(db):
+        if run["id"] not in waiting:
+            continue
+        gpu_type, count = gpus.requested(run["resources"])
+        shown = run["project_id"] in visible
+        queue.append(
+            {
+                "run_id": run["id"] if shown else None,
+                "project_id": run["project_id"] if shown else None,
+                "name": run["name"] if shown else "（私有项目的运行）",
+                "gpu_type": gpu_type or "任意型号",
+                "gpu_count": count,
+                "priority": run["priority"] or 0,
+                "created_at": run["created_at"],
+                "queue_position": waiting[run["id"]].position,
+                "queue_reason": waiting[run["id"]].reason,
+            }
+        )
     return {
-        "hosts": [_shown(host, settings) for host in resource_store.list_hosts(db)],
+        "hosts": [_shown(host, settings, holders) for host in resource_store.list_hosts(db)],
+        "queue": queue,
         "offline_after_seconds": settings.host_offline_seconds,
     }

@@ -5,7 +5,7 @@ from fastapi.responses import JSONResponse
 
 from ltm.api import examples
 from ltm.api.auth import Caller, record_intervention, require_project_member
-from ltm.api.deps import Db, ProjectRow, RunById, RunRow, Runs, json_body_only
+from ltm.api.deps import ProjectRow, RunById, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
@@ -34,8 +34,10 @@ def create_run(
     config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
     config["resources"] = body.resources.model_dump(exclude_none=True)
     config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
+    if body.priority is None:
+        config["priority"] = project["default_priority"]
     require_project_member(runs.db, caller, project, "创建运行")
-    run = runs.create(project, config)
+    run = runs.create(project, config, caller.user)
     auth_store.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
     return runs.with_artifacts(run)
 
@@ -46,8 +48,8 @@ def create_run(
     summary="列出项目的运行",
     responses=responses(404, 422),
 )
-def list_runs(db: Db, project: ProjectRow):
-    return run_store.list_for_project(db, project["id"])
+def list_runs(runs: Runs, project: ProjectRow):
+    return [runs.shown(run) for run in run_store.list_for_project(runs.db, project["id"])]
 
 
 @router.get(RUN, response_model=Run, summary="获取运行详情", responses=responses(404, 422))
@@ -114,7 +116,7 @@ def resume_run(
     if body is not None and body.resources is not None:
         overrides["resources"] = body.resources.model_dump(exclude_none=True)
     require_project_member(runs.db, caller, project, "恢复运行")
-    resumed = runs.resume(project, run, source_artifact_id, overrides)
+    resumed = runs.resume(project, run, source_artifact_id, overrides, caller.user)
     auth_store.record(
         runs.db,
         caller.user,
