@@ -53,6 +53,11 @@ async def _admit_forever(service: RunService, every: float) -> None:
         except LauncherUnavailable as exc:
             log.warning("暂时无法把已分配 GPU 的运行交给编排服务：%s", exc)
             await asyncio.sleep(every)
+        except RuntimeError as exc:
+            if "after shutdown" in str(exc):
+                return  # the interpreter is exiting (an embedded API at exit): no more worker threads
+            log.exception("GPU 分配失败")
+            await asyncio.sleep(every)
         except Exception:
             log.exception("GPU 分配失败")
             await asyncio.sleep(every)

@@ -8,6 +8,7 @@ from ltm import artifact_paths
 from ltm.client import Client
 from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
 from ltm.flows.signals import sigterm_deferred
+from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.models import Run, RunStatus
 from ltm.reporter import RunReporter
 from ltm.settings import Settings
@@ -33,6 +34,7 @@ class TrainingSession:
         self.trainer = trainer
         self.files = ArtifactWriter(settings.artifact_root_url, run.project_id, run.id)
         self.reporter = RunReporter(client, run.project_id, run.id)
+        self.telemetry = DeviceTelemetry(run.devices, seed=run.hyperparameters.get("seed"))
         self.tensorboard: TensorBoardWriter | None = None
         self._tensorboard_registered = False
         pace = getattr(trainer, "step_seconds", 0.0)  # a trainer without the attribute runs at its own speed
@@ -92,14 +94,16 @@ class TrainingSession:
             started = time.monotonic()
             with sigterm_deferred():
                 out = self.trainer.train_step()
-                self.reporter.metrics(out.step, out.metrics)
-                self.tensorboard.add_scalars(out.step, out.metrics)
+                devices = self.telemetry.read(out.step, out.gpu_utilization)
+                metrics = {**out.metrics, **devices.metrics}
+                self.reporter.metrics(out.step, metrics)
+                self.tensorboard.add_scalars(out.step, metrics)
                 if out.log:
                     self.reporter.log(out.log)
                 self.reporter.progress(
                     progress=out.step / self.trainer.total_steps,
                     current_step=out.step,
-                    gpu_utilization=out.gpu_utilization,
+                    gpu_utilization=devices.utilization,
                 )
             if self.pace:
                 time.sleep(max(0.0, self.pace - (time.monotonic() - started)))
