@@ -248,6 +248,12 @@ class Client:
     def list_resources(self) -> models.ResourceOverview:
         return self._get(models.ResourceOverview, "/resources")
 
+    def resource_usage(self, group_by: str = "project", since: datetime | None = None) -> models.ResourceUsage:
+        """GPU-hours allocated and used, and queue wait, per project, user or GPU type since `since`."""
+        return self._get(
+            models.ResourceUsage, "/resources/usage", group_by=group_by, since=since.isoformat() if since else None
+        )
+
     # Access control
 
     def whoami(self) -> models.Identity:

@@ -34,6 +34,7 @@ from ltm.vocabulary import (
     Role,
     RunStatus,
     TagValue,
+    UsageGrouping,
     Visibility,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "Role",
     "RunStatus",
     "TagValue",
+    "UsageGrouping",
     "Visibility",
 ]
 
@@ -347,6 +349,8 @@ class RunOverview(BaseModel):
         default_factory=list, description="租给运行的 GPU 设备 ID（按 CUDA 序号）；未分配过 GPU 时为空"
     )
     gpu_host: str | None = Field(None, description="运行所在的 GPU 主机；未分配过 GPU 时为空")
+    leased_at: datetime | None = Field(None, description="分到 GPU 的时间")
+    released_at: datetime | None = Field(None, description="归还 GPU 的时间；仍占用时为空")
     queue_position: int | None = Field(None, description="在同一 GPU 型号等待队列中的位置（从 1 开始）；不在等待时为空")
     queue_reason: str | None = Field(None, description="还在等待 GPU 的原因；不在等待时为空")
 
@@ -695,3 +699,19 @@ class ResourceOverview(BaseModel):
         default_factory=list, description="等待 GPU 的运行，按型号分队，队内按优先级、创建时间排序"
     )
     offline_after_seconds: float = Field(description="多久未上报即视为离线（LTM_HOST_OFFLINE_SECONDS）")
+
+
+class UsageRow(BaseModel):
+    key: str | None = Field(description="分组的值：项目 ID、用户名或 GPU 型号；调用者看不到的私有项目为空")
+    label: str = Field(description="给人看的名称：项目名、用户名或 GPU 型号")
+    runs: int = Field(description="期间占用过 GPU 或等待过 GPU 的运行数")
+    gpu_hours_allocated: float = Field(description="分配的 GPU 小时：设备数 × 占用时长（限于统计期间）")
+    gpu_hours_used: float = Field(description="按利用率加权的 GPU 小时：分配的 GPU 小时 × 设备平均利用率")
+    queue_wait_hours: float = Field(description="这些运行等待 GPU 的总时长（小时）")
+
+
+class ResourceUsage(BaseModel):
+    group_by: UsageGrouping
+    since: datetime | None = Field(None, description="统计起点；为空表示全部历史")
+    until: datetime = Field(description="统计终点（请求时刻）")
+    rows: list[UsageRow] = Field(description="按分配的 GPU 小时从多到少排序")

@@ -83,3 +83,11 @@ class Role(Word):
 
 
 USER_ROLES = (Role.VIEWER, Role.MEMBER, Role.ADMIN)  # the ones a person's token can have, in rising rank
+
+
+class UsageGrouping(Word):
+    """How GPU usage is summed up (`GET /resources/usage?group_by=`)."""
+
+    PROJECT = "project"
+    USER = "user"
+    GPU_TYPE = "gpu_type"

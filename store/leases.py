@@ -104,3 +104,19 @@ def placement(db: Database, run_id: str) -> tuple[str | None, list[tuple[str, in
         [run_id],
     )
     return (rows[0][0] if rows else None), [(row[1], row[2]) for row in rows]
+
+
+def usage(db: Database, since: datetime | None, until: datetime, waiting_ids: list[str]) -> list[dict]:
+    """Runs that held devices at some time after `since` (or are in `waiting_ids`), with their project's name
+    and the mean utilisation of their device series."""
+    return db.fetch_dicts(
+        "SELECT r.id, r.project_id, p.name AS project_name, r.created_by, r.resources, r.devices, r.created_at, "
+        "r.leased_at, r.released_at, u.utilization FROM runs r JOIN projects p ON p.id = r.project_id "
+        "LEFT JOIN (SELECT run_id, avg(value) AS utilization FROM metrics WHERE name LIKE 'gpu/%/utilization' "
+        "           AND run_id IN (SELECT id FROM runs WHERE leased_at IS NOT NULL) GROUP BY run_id) u "
+        "ON u.run_id = r.id "
+        "WHERE (r.leased_at IS NOT NULL AND r.leased_at <= ? "
+        "       AND coalesce(r.released_at, ?) >= coalesce(?, r.leased_at)) "
+        "OR list_contains(?, r.id) ORDER BY r.created_at, r.id",
+        [until, until, since, waiting_ids],
+    )

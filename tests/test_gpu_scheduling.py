@@ -1,6 +1,8 @@
 """GPU admission through the real API: runs wait for free devices of their type, in priority order, never past
 the head of their queue, get distinct devices, and give them back at every end."""
 
+from datetime import datetime, timezone
+
 import pytest
 
 from ltm import Client
@@ -185,3 +187,46 @@ def test_a_host_that_goes_silent_offers_nothing_and_says_so(start_api, tmp_path)
     )
     _register(client, "gpu-a", "A100:1")
     assert wait_until(lambda: client.get_run(project.id, run.id).devices, message="admitted when it reports again")
+
+
+def test_usage_sums_gpu_hours_and_queue_wait_per_project_user_and_type(gpu_api):
+    client = gpu_api
+    _register(client, "gpu-a", "A100:2,T4:1")
+    first, second = _project(client), _project(client)
+    big = _run(client, first, "A100", 2)
+    waiting = _run(client, second, "A100", 1)
+    small = _run(client, second, "T4", 1)
+    client.report(first.id, big.id, status="运行中")
+    client.report(second.id, small.id, status="运行中")
+    now = datetime.now(timezone.utc)
+    for run, value in ((big, 0.5), (small, 1.0)):
+        points = [
+            {"name": f"gpu/{i}/utilization", "step": 1, "value": value, "timestamp": now.isoformat()} for i in (0, 1)
+        ]
+        sent = client.http.post(
+            f"/projects/{run.project_id}/runs/{run.id}/metrics", json={"batch_id": "u", "points": points}
+        )
+        assert sent.status_code == 200, sent.text
+    _finish(client, big)
+    done = client.get_run(first.id, big.id)
+    waited = client.get_run(second.id, waiting.id)
+    assert waited.leased_at is not None
+
+    by_project = {row.key: row for row in client.resource_usage("project").rows}
+    held = 2 * (done.released_at - done.leased_at).total_seconds() / 3600
+    assert by_project[first.id].label == first.name and by_project[first.id].runs == 1
+    assert by_project[first.id].gpu_hours_allocated == pytest.approx(held, rel=1e-6)
+    assert by_project[first.id].gpu_hours_used == pytest.approx(held * 0.5, rel=1e-6)
+    assert by_project[first.id].queue_wait_hours == pytest.approx(
+        (big.leased_at - big.created_at).total_seconds() / 3600, abs=1e-9
+    )
+    assert by_project[second.id].runs == 2
+    assert by_project[second.id].queue_wait_hours >= (waited.leased_at - waited.created_at).total_seconds() / 3600
+
+    by_type = {row.key: row for row in client.resource_usage("gpu_type").rows}
+    assert set(by_type) == {"A100", "T4"} and by_type["A100"].runs == 2
+    assert [row.key for row in client.resource_usage("user").rows] == ["本地用户"]  # who calls without auth
+    later = client.resource_usage("project", since=datetime.now(timezone.utc))
+    assert first.id not in {row.key for row in later.rows}, "a lease that ended before `since` is not counted"
+    response = client.http.get("/resources/usage", params={"group_by": "team"})
+    assert response.status_code == 422 and "group_by" in response.json()["detail"]

@@ -1,22 +1,23 @@
 """GPU inventory: hosts register and refresh their devices; everyone reads what exists and what is online."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 
 from ltm import gpus
+from ltm.api import gpu_usage
 from ltm.api.auth import Caller, require_role
 from ltm.api.deps import CurrentSettings, Db, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, conflict, not_found, responses
 from ltm.api.visibility import list_filter
 from ltm.limits import MAX_HOST_NAME_LENGTH
-from ltm.models import HOST_NAME_PATTERN, GpuHost, HostRegistration, ResourceOverview
+from ltm.models import HOST_NAME_PATTERN, GpuHost, HostRegistration, ResourceOverview, ResourceUsage, UsageGrouping
 from ltm.settings import Settings
+from ltm.store import from_db_time, to_db_time, utc_now
 from ltm.store import leases as lease_store
 from ltm.store import projects as project_store
 from ltm.store import resources as resource_store
-from ltm.store import to_db_time, utc_now
 
 router = APIRouter(tags=["GPU 资源"], dependencies=[Depends(json_body_only)])
 
@@ -122,4 +123,30 @@ def list_resources(db: Db, runs: Runs, settings: CurrentSettings, caller: Caller
         "hosts": [_shown(host, settings, holders) for host in resource_store.list_hosts(db)],
         "queue": queue,
         "offline_after_seconds": settings.host_offline_seconds,
+    }
+
+
+@router.get(
+    "/resources/usage",
+    response_model=ResourceUsage,
+    summary="GPU 用量：分配与按利用率加权的 GPU 小时、排队等待时长，按项目、用户或 GPU 型号汇总",
+    description="每个运行的占用与等待时段截取到 [since, 现在]；等待时长从创建到分到 GPU（仍在等待的算到现在）。",
+    responses=responses(422),
+)
+def resource_usage(
+    db: Db,
+    runs: Runs,
+    caller: Caller,
+    group_by: Annotated[UsageGrouping, Query(description="project、user 或 gpu_type")] = UsageGrouping.PROJECT,
+    since: Annotated[datetime | None, Query(description="统计起点（ISO 8601）；省略表示全部历史")] = None,
+):
+    until = utc_now()
+    start = to_db_time(since) if since else None
+    visible = {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
+    used = lease_store.usage(db, start, until, list(runs.waiting))
+    return {
+        "group_by": group_by,
+        "since": from_db_time(start) if start else None,
+        "until": from_db_time(until),
+        "rows": gpu_usage.summed(used, group_by, start, until, visible),
     }
