@@ -79,6 +79,11 @@ class TrainingSession:
         )
         where = f"从第 {self.trainer.step} 步恢复" if self.run.resumed_from else "从头开始"
         self.reporter.log(f"训练开始（{where}），共 {self.trainer.total_steps} 步，进程 {os.getpid()}")
+        if self.run.devices:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "（未设置）")
+            self.reporter.log(
+                f"GPU：主机 {self.run.gpu_host} 的 {'、'.join(self.run.devices)}（CUDA_VISIBLE_DEVICES={visible}）"
+            )
 
     def remaining_epochs(self) -> range:
         first = self.trainer.step // self.trainer.steps_per_epoch + 1

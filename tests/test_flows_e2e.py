@@ -87,7 +87,7 @@ def test_run_goes_from_queued_to_completed_with_everything_recorded(ltm_system, 
     done = wait_status(api, run, ["已完成"])
     assert done.progress == 1.0 and done.current_step == done.total_steps == 20
     assert done.started_at <= done.finished_at
-    assert 0 < done.gpu_utilization <= 1
+    assert done.gpu_utilization is None  # no GPU inventory here, so no devices; and a finished run shows no live figure
     assert {"train_loss", "learning_rate", "eval_loss", "eval_rouge_l"} <= set(done.metrics)
 
     kinds = [a.type.value for a in done.artifacts]
