@@ -101,12 +101,13 @@ class RunService:
                 "released_at": None,
             }
             run_store.insert(self.db, run)
-        if admitted:
-            self.admit()
-            return self.get(project["id"], run["id"])
         try:
-            self._hand_over(run)
+            if admitted:
+                self.admit()
+            else:
+                self._hand_over(run)
         except LauncherUnavailable as exc:
+            lease_store.unlease(self.db, run["id"])
             auth_store.revoke_run_tokens(self.db, run["id"])
             run_store.delete(self.db, run["id"])
             raise Refusal(503, f"编排服务不可用，运行未创建：{exc}") from exc

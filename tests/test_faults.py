@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from ltm import ApiError, Client
+from ltm.gpus import parse_declared
 from ltm.models import LogBatch, LogLine, RunStatus
 from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
 
@@ -102,8 +103,10 @@ def test_prefect_unreachable_answers_503_and_writes_nothing_half_way(tmp_path):
 
     api = ApiProcess(home, LTM_LAUNCHER="prefect", PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api").start()
     client = Client(api.url)
+    client.register_host("gpu-a", parse_declared("A100:1", "gpu-a"))
     attempts = [
         lambda: client.create_run(project.id, model="m", dataset="d"),
+        lambda: client.create_run(project.id, model="m", dataset="d", resources={"gpu_type": "A100"}),
         lambda: client.resume_run(project.id, running.id, source_artifact_id=checkpoint.id),
         lambda: client.cancel_run(project.id, running.id),
     ]
@@ -118,6 +121,7 @@ def test_prefect_unreachable_answers_503_and_writes_nothing_half_way(tmp_path):
     assert [r.id for r in client.list_runs(project.id)] == [running.id]
     assert client.get_run(project.id, running.id).status == RunStatus.RUNNING
     assert client.get_project(project.id).run_count == 1
+    assert [d.run_id for d in client.list_resources().hosts[0].devices] == [None], "no lease outlives a refusal"
     assert client.get_logs(project.id, running.id).total == 0
     api.stop()
 

@@ -230,3 +230,18 @@ def test_usage_sums_gpu_hours_and_queue_wait_per_project_user_and_type(gpu_api):
     assert first.id not in {row.key for row in later.rows}, "a lease that ended before `since` is not counted"
     response = client.http.get("/resources/usage", params={"group_by": "team"})
     assert response.status_code == 422 and "group_by" in response.json()["detail"]
+
+
+def test_a_run_takes_its_projects_default_priority_unless_it_names_one(gpu_api):
+    client = gpu_api
+    project = client.create_project(name=unique("优先级"), owner="平台组", default_priority=20)
+    assert project.default_priority == 20
+    assert _run(client, project, None).priority == 20
+    assert _run(client, project, None, priority=-5).priority == -5
+    assert client.update_project(project.id, default_priority=-10).default_priority == -10
+    assert _run(client, project, None).priority == -10
+    for body, field in [({"priority": 101}, "priority"), ({"priority": "高"}, "priority")]:
+        response = client.http.post(f"/projects/{project.id}/runs", json={"model": "m", "dataset": "d", **body})
+        assert response.status_code == 422 and f"{field}：" in response.json()["detail"], response.text
+    response = client.http.patch(f"/projects/{project.id}", json={"default_priority": 1000})
+    assert response.status_code == 422 and "default_priority" in response.json()["detail"]
