@@ -124,7 +124,7 @@ def test_an_api_killed_between_lease_and_hand_over_hands_the_run_over_once_with_
     api = ApiProcess(tmp_path / "home", LTM_LAUNCHER="prefect", PREFECT_API_URL=prefect.url, LTM_RECONCILE_SECONDS="1")
     api.start()
     client = Client(api.url, timeout=10)
-    client.register_host("gpu-a", parse_declared("A100:2", "gpu-a"))
+    client.register_host("gpu-a", parse_declared("A100:2", "gpu-a"), work_queue="gpu-a")
     project = client.create_project(name="分配中断", owner="测试")
 
     def create_run() -> None:  # its answer never comes: the API is killed while it hands the run over
@@ -144,7 +144,6 @@ def test_an_api_killed_between_lease_and_hand_over_hands_the_run_over_once_with_
     creating.join(timeout=30)
     try:
         api.start()
-        client.register_host("gpu-a", parse_declared("A100:2", "gpu-a"))
         handed = wait_until(
             lambda: (r := client.get_run(project.id, leased[0].id)).flow_run_id and r,
             timeout=60,
@@ -157,6 +156,7 @@ def test_an_api_killed_between_lease_and_hand_over_hands_the_run_over_once_with_
         mine = [f for f in listed if f["parameters"].get("run_id") == handed.id]
         assert [f["id"] for f in mine] == [handed.flow_run_id]
         assert mine[0]["job_variables"]["env"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+        assert mine[0]["work_queue_name"] == "gpu-a", "on the queue of the host whose devices it leased"
         assert sorted(_leases(client).items()) == [(d, handed.id) for d in handed.devices]
     finally:
         api.stop()
