@@ -19,6 +19,7 @@ from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import leases as lease_store
 from ltm.store import runs as run_store
+from ltm.trainers import DEFAULT_TRAINER, SCRIPT
 
 STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
 INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
@@ -59,7 +60,8 @@ class RunService:
         refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
         if refused:
             raise unprocessable(f"dataset：{refused}", "dataset")
-        checked_hyperparameters(config["trainer"], config["hyperparameters"])
+        if not config.get("entrypoint"):
+            checked_hyperparameters(config["trainer"], config["hyperparameters"])
         if project["archived"]:
             raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
         admitted = self._needs_admission(config["resources"])
@@ -99,6 +101,10 @@ class RunService:
                 "gpu_host": None,
                 "leased_at": None,
                 "released_at": None,
+                "entrypoint": config.get("entrypoint"),
+                "source": config.get("source"),
+                "processes": config.get("processes"),
+                "code_version": None,
             }
             run_store.insert(self.db, run)
         try:
@@ -220,7 +226,14 @@ class RunService:
             "hyperparameters": {**source_run["hyperparameters"], **(overrides.get("hyperparameters") or {})},
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
             "priority": overrides.get("priority", source_run["priority"]),
+            **{key: overrides.get(key, source_run[key]) for key in ("entrypoint", "source", "processes")},
         }
+        if "trainer" in overrides and "entrypoint" not in overrides:
+            config.update(entrypoint=None, source=None, processes=None)  # a script run resumed by a trainer
+        if config["entrypoint"]:
+            config["trainer"] = SCRIPT
+        elif config["trainer"] == SCRIPT:
+            config["trainer"] = DEFAULT_TRAINER
         return self.create(project, config, created_by, resumed_from=artifact)
 
     def exchange_launch_code(self, run_id: str, code: str) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shlex
 import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -126,6 +127,29 @@ def _visible(value: str) -> str:
     return value
 
 
+def _entrypoint(value: str) -> str:
+    """A command line starting with `python` (the worker's own interpreter runs it)."""
+    value = value.strip()
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"无法按 shell 规则拆分（{exc}），请检查引号") from None
+    if not words or words[0] not in ("python", "python3"):
+        raise ValueError("必须以 python 开头，例如 python train.py --epochs 3（由 worker 自己的解释器运行）")
+    if len(words) < 2:
+        raise ValueError("python 之后需要脚本或 -m 模块，例如 python train.py")
+    return value
+
+
+def _source_folder(value: str) -> str:
+    """A relative folder below LTM_SOURCE_DIR, written with /."""
+    value = value.strip()
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if value.startswith("/") or "\\" in value or any(part == ".." for part in parts) or ":" in value:
+        raise ValueError("必须是 LTM_SOURCE_DIR 下的相对目录（用 / 分隔，不能含 ..、反斜杠或冒号）")
+    return "/".join(parts)
+
+
 NonBlank = Field(json_schema_extra={"pattern": r"\S"})  # documents what _strip_nonempty enforces
 # Short text people type and others read (names, owners, tags): NFKC-normalised and stripped before the length
 # check (a BeforeValidator runs before the constraint listed ahead of it), and free of characters that do not
@@ -156,6 +180,9 @@ TrainerName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TRAI
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BATCH_ID_LENGTH)]
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # fits the BIGINT columns
 Priority = Annotated[int, Field(ge=-100, le=100)]
+Entrypoint = Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_entrypoint)]
+SourceFolder = Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_source_folder)]
+ProcessCount = Annotated[int, Field(ge=1, le=64)]
 Timestamp = Annotated[datetime, AfterValidator(_utc_representable)]
 
 
@@ -284,6 +311,15 @@ class RunCreate(Contract):
     priority: Priority | None = Field(
         None, description="GPU 排队优先级（-100–100，越大越先分配），缺省为项目的 default_priority"
     )
+    entrypoint: Entrypoint | None = Field(
+        None, description="脚本运行的命令行，如 `python train.py --epochs 3`；给出时这是脚本运行，不用训练器"
+    )
+    source: SourceFolder | None = Field(
+        None, description="脚本代码所在目录：worker 上 LTM_SOURCE_DIR 下的相对目录，缺省为 LTM_SOURCE_DIR 本身"
+    )
+    processes: ProcessCount | None = Field(
+        None, description="脚本的进程数（>1 时用 torchrun 启动）；缺省为租到的 GPU 数，没有 GPU 时为 1"
+    )
 
 
 class RunResume(Contract):
@@ -296,6 +332,9 @@ class RunResume(Contract):
     resources: Resources | None = None
     trainer: TrainerName | None = None
     priority: Priority | None = None
+    entrypoint: Entrypoint | None = None
+    source: SourceFolder | None = None
+    processes: ProcessCount | None = None
 
 
 class TagEvent(BaseModel):
@@ -351,6 +390,12 @@ class RunOverview(BaseModel):
     gpu_host: str | None = Field(None, description="运行所在的 GPU 主机；未分配过 GPU 时为空")
     leased_at: datetime | None = Field(None, description="分到 GPU 的时间")
     released_at: datetime | None = Field(None, description="归还 GPU 的时间；仍占用时为空")
+    entrypoint: str | None = Field(None, description="脚本运行的命令行；训练器运行为空")
+    source: str | None = Field(None, description="脚本代码目录（LTM_SOURCE_DIR 下的相对目录，空为其本身）")
+    processes: int | None = Field(None, description="脚本的进程数；缺省由 GPU 数决定")
+    code_version: str | None = Field(
+        None, description="脚本代码的版本：git:<提交>（有未提交修改时加 +dirty）或 sha256:<目录内容哈希>"
+    )
     queue_position: int | None = Field(None, description="在同一 GPU 型号等待队列中的位置（从 1 开始）；不在等待时为空")
     queue_reason: str | None = Field(None, description="还在等待 GPU 的原因；不在等待时为空")
 
@@ -370,6 +415,7 @@ class RunUpdate(Contract):
     total_steps: Count | None = None
     message: LongText | None = None
     flow_run_id: ShortText | None = None
+    code_version: ShortText | None = None
 
 
 # Logs and metrics

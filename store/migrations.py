@@ -221,6 +221,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE projects ADD COLUMN default_priority INTEGER DEFAULT 0",
         ],
     ),
+    (
+        12,
+        [
+            # Script runs: the command line, the code folder, the process count and the code version it ran.
+            "ALTER TABLE runs ADD COLUMN entrypoint VARCHAR",
+            "ALTER TABLE runs ADD COLUMN source VARCHAR",
+            "ALTER TABLE runs ADD COLUMN processes INTEGER",
+            "ALTER TABLE runs ADD COLUMN code_version VARCHAR",
+        ],
+    ),
 ]
 
 

@@ -37,6 +37,10 @@ COLUMNS = (
     "gpu_host",
     "leased_at",
     "released_at",
+    "entrypoint",
+    "source",
+    "processes",
+    "code_version",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

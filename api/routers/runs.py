@@ -11,7 +11,7 @@ from ltm.api.trainer_catalog import checked_trainer
 from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
-from ltm.trainers import DEFAULT_TRAINER
+from ltm.trainers import DEFAULT_TRAINER, SCRIPT
 
 router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"
@@ -33,7 +33,10 @@ def create_run(
     config = body.model_dump()
     config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
     config["resources"] = body.resources.model_dump(exclude_none=True)
-    config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
+    if body.entrypoint:
+        config["trainer"] = SCRIPT
+    else:
+        config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
     if body.priority is None:
         config["priority"] = project["default_priority"]
     require_project_member(runs.db, caller, project, "创建运行")

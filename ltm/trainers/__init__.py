@@ -12,6 +12,7 @@ from ltm.trainers.base import Hyperparameter, InvalidConfig, StepOutput, Trainer
 
 ENTRY_POINT_GROUP = "ltm.trainers"
 DEFAULT_TRAINER = "simulated"
+SCRIPT = "script"  # the `trainer` of a run that has an entrypoint: its own script trains, no Trainer class
 
 
 def _entry_points() -> dict:
@@ -59,6 +60,7 @@ def trainer_info(trainer: type[Trainer]) -> dict:
 
 __all__ = [
     "DEFAULT_TRAINER",
+    "SCRIPT",
     "ENTRY_POINT_GROUP",
     "Hyperparameter",
     "InvalidConfig",
