@@ -21,6 +21,7 @@ pages = [
     st.Page(links.PROJECT_PAGE, title="项目详情", icon=":material/folder_open:", url_path="project"),
     st.Page(links.RUN_PAGE, title="运行详情", icon=":material/model_training:", url_path="run"),
     st.Page(links.COMPARE_PAGE, title="对比", icon=":material/compare:", url_path="compare"),
+    st.Page(links.RESOURCES_PAGE, title="资源", icon=":material/memory:", url_path="resources"),
 ]
 navigation = st.navigation(pages)
 sign_in()

@@ -10,6 +10,7 @@ PROJECTS_PAGE = "views/projects.py"
 PROJECT_PAGE = "views/project.py"
 RUN_PAGE = "views/run.py"
 COMPARE_PAGE = "views/compare.py"
+RESOURCES_PAGE = "views/resources.py"
 
 
 def project_params(project_id: str) -> dict:
@@ -66,6 +67,10 @@ def to_compare(project_id: str, run_ids: list[str], label: str = "对比运行")
         "icon": ":material/compare:",
         "query_params": compare_params(project_id, run_ids),
     }
+
+
+def to_resources(label: str = "GPU 资源与排队") -> dict:
+    return {"page": RESOURCES_PAGE, "label": label, "icon": ":material/memory:"}
 
 
 def page_link(target: dict) -> None:

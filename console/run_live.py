@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import charts, ui
+from ltm.console import charts, run_gpus, ui
 from ltm.console.client import call
 from ltm.models import Artifact, Run, RunStatus
 
@@ -28,8 +28,10 @@ def _live(project_id: str, run_id: str, active: bool) -> None:
     if active and run.status.is_terminal:
         st.rerun()
     status_panel(run)
+    run_gpus.queue_notice(run)
     latest_metrics(run)
     metric_charts(project_id, run)
+    run_gpus.devices_section(project_id, run)
     artifacts_table(run.artifacts)
 
 
@@ -48,12 +50,18 @@ def status_panel(run: Run) -> None:
         (st.error if run.status == RunStatus.FAILED else st.caption)(f"说明：{run.message}")
 
 
+def training_metrics(run: Run) -> list[str]:
+    """The run's metric names, without the per-device GPU series that the devices section shows."""
+    return sorted(name for name in run.metrics if not run_gpus.is_device_metric(name))
+
+
 def latest_metrics(run: Run) -> None:
     st.subheader("最新指标")
-    if not run.metrics:
+    names = training_metrics(run)
+    if not names:
         st.caption("暂无指标。")
         return
-    items = sorted(run.metrics.items())
+    items = [(name, run.metrics[name]) for name in names]
     for start in range(0, len(items), METRICS_PER_ROW):
         for column, (name, value) in zip(st.columns(METRICS_PER_ROW), items[start : start + METRICS_PER_ROW]):
             column.metric(name, ui.fmt_metric(value))
@@ -61,7 +69,7 @@ def latest_metrics(run: Run) -> None:
 
 def metric_charts(project_id: str, run: Run) -> None:
     st.subheader("指标曲线")
-    names = sorted(run.metrics)
+    names = training_metrics(run)
     if not names:
         st.caption("运行上报指标后会在这里显示曲线。")
         return
@@ -70,7 +78,9 @@ def metric_charts(project_id: str, run: Run) -> None:
     max_points = points.selectbox(
         "每条曲线最多点数", POINT_CHOICES, index=POINT_CHOICES.index(1000), key=f"points_{run.id}"
     )
-    result = call(Client.get_metrics, project_id, run.id, names=chosen or None, max_points=max_points)
+    everything = len(names) == len(run.metrics)  # then ask for all series rather than name each in the URL
+    wanted = chosen or (None if everything else names)
+    result = call(Client.get_metrics, project_id, run.id, names=wanted, max_points=max_points)
     if result is None:
         return
     drawn = [series for series in result.series if series.points]

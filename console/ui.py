@@ -33,10 +33,12 @@ PROJECT_FIELDS = {
     "tags": "标签",
     "default_hyperparameters": "默认超参数",
     "default_trainer": "默认训练器",
+    "default_priority": "默认优先级",
     "visibility": "可见范围",
     "archived": "已归档",
 }
 EMPTY = "—"
+PRIORITY_HELP = "-100 到 100，越大越先分配 GPU；同一 GPU 型号的队列内先按优先级、再按创建时间排队"
 
 
 class InputError(ValueError):

@@ -1,14 +1,19 @@
-"""The real console in headless Chromium (Debian's), driven by Playwright against `ltm up`."""
+"""The real console in headless Chromium (Debian's), driven by Playwright against `ltm up` (GPU pages: own API)."""
 
+import os
 import re
+import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from ltm import Client
-from ltm.models import RunStatus
-from tests.conftest import ROOT, wait_until
+from ltm.gpus import parse_declared
+from ltm.models import MetricBatch, MetricPoint, RunStatus
+from tests.conftest import ROOT, ApiProcess, answers, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -231,3 +236,66 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
     assert released.step == checkpoint.step + 20
     text = generate(load_checkpoint(released.path), "今天", max_new_tokens=20, temperature=0)
     assert text.startswith("今天") and len(text) > 2
+
+
+@pytest.fixture
+def gpu_console(start_api, tmp_path):
+    """A console of its own on an API of its own (runs are not launched), so registering GPUs there cannot make the
+    `ltm up` system's runs wait."""
+    api: ApiProcess = start_api(tmp_path / "home", LTM_HOST_OFFLINE_SECONDS="600")
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
+    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
+    with open(tmp_path / "console.log", "wb") as log:
+        console = subprocess.Popen(command, env={**os.environ, "LTM_API_URL": api.url}, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{url}/_stcore/health"), timeout=60, message="the console to answer")
+        yield api, url
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
+
+
+def test_the_resources_page_shows_hosts_and_the_queue(gpu_console, page):
+    api_process, console_url = gpu_console
+    api = Client(api_process.url)
+    api.register_host("gpu-browser", parse_declared("A100:1", "gpu-browser"))
+    project = api.create_project(name="浏览器 GPU 项目", owner="平台组")
+    held = api.create_run(project.id, "llama-2-7b", "语料", name="占卡的运行", resources={"gpu_type": "A100"})
+    api.report(project.id, held.id, status="运行中")
+    waiting = api.create_run(project.id, "llama-2-7b", "语料", name="排队的运行", resources={"gpu_type": "A100"})
+    assert waiting.queue_position == 1
+
+    page.goto(console_url)
+    settled(page)
+    page.get_by_role("link", name="资源").click()
+    expect(page.get_by_role("heading", name="资源")).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("^gpu-browser"))).to_be_visible()
+    expect(page.get_by_text("在线", exact=True)).to_be_visible()
+    expect(page.get_by_text("占卡的运行").first).to_be_attached()  # a cell of the host's devices grid
+    expect(page.get_by_text("排队的运行").first).to_be_attached()  # a cell of the queue grid
+    expect(page.get_by_text(waiting.queue_reason).first).to_be_attached()
+    shot(page, "9-resources")
+
+    page.goto(f"{console_url}/run?project_id={project.id}&run_id={waiting.id}")
+    expect(page.get_by_text("排队等待 GPU：第 1 位")).to_be_visible()
+    shot(page, "10-run-waiting-for-gpu")
+
+    api.send_metrics(project.id, held.id, MetricBatch(batch_id="gpu", points=device_points(held.devices)))
+    page.goto(f"{console_url}/run?project_id={project.id}&run_id={held.id}")
+    expect(page.get_by_role("heading", name="GPU 设备")).to_be_visible()
+    expect(page.get_by_text(f"GPU 0：{held.devices[0]}")).to_be_visible()
+    expect_charts_drawn(page, 2)  # utilisation and memory of its one device
+    shot(page, "11-run-devices")
+
+
+def device_points(devices: list[str]) -> list[MetricPoint]:
+    now = datetime.now(timezone.utc)
+    return [
+        MetricPoint(name=f"gpu/{position}/{kind}", step=step, value=value, timestamp=now)
+        for step in range(20)
+        for position in range(len(devices))
+        for kind, value in (("utilization", 0.6 + step / 100), ("memory_mb", 50000.0 + 100 * step))
+    ]

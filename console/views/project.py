@@ -2,11 +2,10 @@ import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import diffing, links, pickers, ui
+from ltm.console import diffing, links, pickers, run_form, ui
 from ltm.console.client import call, require
 from ltm.models import Project, ProjectStatus, RunOverview, Visibility
 
-GPU_TYPES = ["A100", "H100", "H200", "H800", "A800", "L40S", "V100", "A10"]
 SHOWN_METRICS = 6
 
 
@@ -47,6 +46,7 @@ def overview(project: Project) -> None:
         else:
             st.caption("没有默认超参数，运行只使用自己的超参数和训练器的默认值。")
         st.markdown(f"**默认训练器**：{project.default_trainer or 'simulated'}")
+        st.markdown(f"**默认优先级**：{project.default_priority}（越大越先分配 GPU）")
 
 
 def runs_table(project: Project, runs: list[RunOverview]) -> None:
@@ -63,6 +63,8 @@ def runs_table(project: Project, runs: list[RunOverview]) -> None:
                 "进度": run.progress,
                 **{name: run.metrics.get(name) for name in metric_names},
                 "GPU 利用率": run.gpu_utilization,
+                "优先级": run.priority,
+                "GPU 排队": f"第 {run.queue_position} 位" if run.queue_position else ui.EMPTY,
                 "开始时间": ui.fmt_time(run.started_at),
                 "更新时间": ui.fmt_time(run.updated_at),
                 "恢复自": names.get(run.parent_run_id, ui.EMPTY),
@@ -86,66 +88,6 @@ def runs_table(project: Project, runs: list[RunOverview]) -> None:
     )
     if len(picked) >= 2:
         links.page_link(links.to_compare(project.id, picked, f"对比所选的 {len(picked)} 个运行"))
-
-
-def start_run_form(project: Project) -> None:
-    if project.status == ProjectStatus.ARCHIVED:
-        st.info("项目已归档，恢复后才能发起运行。")
-        return
-    version = project.version
-    trainers = {t.name: t for t in call(Client.list_trainers) or []}
-    default_trainer = project.default_trainer or "simulated"
-    with st.form(f"start_run_{version}"):
-        names = list(trainers) or [default_trainer]
-        trainer = st.selectbox(
-            "训练器",
-            names,
-            index=names.index(default_trainer) if default_trainer in names else 0,
-            format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
-            key=f"run_trainer_{version}",
-        )
-        if trainer in trainers:
-            st.caption(
-                "可用超参数："
-                + "；".join(f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters)
-            )
-        left, right = st.columns(2)
-        name = left.text_input("运行名称（可选）", key=f"run_name_{version}")
-        model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}")
-        dataset = st.text_input("数据集 *", key=f"run_dataset_{version}")
-        hyperparameters = st.text_area(
-            "超参数（JSON 对象，已填入项目默认值）",
-            value=ui.pretty_json(project.default_hyperparameters),
-            height=160,
-            key=f"run_hp_{version}",
-        )
-        kind, count = st.columns(2)
-        gpu_type = kind.selectbox("GPU 类型", GPU_TYPES, key=f"run_gpu_type_{version}")
-        gpu_count = count.number_input(
-            "GPU 数量", min_value=0, max_value=4096, value=1, step=1, key=f"run_gpu_count_{version}"
-        )
-        if not st.form_submit_button("发起运行", type="primary", key="start_run_submit"):
-            return
-    try:
-        fields = {
-            "model": ui.required_text(model, "模型"),
-            "dataset": ui.required_text(dataset, "数据集"),
-            "name": ui.optional_text(name),
-            "hyperparameters": ui.parse_json_object(hyperparameters, "超参数"),
-            "resources": {"gpu_type": gpu_type, "gpu_count": int(gpu_count)},
-            "trainer": trainer,
-        }
-    except ui.InputError as exc:
-        st.error(str(exc))
-        return
-    run = call(Client.create_run, project.id, **fields)
-    if run:
-        ui.flash(
-            "success",
-            f"已创建运行 {run.name}（{run.status.value}）",
-            links.to_run(project.id, run.id, f"查看运行 {run.name}"),
-        )
-        st.rerun()
 
 
 def field_label(key: str) -> str:
@@ -214,6 +156,15 @@ def edit_form(project: Project) -> None:
             format_func=lambda name: name or "不设置（使用 simulated）",
             key=f"edit_trainer_{version}",
         )
+        default_priority = st.number_input(
+            "默认优先级",
+            min_value=-100,
+            max_value=100,
+            value=project.default_priority,
+            step=1,
+            help=ui.PRIORITY_HELP,
+            key=f"edit_priority_{version}",
+        )
         visibilities = [v.value for v in Visibility]
         visibility = st.selectbox(
             "可见范围",
@@ -234,6 +185,7 @@ def edit_form(project: Project) -> None:
             "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
             "default_trainer": default_trainer,
             "visibility": visibility,
+            "default_priority": int(default_priority),
         }
     except ui.InputError as exc:
         st.error(str(exc))
@@ -287,7 +239,7 @@ with tab_overview:
 with tab_runs:
     runs_table(project, runs)
 with tab_start:
-    start_run_form(project)
+    run_form.start_run_form(project)
 with tab_versions:
     version_history(project)
 with tab_edit:

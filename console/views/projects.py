@@ -82,7 +82,11 @@ def create_form() -> None:
         hyperparameters = st.text_area(
             "默认超参数（JSON 对象）", value=EXAMPLE_HYPERPARAMETERS, height=140, key="new_hyperparameters"
         )
-        visibility = st.selectbox("可见范围", VISIBILITIES, help=VISIBILITY_HELP, key="new_visibility")
+        visibility_column, priority_column = st.columns(2)
+        visibility = visibility_column.selectbox("可见范围", VISIBILITIES, help=VISIBILITY_HELP, key="new_visibility")
+        default_priority = priority_column.number_input(
+            "默认优先级", min_value=-100, max_value=100, value=0, step=1, help=ui.PRIORITY_HELP, key="new_priority"
+        )
         if not st.form_submit_button("创建项目", type="primary", key="create_project_submit"):
             return
     try:
@@ -96,6 +100,7 @@ def create_form() -> None:
             "tags": ui.parse_tags(tags),
             "default_hyperparameters": ui.parse_json_object(hyperparameters, "默认超参数"),
             "visibility": visibility,
+            "default_priority": int(default_priority),
         }
     except ui.InputError as exc:
         st.error(str(exc))

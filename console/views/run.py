@@ -10,6 +10,7 @@ def header(run: Run) -> None:
     st.title(f"运行 {run.name}")
     st.caption(
         f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}"
+        f" · 优先级 {run.priority} · 创建者 {run.created_by or ui.EMPTY}"
     )
     targets = [links.to_project(run.project_id, "所属项目")]
     if run.parent_run_id:

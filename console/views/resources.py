@@ -1,0 +1,108 @@
+"""资源: GPU hosts and who holds each device, the runs waiting for GPUs, and GPU-hours per project, user or type."""
+
+from datetime import datetime, timedelta, timezone
+
+import streamlit as st
+
+from ltm import Client
+from ltm.console import ui
+from ltm.console.client import FAILURES, call, get_client
+from ltm.console.gpu_inventory import GROUPING_LABELS, devices_frame, host_summary, queue_frame, usage_frame
+from ltm.models import GpuHost, ResourceOverview, RunOverview, UsageGrouping
+
+REFRESH_SECONDS = 5
+PERIODS = {
+    "最近 24 小时": timedelta(hours=24),
+    "最近 7 天": timedelta(days=7),
+    "最近 30 天": timedelta(days=30),
+    "全部": None,
+}
+NO_HOSTS = (
+    "还没有登记 GPU 主机，运行不会排队等待 GPU。在 GPU 主机上运行 `ltm host`（读取 NVML，或 `LTM_GPUS` 声明的设备）"
+    "登记设备；本机演示可用 `LTM_GPUS=A100:4 make up`（或 `ltm up`）声明模拟 GPU。"
+)
+NO_DEVICES = (
+    "已登记的主机上没有 GPU（未设置 `LTM_GPUS`，也没有通过 NVML 读到设备），运行不会排队等待 GPU。"
+    "设置 `LTM_GPUS=A100:4` 后重新启动 `ltm host` 或 `ltm up` 即可声明设备。"
+)
+LINK_COLUMN = {"详情": st.column_config.LinkColumn("详情", display_text="打开")}
+
+
+def holders_of(hosts: list[GpuHost]) -> dict[str, RunOverview]:
+    """The runs holding devices, by id; a run that cannot be read now (just deleted, say) is left out."""
+    found = {}
+    for run_id in sorted({device.run_id for host in hosts for device in host.devices if device.run_id}):
+        try:
+            found[run_id] = get_client().find_run(run_id)
+        except FAILURES:
+            continue
+    return found
+
+
+def host_section(host: GpuHost, overview: ResourceOverview, holders: dict[str, RunOverview]) -> None:
+    badge = ":green-badge[在线]" if host.online else ":red-badge[离线]"
+    st.markdown(f"#### {host.name} {badge}")
+    st.caption(host_summary(host, overview.offline_after_seconds))
+    if not host.devices:
+        st.caption("这台主机没有登记 GPU。")
+        return
+    st.dataframe(devices_frame(host, holders), hide_index=True, column_config=LINK_COLUMN)
+
+
+def inventory_and_queue() -> None:
+    overview = call(Client.list_resources)
+    if overview is None:
+        return
+    st.subheader("GPU 主机")
+    if not overview.hosts:
+        st.info(NO_HOSTS)
+    elif not any(host.devices for host in overview.hosts):
+        st.info(NO_DEVICES)
+    holders = holders_of(overview.hosts)
+    for host in overview.hosts:
+        host_section(host, overview, holders)
+    st.subheader("等待 GPU 的运行")
+    if not overview.queue:
+        st.caption("没有等待 GPU 的运行。")
+        return
+    st.caption("每种 GPU 型号一个队列，队内按优先级（高者先）和创建时间排序；队首等到设备前，后面的运行不会越过它。")
+    st.dataframe(queue_frame(overview.queue), hide_index=True, column_config=LINK_COLUMN)
+
+
+def usage_section() -> None:
+    st.subheader("GPU 使用量")
+    grouping_column, period_column = st.columns(2)
+    grouping = grouping_column.selectbox(
+        "分组", list(GROUPING_LABELS), format_func=GROUPING_LABELS.get, key="usage_group_by"
+    )
+    period = period_column.selectbox("时间范围", list(PERIODS), index=1, key="usage_period")
+    since = datetime.now(timezone.utc) - PERIODS[period] if PERIODS[period] else None
+    usage = call(Client.resource_usage, group_by=grouping.value, since=since)
+    if usage is None:
+        return
+    st.caption(
+        f"统计区间 {ui.fmt_time(usage.since) if usage.since else '最早记录'} 至 {ui.fmt_time(usage.until)} · "
+        "分配 GPU 小时 = 设备数 × 占用时长；使用 GPU 小时 = 分配 GPU 小时 × 设备平均利用率"
+    )
+    if not usage.rows:
+        st.caption("所选时间范围内没有 GPU 使用或排队记录。")
+        return
+    hours = {
+        label: st.column_config.NumberColumn(label, format="%.2f")
+        for label in ("分配 GPU 小时", "使用 GPU 小时", "排队等待小时")
+    }
+    st.dataframe(
+        usage_frame(usage.rows, UsageGrouping(usage.group_by)),
+        hide_index=True,
+        column_config={
+            **hours,
+            "平均利用率": st.column_config.ProgressColumn("平均利用率", min_value=0.0, max_value=1.0, format="percent"),
+            **LINK_COLUMN,
+        },
+    )
+
+
+st.title("资源")
+st.fragment(inventory_and_queue, run_every=REFRESH_SECONDS)()
+st.divider()
+usage_section()
