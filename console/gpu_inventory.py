@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ltm.console import links, ui
-from ltm.models import GpuHost, QueuedRun, RunOverview, UsageGrouping, UsageRow
+from ltm.models import GpuHost, QueuedRun, UsageGrouping, UsageRow
 
 GROUPING_LABELS = {UsageGrouping.PROJECT: "项目", UsageGrouping.USER: "用户", UsageGrouping.GPU_TYPE: "GPU 型号"}
 PRIVATE_RUN = "私有项目的运行"
@@ -56,17 +56,16 @@ def host_summary(host: GpuHost, offline_after_seconds: float) -> str:
     return " · ".join(parts)
 
 
-def devices_frame(host: GpuHost, holders: dict[str, RunOverview]) -> pd.DataFrame:
+def devices_frame(host: GpuHost) -> pd.DataFrame:
     """One row per device: index, model, memory and the run that holds it (a link when the caller may see it)."""
     rows = []
     for device in sorted(host.devices, key=lambda d: d.index):
-        holder = holders.get(device.run_id) if device.run_id else None
         if not device.busy:
             state, run = "空闲", ui.EMPTY
         elif device.run_id is None:
             state, run = "占用", PRIVATE_RUN
         else:
-            state, run = "占用", holder.name if holder else device.run_id
+            state, run = "占用", device.run_name or device.run_id
         rows.append(
             {
                 "序号": device.index,
@@ -74,7 +73,9 @@ def devices_frame(host: GpuHost, holders: dict[str, RunOverview]) -> pd.DataFram
                 "显存": fmt_memory(device.memory_mb),
                 "状态": state,
                 "运行": run,
-                "详情": links.run_url(holder.project_id, holder.id) if holder else None,
+                "详情": links.run_url(device.project_id, device.run_id)
+                if device.run_id and device.project_id
+                else None,
                 "设备 ID": device.id,
             }
         )

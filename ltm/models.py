@@ -687,6 +687,8 @@ class GpuDevice(BaseModel):
     gpu_type: str = Field("", description="运行在 resources.gpu_type 中请求的型号，例如 A100")
     run_id: str | None = Field(None, description="租用这块设备的运行；空闲或为调用者看不到的私有项目所用时为空")
     busy: bool = Field(False, description="是否已租给某个运行")
+    project_id: str | None = Field(None, description="占用运行所在的项目（与 run_id 同时为空）")
+    run_name: str | None = Field(None, description="占用运行的名称（与 run_id 同时为空）")
 
 
 class GpuDeviceDeclaration(Contract):

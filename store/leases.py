@@ -35,7 +35,7 @@ def devices(db: Database) -> list[dict]:
     leasing it (or None)."""
     return db.fetch_dicts(
         'SELECT d.id, d.host, d.idx AS "index", d.model, d.memory_mb, h.work_queue, h.last_seen_at, '
-        "l.run_id AS holder, r.project_id AS holder_project FROM gpu_devices d JOIN gpu_hosts h ON h.name = d.host "
+        "l.run_id AS holder, r.project_id AS holder_project, r.name AS holder_name FROM gpu_devices d JOIN gpu_hosts h ON h.name = d.host "
         "LEFT JOIN gpu_leases l ON l.device_id = d.id LEFT JOIN runs r ON r.id = l.run_id ORDER BY d.host, d.idx"
     )
 

@@ -79,6 +79,8 @@ def test_runs_wait_for_free_devices_of_their_type_in_priority_order_and_never_sh
         "sim-gpu-a-A100-1": first.id,
         "sim-gpu-b-H100-0": other_type.id,
     }
+    held = client.list_resources().hosts[0].devices[0]
+    assert (held.busy, held.run_name, held.project_id) == (True, "大任务", project.id)
 
     done = _finish(client, first)
     assert done.devices == ["sim-gpu-a-A100-0", "sim-gpu-a-A100-1"], "a finished run keeps the record"

@@ -32,17 +32,24 @@ HostPath = Annotated[
 ]
 
 
-def _shown(host: dict, settings: Settings, holders: dict[str, str | None] | None = None) -> dict:
+def _shown(host: dict, settings: Settings, holders: dict[str, dict | None] | None = None) -> dict:
+    """The host as answered: online or not, and for each leased device its run (None when the caller may not see
+    the run's project)."""
     cutoff = utc_now() - timedelta(seconds=settings.host_offline_seconds)
-    devices = [
-        {
-            **device,
-            "gpu_type": gpus.gpu_type_of(device["model"]),
-            "run_id": (holders or {}).get(device["id"]),
-            "busy": device["id"] in (holders or {}),
-        }
-        for device in host["devices"]
-    ]
+    holders = holders or {}
+    devices = []
+    for device in host["devices"]:
+        holder = holders.get(device["id"])
+        devices.append(
+            {
+                **device,
+                "gpu_type": gpus.gpu_type_of(device["model"]),
+                "busy": device["id"] in holders,
+                "run_id": holder and holder["holder"],
+                "project_id": holder and holder["holder_project"],
+                "run_name": holder and holder["holder_name"],
+            }
+        )
     return {**host, "devices": devices, "online": to_db_time(host["last_seen_at"]) >= cutoff}
 
 
@@ -94,10 +101,10 @@ def remove_host(host: HostPath, db: Db, runs: Runs, settings: CurrentSettings, c
 )
 def list_resources(db: Db, runs: Runs, settings: CurrentSettings, caller: Caller):
     visible = {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
-    leased = {device["id"]: device for device in lease_store.devices(db) if device["holder"]}
     holders = {
-        device_id: device["holder"] if device["holder_project"] in visible else None
-        for device_id, device in leased.items()
+        device["id"]: device if device["holder_project"] in visible else None
+        for device in lease_store.devices(db)
+        if device["holder"]
     }
     queue = []
     waiting = runs.waiting

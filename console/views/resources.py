@@ -6,9 +6,9 @@ import streamlit as st
 
 from ltm import Client
 from ltm.console import ui
-from ltm.console.client import FAILURES, call, get_client
+from ltm.console.client import call
 from ltm.console.gpu_inventory import GROUPING_LABELS, devices_frame, host_summary, queue_frame, usage_frame
-from ltm.models import GpuHost, ResourceOverview, RunOverview, UsageGrouping
+from ltm.models import GpuHost, ResourceOverview, UsageGrouping
 
 REFRESH_SECONDS = 5
 PERIODS = {
@@ -28,25 +28,14 @@ NO_DEVICES = (
 LINK_COLUMN = {"详情": st.column_config.LinkColumn("详情", display_text="打开")}
 
 
-def holders_of(hosts: list[GpuHost]) -> dict[str, RunOverview]:
-    """The runs holding devices, by id; a run that cannot be read now (just deleted, say) is left out."""
-    found = {}
-    for run_id in sorted({device.run_id for host in hosts for device in host.devices if device.run_id}):
-        try:
-            found[run_id] = get_client().find_run(run_id)
-        except FAILURES:
-            continue
-    return found
-
-
-def host_section(host: GpuHost, overview: ResourceOverview, holders: dict[str, RunOverview]) -> None:
+def host_section(host: GpuHost, overview: ResourceOverview) -> None:
     badge = ":green-badge[在线]" if host.online else ":red-badge[离线]"
     st.markdown(f"#### {host.name} {badge}")
     st.caption(host_summary(host, overview.offline_after_seconds))
     if not host.devices:
         st.caption("这台主机没有登记 GPU。")
         return
-    st.dataframe(devices_frame(host, holders), hide_index=True, column_config=LINK_COLUMN)
+    st.dataframe(devices_frame(host), hide_index=True, column_config=LINK_COLUMN)
 
 
 def inventory_and_queue() -> None:
@@ -58,9 +47,8 @@ def inventory_and_queue() -> None:
         st.info(NO_HOSTS)
     elif not any(host.devices for host in overview.hosts):
         st.info(NO_DEVICES)
-    holders = holders_of(overview.hosts)
     for host in overview.hosts:
-        host_section(host, overview, holders)
+        host_section(host, overview)
     st.subheader("等待 GPU 的运行")
     if not overview.queue:
         st.caption("没有等待 GPU 的运行。")
