@@ -1,6 +1,7 @@
 """Typed SDK over the REST API; `Client.local()` talks to the same app served in-process (ltm.api.embedded)."""
 
 import functools
+import json
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -123,6 +124,29 @@ class Client:
 
     def list_runs(self, project_id: str) -> list[models.RunOverview]:
         return self._get(list[models.RunOverview], f"/projects/{_segment(project_id)}/runs")
+
+    def search_runs(
+        self,
+        project_id: str,
+        status: list[str] | None = None,
+        q: str | None = None,
+        hyperparameters: dict[str, Any] | None = None,
+        sort: str = "created_at",
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> models.RunPage:
+        """One page of a project's runs: filtered by status, name and hyperparameter values, sorted by a column or
+        `metric:<name>[:last|min|max]` (`-` first for descending), with the number that match in all."""
+        hp = [
+            f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
+            for key, value in (hyperparameters or {}).items()
+        ]
+        params = _drop_none(
+            {"status": status, "q": q, "hp": hp or None, "sort": sort, "limit": limit, "offset": offset}
+        )
+        response = self.request("GET", f"/projects/{_segment(project_id)}/runs", params=params)
+        items = _parse(list[models.RunOverview], response.json())
+        return models.RunPage(items=items, total=int(response.headers["X-Total-Count"]))
 
     def get_run(self, project_id: str, run_id: str) -> models.Run:
         return self._get(models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}")

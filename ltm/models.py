@@ -400,6 +400,13 @@ class RunOverview(BaseModel):
     queue_reason: str | None = Field(None, description="还在等待 GPU 的原因；不在等待时为空")
 
 
+class RunPage(BaseModel):
+    """A page of `GET /projects/{id}/runs` with the number of runs that match in all (its X-Total-Count)."""
+
+    items: list[RunOverview]
+    total: int
+
+
 class Run(RunOverview):
     artifacts: list[Artifact] = Field(default_factory=list)
 

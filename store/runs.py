@@ -104,3 +104,64 @@ def update(db: Database, run_id: str, values: dict) -> None:
 def delete(db: Database, run_id: str) -> None:
     with db.writing() as cur:
         cur.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+
+SORTABLE = ("created_at", "started_at", "updated_at", "finished_at", "name", "status", "progress", "priority")
+METRIC_STATS = ("last", "min", "max")
+
+
+def _json_key(key: str) -> str:
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def search(
+    db: Database,
+    project_id: str,
+    statuses: list[str] | None = None,
+    name: str | None = None,
+    hyperparameters: dict[str, str] | None = None,
+    sort: str = "created_at",
+    metric: tuple[str, str] | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    """One page of a project's runs matching the filters, and how many match in all. Sorted by a column, or by a
+    metric's last, min or max value (`metric` = (name, stat)); runs without a value come last, ties oldest first.
+    Hyperparameters match when the stored JSON value reads as the given text."""
+    where, params = ["r.project_id = ?"], [project_id]
+    if statuses:
+        where.append(f"r.status IN ({', '.join('?' for _ in statuses)})")
+        params += statuses
+    if name:
+        where.append("contains(lower(r.name), lower(?))")
+        params.append(name)
+    for key, value in (hyperparameters or {}).items():
+        where.append("json_extract_string(r.hyperparameters, ?) = ?")
+        params += [_json_key(key), value]
+    condition = " AND ".join(where)
+    total = db.fetch_one(f"SELECT count(*) FROM runs r WHERE {condition}", params)[0]
+
+    join, join_params, sort_params = "", [], []
+    if metric is None:
+        assert sort in SORTABLE, sort
+        key = f"r.{sort}"
+    elif metric[1] == "last":
+        key = "TRY_CAST(json_extract_string(r.metrics, ?) AS DOUBLE)"
+        sort_params = [_json_key(metric[0])]
+    else:
+        aggregate = {"min": "min(min)", "max": "max(max)"}[metric[1]]
+        join = (
+            f"LEFT JOIN (SELECT run_id, {aggregate} AS value FROM metric_blocks WHERE name = ? "
+            "AND run_id IN (SELECT id FROM runs WHERE project_id = ?) GROUP BY run_id) m ON m.run_id = r.id"
+        )
+        join_params = [metric[0], project_id]
+        key = "m.value"
+    direction = "DESC" if descending else "ASC"
+    page = "" if limit is None else "LIMIT ? OFFSET ?"
+    rows = db.fetch_dicts(
+        f"SELECT r.* FROM runs r {join} WHERE {condition} "
+        f"ORDER BY {key} {direction} NULLS LAST, r.created_at, r.id {page}",
+        [*join_params, *params, *sort_params, *([limit, offset] if limit is not None else [])],
+    )
+    return [_decode(row) for row in rows], total

@@ -1,14 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from ltm.api import examples
 from ltm.api.auth import Caller, record_intervention, require_project_member
 from ltm.api.deps import ProjectRow, RunById, RunRow, Runs, json_body_only
-from ltm.api.errors import BODY_ERRORS, responses
+from ltm.api.errors import BODY_ERRORS, responses, unprocessable
 from ltm.api.trainer_catalog import checked_trainer
-from ltm.models import Run, RunCreate, RunOverview, RunResume, RunUpdate
+from ltm.limits import MAX_NAME_LENGTH, MAX_PATH_LENGTH
+from ltm.models import Run, RunCreate, RunOverview, RunResume, RunStatus, RunUpdate
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
 from ltm.trainers import DEFAULT_TRAINER, SCRIPT
@@ -45,14 +46,70 @@ def create_run(
     return runs.with_artifacts(run)
 
 
+SORT_HELP = (
+    "排序：列名 created_at、started_at、updated_at、finished_at、name、status、progress、priority，"
+    "或 metric:<指标名>[:last|min|max]；前加 - 为降序，例如 -created_at、metric:eval_loss:min。缺省 created_at"
+)
+
+
+def _sort(value: str) -> tuple[str, tuple[str, str] | None, bool]:
+    descending = value.startswith("-")
+    body = value.removeprefix("-")
+    if body in run_store.SORTABLE:
+        return body, None, descending
+    if body.startswith("metric:") and len(body) > len("metric:"):
+        name, _, stat = body.removeprefix("metric:").rpartition(":")
+        if stat not in run_store.METRIC_STATS or not name:
+            name, stat = body.removeprefix("metric:"), "last"
+        return "created_at", (name, stat), descending
+    raise unprocessable(f"sort：不支持的排序 {value!r}。{SORT_HELP}", "sort")
+
+
+def _hyperparameter_filters(values: list[str]) -> dict[str, str]:
+    filters = {}
+    for value in values:
+        key, equals, wanted = value.partition("=")
+        if not equals or not key.strip():
+            raise unprocessable(f"hp：{value!r} 应写成 名称=值，例如 hp=learning_rate=0.001", "hp")
+        filters[key.strip()] = wanted.strip()
+    return filters
+
+
 @router.get(
     "/projects/{project_id}/runs",
     response_model=list[RunOverview],
-    summary="列出项目的运行",
+    summary="列出项目的运行（可筛选、排序、分页）",
+    description="响应头 X-Total-Count 给出符合筛选条件的运行总数。不带参数时按创建时间从早到晚列出全部运行。",
     responses=responses(404, 422),
 )
-def list_runs(runs: Runs, project: ProjectRow):
-    return [runs.shown(run) for run in run_store.list_for_project(runs.db, project["id"])]
+def list_runs(
+    runs: Runs,
+    project: ProjectRow,
+    response: Response,
+    status: Annotated[list[RunStatus] | None, Query(description="只列出这些状态的运行，可重复")] = None,
+    q: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH, description="名称包含的文字（不区分大小写）")] = None,
+    hp: Annotated[
+        list[str] | None, Query(max_length=MAX_PATH_LENGTH, description="超参数等于某值：名称=值，可重复")
+    ] = None,
+    sort: Annotated[str, Query(max_length=MAX_NAME_LENGTH + 20, description=SORT_HELP)] = "created_at",
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="每页条数；缺省为全部")] = None,
+    offset: Annotated[int, Query(ge=0, description="跳过的条数")] = 0,
+):
+    column, metric, descending = _sort(sort)
+    found, total = run_store.search(
+        runs.db,
+        project["id"],
+        statuses=[value.value for value in status or []],
+        name=q,
+        hyperparameters=_hyperparameter_filters(hp or []),
+        sort=column,
+        metric=metric,
+        descending=descending,
+        limit=limit,
+        offset=offset,
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return [runs.shown(run) for run in found]
 
 
 @router.get(RUN, response_model=Run, summary="获取运行详情", responses=responses(404, 422))
