@@ -50,6 +50,40 @@ def gpu_request(version: int) -> dict:
     return {"gpu_type": gpu_type, "gpu_count": int(gpu_count)}
 
 
+TRAINER_KIND, SCRIPT_KIND = "训练器", "自己的脚本"
+
+
+def script_fields(version: int) -> dict:
+    """A script run: its command line, code folder and process count (see docs/scripts.md)."""
+    entrypoint = st.text_input(
+        "启动命令 *",
+        placeholder="python train.py --epochs 3",
+        help="以 python 开头，由 worker 自己的解释器运行；脚本通过 ltm.core 上报指标、保存检查点（见 docs/scripts.md）",
+        key=f"run_entrypoint_{version}",
+    )
+    folder, processes = st.columns([3, 1])
+    source = folder.text_input(
+        "代码目录（可选）",
+        placeholder="examples/hf_tiny_gpt2",
+        help="worker 上 LTM_SOURCE_DIR 下的相对目录；留空为 LTM_SOURCE_DIR 本身",
+        key=f"run_source_{version}",
+    )
+    count = processes.number_input(
+        "进程数（0 为自动）",
+        min_value=0,
+        max_value=64,
+        value=0,
+        step=1,
+        help="大于 1 时用 torchrun 启动；自动为租到的 GPU 数，没有 GPU 时为 1",
+        key=f"run_processes_{version}",
+    )
+    return {
+        "entrypoint": entrypoint.strip() or "",
+        "source": source.strip() or None,
+        "processes": int(count) or None,
+    }
+
+
 def start_run_form(project: Project) -> None:
     if project.status == ProjectStatus.ARCHIVED:
         st.info("项目已归档，恢复后才能发起运行。")
@@ -58,20 +92,28 @@ def start_run_form(project: Project) -> None:
     trainers = {t.name: t for t in call(Client.list_trainers) or []}
     default_trainer = project.default_trainer or "simulated"
     resources = gpu_request(version)
+    kind = st.radio("训练方式", [TRAINER_KIND, SCRIPT_KIND], horizontal=True, key=f"run_kind_{version}")
     with st.form(f"start_run_{version}"):
-        names = list(trainers) or [default_trainer]
-        trainer = st.selectbox(
-            "训练器",
-            names,
-            index=names.index(default_trainer) if default_trainer in names else 0,
-            format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
-            key=f"run_trainer_{version}",
-        )
-        if trainer in trainers:
-            st.caption(
-                "可用超参数："
-                + "；".join(f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters)
+        script = {}
+        trainer = None
+        if kind == SCRIPT_KIND:
+            script = script_fields(version)
+        else:
+            names = list(trainers) or [default_trainer]
+            trainer = st.selectbox(
+                "训练器",
+                names,
+                index=names.index(default_trainer) if default_trainer in names else 0,
+                format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
+                key=f"run_trainer_{version}",
             )
+            if trainer in trainers:
+                st.caption(
+                    "可用超参数："
+                    + "；".join(
+                        f"{h.name}（默认 {h.default}）：{h.description}" for h in trainers[trainer].hyperparameters
+                    )
+                )
         left, right = st.columns(2)
         name = left.text_input("运行名称（可选）", key=f"run_name_{version}")
         model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}")
@@ -96,6 +138,7 @@ def start_run_form(project: Project) -> None:
             return
     try:
         fields = {
+            "entrypoint": ui.required_text(script["entrypoint"], "启动命令") if script else None,
             "model": ui.required_text(model, "模型"),
             "dataset": ui.required_text(dataset, "数据集"),
             "name": ui.optional_text(name),
@@ -103,6 +146,8 @@ def start_run_form(project: Project) -> None:
             "resources": resources,
             "trainer": trainer,
             "priority": int(priority),
+            "source": script.get("source"),
+            "processes": script.get("processes"),
         }
     except ui.InputError as exc:
         st.error(str(exc))

@@ -310,3 +310,33 @@ def test_project_forms_set_the_default_priority(client):
     updated = client.get_project(created.id)
     assert (updated.version, updated.default_priority) == (2, -5)
     assert labelled(at.number_input, "优先级").value == -5, "the run form starts from the new default"
+
+
+# 脚本运行
+
+
+def test_run_form_starts_a_script_run_and_the_run_page_shows_its_command(client):
+    project = client.create_project(unique("脚本项目"), "平台组", base_model="tiny-gpt2")
+    at = open_console("project", project_id=project.id)
+    labelled(at.radio, "训练方式").set_value("自己的脚本").run()
+    labelled(at.text_input, "数据集 *").set_value("内置语料")
+    labelled(at.text_input, "启动命令 *").set_value("bash train.sh")
+    at.button(key="start_run_submit").click().run()
+    assert any("启动命令" in text or "entrypoint" in text for text in texts(at.error)), texts(at.error)
+    assert client.list_runs(project.id) == []
+
+    labelled(at.text_input, "启动命令 *").set_value("python train.py --max-steps 8")
+    labelled(at.text_input, "代码目录（可选）").set_value("examples/hf_tiny_gpt2")
+    labelled(at.number_input, "进程数（0 为自动）").set_value(2)
+    at.button(key="start_run_submit").click().run()
+    assert not at.error, texts(at.error)
+    [run] = client.list_runs(project.id)
+    assert (run.entrypoint, run.source, run.processes, run.trainer) == (
+        "python train.py --max-steps 8",
+        "examples/hf_tiny_gpt2",
+        2,
+        "script",
+    )
+    client.report(project.id, run.id, code_version="git:0123abcd+dirty")
+    page = open_console("run", project_id=project.id, run_id=run.id)
+    assert any("脚本 `python train.py --max-steps 8` · 代码版本 git:0123abcd+dirty" in c for c in texts(page.caption))

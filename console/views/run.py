@@ -11,6 +11,7 @@ def header(run: Run) -> None:
     st.caption(
         f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}"
         f" · 优先级 {run.priority} · 创建者 {run.created_by or ui.EMPTY}"
+        + (f" · 脚本 `{run.entrypoint}` · 代码版本 {run.code_version or ui.EMPTY}" if run.entrypoint else "")
     )
     targets = [links.to_project(run.project_id, "所属项目")]
     if run.parent_run_id:
@@ -57,6 +58,13 @@ def configuration(run: Run) -> None:
         st.markdown("**资源**")
         st.json(run.resources)
         st.markdown(f"**起始步数**：{run.start_step}")
+    if run.entrypoint:
+        st.markdown("**脚本**")
+        st.code(run.entrypoint, language="bash")
+        st.caption(
+            f"代码目录 {run.source or 'LTM_SOURCE_DIR'} · 进程数 {run.processes or '自动'} · "
+            f"代码版本 {run.code_version or '（尚未开始）'}"
+        )
 
 
 project_id = pickers.project_id()
