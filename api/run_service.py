@@ -1,6 +1,8 @@
 """Run lifecycle shared by the routers and the reconciler: create, resume, move status, cancel."""
 
+import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ltm import artifact_paths, datasets, gpus
@@ -21,6 +23,8 @@ from ltm.store import leases as lease_store
 from ltm.store import runs as run_store
 from ltm.trainers import DEFAULT_TRAINER, SCRIPT
 
+log = logging.getLogger("ltm.api")
+HAND_OVER_THREADS = 4
 STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
 INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
 
@@ -35,6 +39,7 @@ class RunService:
         self._admitting = threading.Lock()
         self._admission_due = threading.Event()
         self.stopping = False
+        self._handing_over = ThreadPoolExecutor(max_workers=HAND_OVER_THREADS, thread_name_prefix="hand-over")
 
     def get(self, project_id: str, run_id: str) -> dict:
         run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
@@ -131,35 +136,46 @@ class RunService:
             raise unprocessable(refused[1], refused[0])
         return True
 
-    def admit(self) -> None:
-        """One admission cycle: lease devices to the waiting runs that fit, in queue order, and hand each over
-        with CUDA_VISIBLE_DEVICES set; remember why the others wait. One cycle at a time."""
+    def admit(self, background: bool = False) -> None:
+        """One admission cycle: lease devices to the waiting runs that fit, in queue order, and remember why the
+        others wait (one cycle at a time); then hand each leased run over with CUDA_VISIBLE_DEVICES set. In the
+        background, hand-overs go to worker threads, so one slow orchestrator call holds back no later cycle; a
+        run whose hand-over fails gives its devices back and waits for the next cycle."""
         self._admission_due.clear()
         with self._admitting:
             if not lease_store.inventory_declared(self.db):
                 self.waiting = {}
                 return
-            now = utc_now()
             offline_after = timedelta(seconds=self.settings.host_offline_seconds)
             requests = admission.requests_of(lease_store.waiting_runs(self.db))
-            devices = admission.devices_of(lease_store.devices(self.db), now, offline_after)
+            devices = admission.devices_of(lease_store.devices(self.db), utc_now(), offline_after)
             grants, self.waiting = admission.plan(requests, devices)
-            for grant in grants:
-                if not lease_store.lease(self.db, grant.run_id, grant.host, grant.device_ids, now):
-                    continue
-                try:
-                    self._hand_over(run_store.get(self.db, grant.run_id))
-                except LauncherUnavailable:
-                    lease_store.unlease(self.db, grant.run_id)
-                    self.admit_soon()
-                    raise
+            leased = lease_store.lease(self.db, [(g.run_id, g.host, g.device_ids) for g in grants])
         self.watch.notify()
+        if background:
+            for run_id in leased:
+                self._handing_over.submit(self._hand_over_leased, run_id)
+            return
+        for index, run_id in enumerate(leased):
+            try:
+                self._hand_over(run_store.get(self.db, run_id))
+            except LauncherUnavailable:
+                for waiting_again in leased[index:]:
+                    lease_store.unlease(self.db, waiting_again)
+                raise
+
+    def _hand_over_leased(self, run_id: str) -> None:
+        try:
+            self._hand_over(run_store.get(self.db, run_id))
+        except LauncherUnavailable as exc:
+            lease_store.unlease(self.db, run_id)
+            log.warning("运行 %s 已分配 GPU 但未能交给编排服务，设备已收回，下一轮再分配：%s", run_id, exc)
 
     def admit_when_due(self, timeout: float) -> None:
         """Admit as soon as devices may have freed up (a run ended), or after `timeout` at the latest."""
         self._admission_due.wait(timeout)
         if not self.stopping:
-            self.admit()
+            self.admit(background=True)
 
     def admit_soon(self) -> None:
         """Run an admission cycle as soon as the admission loop can (devices were registered or freed)."""
@@ -169,6 +185,7 @@ class RunService:
         """End `admit_when_due` loops before the store closes."""
         self.stopping = True
         self._admission_due.set()
+        self._handing_over.shutdown(wait=False, cancel_futures=True)
 
     def _hand_over(self, run: dict) -> None:
         """Submit a stored run with a fresh launch code (and its leased devices, if any) and record the
@@ -197,7 +214,8 @@ class RunService:
             try:
                 self._hand_over(run)
             except LauncherUnavailable as exc:
-                if now - to_db_time(run["created_at"]) < timedelta(seconds=self.settings.launch_code_seconds):
+                since = to_db_time(run["leased_at"] or run["created_at"])
+                if now - since < timedelta(seconds=self.settings.launch_code_seconds):
                     raise
                 self.move(run, RunStatus.FAILED, f"运行创建后一直未能交给编排服务：{exc}")
 

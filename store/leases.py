@@ -4,7 +4,7 @@ device whatever the callers do; a run's `devices`, `gpu_host`, `leased_at` and `
 import json
 from datetime import datetime
 
-from ltm.store.db import Database
+from ltm.store.db import Database, utc_now
 from ltm.vocabulary import RunStatus
 
 QUEUED = RunStatus.QUEUED.value
@@ -35,30 +35,37 @@ def devices(db: Database) -> list[dict]:
     leasing it (or None)."""
     return db.fetch_dicts(
         'SELECT d.id, d.host, d.idx AS "index", d.model, d.memory_mb, h.work_queue, h.last_seen_at, '
-        "l.run_id AS holder, r.project_id AS holder_project, r.name AS holder_name FROM gpu_devices d JOIN gpu_hosts h ON h.name = d.host "
+        "l.run_id AS holder, r.project_id AS holder_project, r.name AS holder_name "
+        "FROM gpu_devices d JOIN gpu_hosts h ON h.name = d.host "
         "LEFT JOIN gpu_leases l ON l.device_id = d.id LEFT JOIN runs r ON r.id = l.run_id ORDER BY d.host, d.idx"
     )
 
 
-def lease(db: Database, run_id: str, host: str, device_ids: list[str], now: datetime) -> bool:
-    """Lease `device_ids` on `host` to a run that is still waiting, in one transaction; False (nothing written)
-    when the run no longer waits or a device is already leased."""
+def lease(db: Database, grants: list[tuple[str, str, list[str]]]) -> list[str]:
+    """Lease each grant's devices (run id, host, device ids) to its run, in one transaction stamped when it runs,
+    so a lease never starts before the release that freed its devices; returns the runs leased. A run that no
+    longer waits, or whose devices are taken, is skipped."""
+    leased = []
     with db.writing(transaction=True) as cur:
-        busy = cur.execute(
-            "SELECT count(*) FROM gpu_leases WHERE list_contains(?, device_id) OR run_id = ?", [device_ids, run_id]
-        ).fetchone()[0]
-        waiting = cur.execute(
-            "SELECT count(*) FROM runs WHERE id = ? AND status = ? AND flow_run_id IS NULL", [run_id, QUEUED]
-        ).fetchone()[0]
-        if busy or not waiting:
-            return False
-        for device_id in device_ids:
-            cur.execute("INSERT INTO gpu_leases VALUES (?, ?, ?, ?)", [device_id, run_id, host, now])
-        cur.execute(
-            "UPDATE runs SET devices = ?, gpu_host = ?, leased_at = ?, released_at = NULL, updated_at = ? WHERE id = ?",
-            [json.dumps(device_ids), host, now, now, run_id],
-        )
-    return True
+        now = utc_now()
+        for run_id, host, device_ids in grants:
+            busy = cur.execute(
+                "SELECT count(*) FROM gpu_leases WHERE list_contains(?, device_id) OR run_id = ?", [device_ids, run_id]
+            ).fetchone()[0]
+            waiting = cur.execute(
+                "SELECT count(*) FROM runs WHERE id = ? AND status = ? AND flow_run_id IS NULL", [run_id, QUEUED]
+            ).fetchone()[0]
+            if busy or not waiting:
+                continue
+            for device_id in device_ids:
+                cur.execute("INSERT INTO gpu_leases VALUES (?, ?, ?, ?)", [device_id, run_id, host, now])
+            cur.execute(
+                "UPDATE runs SET devices = ?, gpu_host = ?, leased_at = ?, released_at = NULL, updated_at = ? "
+                "WHERE id = ?",
+                [json.dumps(device_ids), host, now, now, run_id],
+            )
+            leased.append(run_id)
+    return leased
 
 
 def unlease(db: Database, run_id: str) -> None:

@@ -81,9 +81,11 @@ def list_by_status(db: Database, statuses: list[str]) -> list[dict]:
 
 
 def stranded(db: Database, queued: str, created_before) -> list[dict]:
-    """Queued runs never handed to an orchestrator (no flow_run_id) that were created before `created_before`."""
+    """Queued runs never handed to an orchestrator (no flow_run_id) that were created (or, for GPU runs, leased
+    their devices) before `created_before`."""
     rows = db.fetch_dicts(
-        "SELECT * FROM runs WHERE status = ? AND flow_run_id IS NULL AND created_at < ? ORDER BY created_at",
+        "SELECT * FROM runs WHERE status = ? AND flow_run_id IS NULL AND coalesce(leased_at, created_at) < ? "
+        "ORDER BY created_at",
         [queued, created_before],
     )
     return [_decode(row) for row in rows]
