@@ -14,9 +14,10 @@ from prefect.states import Cancelled
 from ltm.client import ApiError, Client
 from ltm.flows.credentials import forget, hook_client, run_client
 from ltm.flows.prefect_state import flow_run_is_cancelling, tag_flow_run
+from ltm.flows.script_run import train_script
 from ltm.flows.session import CancelRequested, EpochResult, TrainingSession
 from ltm.flows.signals import sigterm_deferred
-from ltm.models import RunStatus
+from ltm.models import Run, RunStatus
 from ltm.settings import Settings
 from ltm.trainers import InvalidConfig
 
@@ -80,6 +81,9 @@ def training_run(run_id: str):
         return Cancelled(message=f"运行已是 {run.status.value}") if run.status == RunStatus.CANCELLED else None
     if flow_run_id:
         tag_flow_run(flow_run_id, [f"project:{run.project_id}", f"model:{run.model}"])
+    if run.entrypoint:
+        _link_console(settings, run)
+        return train_script(client, run, settings, flow_run_id)
     try:
         project = client.get_project(run.project_id)
         session = TrainingSession.open(client, run, project.task_type, settings)
@@ -87,11 +91,7 @@ def training_run(run_id: str):
         client.report(run.project_id, run_id, status=RunStatus.FAILED, message=f"配置无效：{exc}")
         raise
     session.start(flow_run_id)
-    create_link_artifact(
-        f"{settings.console_url}/run?project_id={run.project_id}&run_id={run_id}",
-        link_text=f"在控制台查看 {run.name}",
-        description="ltm 控制台中的运行详情",
-    )
+    _link_console(settings, run)
     progress = ProgressArtifact(session, f"{run.name} 训练进度")
     logger.info("开始训练 %s：%s 步，模型 %s，数据集 %s", run.name, session.trainer.total_steps, run.model, run.dataset)
     try:
@@ -122,6 +122,14 @@ def training_run(run_id: str):
     forget(flow_run_id)
     logger.info("训练完成：%s 步", session.trainer.step)
     return {"run_id": run_id, "steps": session.trainer.step}
+
+
+def _link_console(settings: Settings, run: Run) -> None:
+    create_link_artifact(
+        f"{settings.console_url}/run?project_id={run.project_id}&run_id={run.id}",
+        link_text=f"在控制台查看 {run.name}",
+        description="ltm 控制台中的运行详情",
+    )
 
 
 class ProgressArtifact:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds"
     )
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
+    script_stop_grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long a cancelled script run may take to save its checkpoint and exit before its processes "
+        "are terminated (under a Prefect worker at most 20 s after the worker's SIGTERM)",
+    )
     gpus: str | None = Field(
         None,
         description="GPUs this host declares instead of reading NVML, e.g. 'A100:4' or 'A100:4,H100:2' "

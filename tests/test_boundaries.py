@@ -15,7 +15,7 @@ import ltm
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"ltm": "ltm", "store": "ltm.store", "api": "ltm.api", "flows": "ltm.flows", "console": "ltm.console"}
-SDK = {"ltm.client", "ltm.reporter", "ltm.host_agent"}
+SDK = {"ltm.client", "ltm.reporter", "ltm.host_agent", "ltm.core", "ltm.integrations"}  # what scripts and hosts call
 CLI = {"ltm.cli", "ltm.cli_backup", "ltm.cli_tokens", "ltm.up", "ltm.testing"}
 WORDS = {"ltm.vocabulary", "ltm.limits"}  # leaf modules every layer may use, the store included
 ALLOWED = {

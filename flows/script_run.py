@@ -1,0 +1,705 @@
+"""A script run: the run's own training code, started as a child process group and supervised until it ends.
+
+The script talks to ltm through `ltm.core` (docs/scripts.md). This flow starts it (torchrun for several processes),
+turns every rank's output into the run's logs, keeps the run alive with a heartbeat, raises the stop flag on cancel
+and, past the grace period, terminates every process the script started.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.exceptions import TerminationSignal
+from prefect.states import Cancelled
+
+from ltm import artifact_paths, core
+from ltm.client import ApiError, Client
+from ltm.flows.artifact_io import ArtifactWriter
+from ltm.flows.credentials import forget
+from ltm.flows.prefect_state import flow_run_is_cancelling
+from ltm.gpu_telemetry import DeviceTelemetry
+from ltm.limits import MAX_TEXT_LENGTH
+from ltm.models import Artifact, Run, RunStatus
+from ltm.reporter import RunReporter
+from ltm.settings import Settings
+
+HEARTBEAT_SECONDS = 1.0  # also how soon a cancel recorded in the API reaches the stop flag
+TELEMETRY_SECONDS = 5.0
+KILL_AFTER_SECONDS = 5.0  # after SIGTERM to the script's processes, SIGKILL
+# A Prefect worker SIGKILLs a cancelled flow 30 s after its SIGTERM; the script must be gone, and the run recorded,
+# before that, whatever the grace period says.
+PREFECT_KILL_SECONDS = 30.0
+RECORD_MARGIN_SECONDS = 10.0
+TAIL_LINES = 12
+ELIDED = "\n…\n"
+MAX_HASHED_FILE = 64 * 2**20
+
+RANK_PREFIX = "[rank${rank}]:"  # torchrun's per-line prefix template (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE)
+_RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$", re.DOTALL)
+_ERROR_LINE = re.compile(r"Traceback|Error|Exception|CUDA out of memory")
+_OUT_OF_MEMORY = re.compile(r"CUDA out of memory|OutOfMemoryError")
+_SKIPPED_DIRS = {"__pycache__", "node_modules"}
+
+
+class ScriptConfigError(ValueError):
+    """The run cannot start its script; the message says why, in Chinese, naming the field."""
+
+
+class ScriptFailed(Exception):
+    """The script ended in failure; the message is the run's."""
+
+
+# Where the code is and what it is
+
+
+def resolve_source(root: Path, source: str | None) -> Path:
+    """`source` below `root`, links resolved; refused when it leads outside or is not a folder."""
+    base = root.resolve()
+    folder = (base / (source or "")).resolve()
+    if folder != base and base not in folder.parents:
+        raise ScriptConfigError(f"source {source!r} 指向 LTM_SOURCE_DIR（{base}）之外的 {folder}")
+    if not folder.is_dir():
+        raise ScriptConfigError(f"source {source!r}：LTM_SOURCE_DIR（{base}）下没有这个目录")
+    return folder
+
+
+def code_version(folder: Path) -> str:
+    """git:<commit>[+dirty] when the folder is in a git checkout, else sha256:<hash of the folder's files>."""
+    commit = _git(folder, "rev-parse", "HEAD")
+    if commit:
+        changes = _git(folder, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+        return f"git:{commit}{'+dirty' if changes else ''}"
+    return f"sha256:{content_hash(folder)}"
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def content_hash(folder: Path) -> str:
+    """Names and contents of the folder's files (hidden folders and caches left out; files over 64 MiB by size)."""
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        for name in sorted(files):
+            path = Path(directory, name)
+            if not path.is_file():
+                continue
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            size = path.stat().st_size
+            if size > MAX_HASHED_FILE:
+                digest.update(f"size:{size}".encode())
+            else:
+                digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def process_count(run: Run) -> int:
+    return run.processes or len(run.devices) or 1
+
+
+def build_command(entrypoint: str, processes: int, folder: Path, log_dir: Path) -> list[str]:
+    """The entrypoint with `python` replaced by this interpreter; torchrun when there are several processes."""
+    words = shlex.split(entrypoint)
+    args = words[1:]
+    if not args[0].startswith("-"):
+        script = (folder / args[0]).resolve()
+        if folder not in script.parents:
+            raise ScriptConfigError(f"entrypoint 中的脚本 {args[0]} 不在 source 目录 {folder} 之内")
+        if not script.is_file():
+            raise ScriptConfigError(f"entrypoint 中的脚本 {args[0]} 在 source 目录 {folder} 中不存在")
+    elif processes > 1 and args[0] != "-m":
+        raise ScriptConfigError("entrypoint：多进程运行只能是 python 脚本.py … 或 python -m 模块 …")
+    if processes == 1:
+        return [sys.executable, *args]
+    try:
+        import torch.distributed.run  # noqa: F401  only to learn whether torchrun is there
+    except ImportError:
+        raise ScriptConfigError(f"processes={processes}：多进程运行需要 worker 上安装 torch（torchrun）") from None
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    return [*launcher, "--tee=3", f"--log-dir={log_dir}", *args]
+
+
+# The script's output
+
+
+class ScriptOutput:
+    """Every line the script prints goes to the run's logs, tagged with its rank; stderr is WARNING or ERROR."""
+
+    def __init__(self, reporter: RunReporter) -> None:
+        self.reporter = reporter
+        self.tails: dict[str, deque[str]] = {}
+        self.first_error: dict[str, float] = {}
+        self.out_of_memory = False
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def follow(self, stream, is_stderr: bool, single_rank: bool) -> None:
+        thread = threading.Thread(target=self._read, args=(stream, is_stderr, single_rank), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _read(self, stream, is_stderr: bool, single_rank: bool) -> None:
+        for text in _lines(stream):
+            matched = _RANK_LINE.match(text)
+            if single_rank:
+                source = "rank 0"
+            elif matched:
+                source, text = f"rank {matched.group(1)}", matched.group(2)
+            else:
+                source = "torchrun"
+            self._line(source, text.rsplit("\r", 1)[-1], is_stderr)  # a progress bar redraws with \r: its last state
+        stream.close()
+
+    def _line(self, source: str, text: str, is_stderr: bool) -> None:
+        level = "INFO"
+        if is_stderr:
+            level = "ERROR" if _ERROR_LINE.search(text) else "WARNING"
+            with self._lock:
+                self.tails.setdefault(source, deque(maxlen=TAIL_LINES)).append(text)
+                if level == "ERROR":
+                    self.first_error.setdefault(source, time.monotonic())
+                    self.out_of_memory = self.out_of_memory or bool(_OUT_OF_MEMORY.search(text))
+        self.reporter.log(f"[{source}] {text}", level=level)
+
+    def failure_text(self) -> str:
+        """The last stderr lines of the rank that failed first (torchrun's own lines only when no rank wrote)."""
+        with self._lock:
+            ranks = [source for source in self.tails if source != "torchrun"]
+            if not ranks and "torchrun" in self.tails:
+                ranks = ["torchrun"]
+            if not ranks:
+                return "脚本没有输出错误信息"
+            failing = min(ranks, key=lambda source: (self.first_error.get(source, float("inf")), source))
+            lines = [line for line in self.tails[failing] if line.strip()]
+        return f"{failing} 的最后输出：\n" + "\n".join(lines)
+
+
+def _lines(stream, longest: int = 64 * 1024):
+    """Decoded lines of a binary stream as they arrive; a line longer than `longest` is cut there."""
+    pending = b""
+    while chunk := stream.read1(longest):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        while len(pending) > longest:
+            complete.append(pending[:longest])
+            pending = pending[longest:]
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+    if pending:
+        yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+# The script's processes
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, state) of every process, from /proc."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(entry.name)] = (int(fields[1]), fields[0].decode())
+    return table
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it (torchrun starts each worker in a session of its own)."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for child, (parent, state) in table.items():
+        if state != "Z":
+            children.setdefault(parent, []).append(child)
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    table = _process_table()
+    return [pid for pid in pids if pid in table and table[pid][1] != "Z"]
+
+
+def _signal_groups(pids: list[int], signum: int) -> None:
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+    for group in groups:
+        if group <= 1 or group == os.getpgid(0):
+            continue
+        try:
+            os.killpg(group, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+# One script run
+
+
+@dataclass(frozen=True)
+class ScriptPlan:
+    folder: Path
+    scratch: Path
+    processes: int
+    command: list[str]
+    code_version: str
+    resume: tuple[Path, int] | None  # the local checkpoint path and its step
+
+
+@dataclass
+class Ending:
+    status: RunStatus
+    message: str | None
+    signalled: bool  # Prefect's SIGTERM reached this flow; unless the run ends 已取消 it is raised again at the end
+
+
+class _SigtermWatch:
+    """Records Prefect's SIGTERM instead of raising it, so the script is stopped in order first."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self._previous = None
+
+    def __enter__(self) -> "_SigtermWatch":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._record)
+        return self
+
+    def _record(self, signum, frame) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+class ScriptRun:
+    def __init__(self, client: Client, run: Run, settings: Settings, plan: ScriptPlan) -> None:
+        self.client = client
+        self.run = run
+        self.settings = settings
+        self.folder = plan.folder
+        self.scratch = plan.scratch
+        self.processes = plan.processes
+        self.command = plan.command
+        self.code_version = plan.code_version
+        self.resume = plan.resume
+        self.stop_file = plan.scratch / "stop"
+        self.reporter = RunReporter(client, run.project_id, run.id)
+        self.output = ScriptOutput(self.reporter)
+        self.telemetry = DeviceTelemetry(run.devices, seed=run.hyperparameters.get("seed"))
+        self.progress = _ProgressArtifact(f"{run.name} 训练进度")
+        self.process: subprocess.Popen | None = None
+        self.stop_at: float | None = None
+        self.saw_cancelling = False
+        self.ended_elsewhere: RunStatus | None = None
+        self.terminated_after: float | None = None
+        self.final_step = 0
+
+    @classmethod
+    def prepare(cls, client: Client, run: Run, settings: Settings) -> "ScriptRun":
+        if not settings.api_url:
+            raise ScriptConfigError("脚本运行需要 LTM_API_URL 指向 ltm API（嵌入式存储只能由一个进程打开）")
+        folder = resolve_source(Path(os.environ.get("LTM_SOURCE_DIR") or os.getcwd()), run.source)
+        processes = process_count(run)
+        scratch = _scratch_folder(settings, run)
+        try:
+            plan = ScriptPlan(
+                folder=folder,
+                scratch=scratch,
+                processes=processes,
+                command=build_command(run.entrypoint, processes, folder, scratch / "torchrun-logs"),
+                code_version=code_version(folder),
+                resume=_materialise_checkpoint(client, run, settings, scratch / "resume") if run.resumed_from else None,
+            )
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return cls(client, run, settings, plan)
+
+    @property
+    def label(self) -> tuple[str, str]:
+        return self.run.project_id, self.run.id
+
+    def environment(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if key not in ("LTM_LAUNCH_CODE", core.TOKEN)}
+        token = self.client.headers.get("Authorization", "").removeprefix("Bearer ")
+        env.update(
+            {
+                core.API_URL: self.settings.api_url,
+                core.RUN_ID: self.run.id,
+                core.PROJECT_ID: self.run.project_id,
+                core.HPARAMS: json.dumps(self.run.hyperparameters, ensure_ascii=False),
+                core.ARTIFACT_ROOT: self.settings.artifact_root_url,
+                core.CHECKPOINT_DIR: str(self.scratch / "checkpoints"),
+                core.STOP_FILE: str(self.stop_file),
+                core.FLOW_PID: str(os.getpid()),
+                "LTM_HOME": str(self.settings.home.resolve()),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if token:
+            env[core.TOKEN] = token
+        if self.resume:
+            env[core.RESUME_PATH], env[core.RESUME_STEP] = str(self.resume[0]), str(self.resume[1])
+        if self.processes > 1:
+            env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = RANK_PREFIX
+            env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set, without its banner
+        return env
+
+    def start(self, flow_run_id: str | None) -> None:
+        (self.scratch / "checkpoints").mkdir(parents=True, exist_ok=True)
+        files = ArtifactWriter(self.settings.artifact_root_url, *self.label)
+        config = self.run.model_dump(
+            mode="json",
+            include={"id", "project_id", "name", "model", "dataset", "hyperparameters", "resources", "resumed_from"},
+        )
+        script = {"entrypoint": self.run.entrypoint, "source": self.run.source, "processes": self.processes}
+        written = files.write_config({**config, **script, "code_version": self.code_version})
+        self.client.register_artifact(
+            *self.label, type="config", name="运行配置", path=written.path, size_bytes=written.size_bytes
+        )
+        start_step = self.resume[1] if self.resume else self.run.start_step
+        self.client.report(
+            *self.label,
+            status=RunStatus.RUNNING,
+            flow_run_id=flow_run_id,
+            current_step=start_step,
+            code_version=self.code_version,
+        )
+        where = f"从第 {start_step} 步的检查点恢复" if self.resume else "从头开始"
+        self.reporter.log(
+            f"训练开始（脚本，{where}），{self.processes} 个进程，代码版本 {self.code_version}，"
+            f"目录 {self.folder}，命令 {shlex.join(self.command)}，进程 {os.getpid()}"
+        )
+        if self.run.devices:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "（未设置）")
+            self.reporter.log(
+                f"GPU：主机 {self.run.gpu_host} 的 {'、'.join(self.run.devices)}（CUDA_VISIBLE_DEVICES={visible}）"
+            )
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=self.folder,
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.output.follow(self.process.stdout, is_stderr=False, single_rank=self.processes == 1)
+        self.output.follow(self.process.stderr, is_stderr=True, single_rank=self.processes == 1)
+
+    def supervise(self, sigterm: _SigtermWatch, flow_run_id: str | None) -> None:
+        """Until the script's processes are gone: heartbeat, stop flag on cancel, termination past the deadline."""
+        next_beat = next_reading = time.monotonic()
+        while self.process.poll() is None:
+            try:
+                self.process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now >= next_beat:
+                self._heartbeat()
+                next_beat = now + HEARTBEAT_SECONDS
+            if self.run.devices and now >= next_reading:
+                self._read_devices()
+                next_reading = now + TELEMETRY_SECONDS
+            if sigterm.at is not None and self.stop_at is None:
+                self.saw_cancelling = self.saw_cancelling or self._cancelling(flow_run_id)
+                self.request_stop("用户取消" if self.saw_cancelling else "收到终止信号", cancel=self.saw_cancelling)
+            if self.stop_at is not None and self.terminated_after is None and now >= self._deadline(sigterm):
+                self.terminate("脚本没有在宽限期内退出")
+        self.output.join(timeout=10)
+
+    def request_stop(self, why: str, cancel: bool) -> None:
+        """Raise the stop flag; its content tells the script why (the name of the checkpoint it saves then)."""
+        if self.stop_at is not None:
+            return
+        self.stop_at = time.monotonic()
+        written = self.stop_file.with_suffix(".tmp")
+        written.write_text(core.STOP_CANCEL if cancel else core.STOP_TERMINATE, encoding="utf-8")
+        written.replace(self.stop_file)  # the script sees the flag only with its reason in it
+        self.reporter.log(f"{why}：已请求脚本在下一个步边界保存检查点并退出", level="WARNING")
+
+    def terminate(self, why: str) -> None:
+        """SIGTERM to every process group the script's processes are in; SIGKILL to what is left soon after."""
+        self.terminated_after = time.monotonic() - (self.stop_at or time.monotonic())
+        pids = descendants(self.process.pid)
+        self.reporter.log(f"{why}，终止它的 {len(pids)} 个进程", level="WARNING")
+        _signal_groups(pids, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_AFTER_SECONDS
+        while time.monotonic() < deadline and (self.process.poll() is None or _alive(pids)):
+            time.sleep(0.1)
+        left = _alive(pids)
+        if left:
+            _signal_groups(left, signal.SIGKILL)
+        self.process.wait()
+
+    def ending(self, sigterm: _SigtermWatch, flow_run_id: str | None) -> Ending:
+        signalled = sigterm.at is not None
+        if self.ended_elsewhere is not None:
+            message = f"运行已在别处结束（{self.ended_elsewhere.value}），脚本已停止"
+            return Ending(self.ended_elsewhere, message, signalled)
+        if signalled and not self.saw_cancelling:
+            self.saw_cancelling = self._cancelling(flow_run_id)
+        code = self.process.returncode
+        if self.stop_at is not None and self.saw_cancelling:
+            return Ending(RunStatus.CANCELLED, self._cancel_message(code), signalled)
+        if signalled:
+            checkpoint = _describe(self.latest_checkpoint())
+            return Ending(RunStatus.FAILED, f"训练进程收到终止信号，脚本已停止；{checkpoint}", signalled)
+        if code == 0:
+            return Ending(RunStatus.COMPLETED, None, False)
+        return Ending(RunStatus.FAILED, self._failure_message(code), False)
+
+    def finish(self, ending: Ending) -> None:
+        ending = Ending(ending.status, _bounded(ending.message), ending.signalled)
+        if ending.message:
+            self.reporter.log(ending.message, level="ERROR" if ending.status == RunStatus.FAILED else "WARNING")
+        else:
+            self.reporter.log("脚本运行完成")
+        self.reporter.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.ended_elsewhere is not None:
+            return
+        run = self.client.find_run(self.run.id)  # before the end: a finished run's token reads nothing more
+        self.final_step = run.current_step
+        self.progress.update(run, force=True)
+        try:
+            self.client.report(*self.label, status=ending.status, message=ending.message)
+        except ApiError as exc:
+            if exc.status_code != 409:
+                raise
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.terminate("训练流程出错")
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Artifact | None:
+        checkpoints = [a for a in self.client.list_artifacts(*self.label) if a.type.value == "checkpoint"]
+        return max(checkpoints, key=lambda a: (a.step or 0, a.created_at), default=None)
+
+    def _deadline(self, sigterm: _SigtermWatch) -> float:
+        deadline = self.stop_at + self.settings.script_stop_grace_seconds
+        if sigterm.at is not None:
+            deadline = min(deadline, sigterm.at + PREFECT_KILL_SECONDS - RECORD_MARGIN_SECONDS)
+        return deadline
+
+    def _heartbeat(self) -> None:
+        """An empty report keeps the run from looking lost, and answers with its status (a cancel shows here)."""
+        try:
+            run = self.client.report(*self.label)
+        except ApiError as exc:
+            if exc.status_code not in (404, 409):
+                return
+            run = self._find()
+            if run is None or run.status.is_terminal:
+                self.ended_elsewhere = run.status if run else RunStatus.FAILED
+                self.request_stop("运行已在别处结束", cancel=False)
+            return
+        except httpx.HTTPError:
+            return  # the API is briefly unreachable; the script's own reporter retries its batches
+        if run.status == RunStatus.CANCELLING:
+            self.saw_cancelling = True
+            self.request_stop("用户取消", cancel=True)
+        self.progress.update(run)
+
+    def _read_devices(self) -> None:
+        run = self._find()
+        step = run.current_step if run else 0
+        reading = self.telemetry.read(step, None)
+        if reading.metrics:
+            self.reporter.metrics(step, reading.metrics)
+            self.reporter.progress(gpu_utilization=reading.utilization)
+
+    def _find(self) -> Run | None:
+        try:
+            return self.client.find_run(self.run.id)
+        except (ApiError, httpx.HTTPError):
+            return None
+
+    def _cancelling(self, flow_run_id: str | None) -> bool:
+        """Whether a SIGTERM is a cancel: from Prefect (its UI) or from the API (status 取消中)."""
+        if flow_run_is_cancelling(flow_run_id):
+            return True
+        run = self._find()
+        return run is not None and run.status == RunStatus.CANCELLING
+
+    def _cancel_message(self, code: int | None) -> str:
+        checkpoint = self.latest_checkpoint()
+        if self.terminated_after is not None:
+            return (
+                f"用户取消：脚本在 {self.terminated_after:.0f} 秒的宽限期内没有退出，已终止它的进程；"
+                f"{_describe(checkpoint)}"
+            )
+        if checkpoint is not None and checkpoint.name == core.STOP_CHECKPOINT_NAMES[core.STOP_CANCEL]:
+            message = f"用户取消，脚本已在第 {checkpoint.step} 步保存检查点"
+        else:
+            message = f"用户取消；脚本停止时没有保存检查点，{_describe(checkpoint)}"
+        return message if code == 0 else f"{message}（脚本退出码 {code}）"
+
+    def _failure_message(self, code: int) -> str:
+        if code < 0:
+            exit_text = f"脚本被信号 {_signal_name(-code)} 终止"
+        else:
+            exit_text = f"脚本退出码 {code}"
+        text = f"{exit_text}；{self.output.failure_text()}"
+        if self.output.out_of_memory:
+            return f"显存不足（CUDA out of memory）：{text}"
+        return f"脚本运行失败，{text}"
+
+
+class _ProgressArtifact:
+    """Prefect UI progress bar, from the progress the script reports; updated at most every few seconds."""
+
+    def __init__(self, description: str, every: float = 2.0) -> None:
+        self.description = description
+        self.every = every
+        self.id = None
+        self.last = 0.0
+
+    def update(self, run: Run, force: bool = False) -> None:
+        if not run.total_steps or (not force and time.monotonic() - self.last < self.every):
+            return
+        percent = 100 * min(1.0, run.current_step / run.total_steps)
+        if self.id is None:
+            self.id = create_progress_artifact(percent, description=self.description)
+        else:
+            update_progress_artifact(self.id, percent)
+        self.last = time.monotonic()
+
+
+def _bounded(message: str | None) -> str | None:
+    """A run's message fits MAX_TEXT_LENGTH: the start (what failed) and the end (the error itself) are kept."""
+    if message is None or len(message) <= MAX_TEXT_LENGTH:
+        return message
+    keep = (MAX_TEXT_LENGTH - len(ELIDED)) // 2
+    return message[:keep] + ELIDED + message[-keep:]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _describe(checkpoint: Artifact | None) -> str:
+    if checkpoint is None:
+        return "运行没有保存过检查点"
+    return f"最新的检查点是第 {checkpoint.step} 步的 {checkpoint.id}"
+
+
+def _scratch_folder(settings: Settings, run: Run) -> Path:
+    """Where the script writes checkpoints before saving them: inside the run's folder when artifacts are local (a
+    save is then a rename), else a temporary folder on this worker."""
+    folder = artifact_paths.run_folder(settings.artifact_root_url, run.project_id, run.id)
+    if folder.protocol is None:
+        path = Path(folder.path, ".script")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return Path(tempfile.mkdtemp(prefix=f"ltm-{run.id}-"))
+
+
+def _materialise_checkpoint(client: Client, run: Run, settings: Settings, target: Path) -> tuple[Path, int]:
+    """The checkpoint to resume from as a local path (downloaded when artifacts are remote), and its step."""
+    for artifact in client.list_artifacts(run.project_id, run.parent_run_id):
+        if artifact.id != run.resumed_from:
+            continue
+        try:
+            location = artifact_paths.checked(
+                artifact.path, settings.artifact_root_url, run.project_id, run.parent_run_id
+            )
+        except artifact_paths.OutsideRunFolder as exc:
+            raise ScriptConfigError(f"检查点 {run.resumed_from} 不能读取：{exc}") from None
+        step = artifact.step or 0
+        if location.protocol is None:
+            return Path(location.path), step
+        fs = location.filesystem()
+        if fs.isfile(location.path):
+            local = target / Path(location.path).name
+            target.mkdir(parents=True, exist_ok=True)
+            fs.get_file(location.path, str(local))
+            return local, step
+        for remote in fs.find(location.path):
+            local = target / Path(remote).relative_to(location.path)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(remote, str(local))
+        return target, step
+    raise ScriptConfigError(f"找不到要恢复的检查点 {run.resumed_from}")
+
+
+def train_script(client: Client, run: Run, settings: Settings, flow_run_id: str | None):
+    """The training flow's body for a run with an entrypoint; returns or raises as the trainer path does."""
+    logger = get_run_logger()
+    try:
+        script = ScriptRun.prepare(client, run, settings)
+    except ScriptConfigError as exc:
+        client.report(run.project_id, run.id, status=RunStatus.FAILED, message=f"配置无效：{exc}")
+        raise
+    logger.info("开始脚本运行 %s：%s（%s 个进程）", run.name, run.entrypoint, script.processes)
+    ending = None
+    try:
+        with _SigtermWatch() as sigterm:
+            script.start(flow_run_id)
+            script.supervise(sigterm, flow_run_id)
+            ending = script.ending(sigterm, flow_run_id)
+            script.finish(ending)
+    except Exception as exc:
+        script.cleanup()
+        if ending is None and script.ended_elsewhere is None:
+            script.finish(Ending(RunStatus.FAILED, f"训练流程出错：{exc}", False))
+        raise
+    finally:
+        script.cleanup()
+    logger.info("脚本运行结束：%s %s", ending.status.value, ending.message or "")
+    if ending.status == RunStatus.CANCELLED:
+        forget(flow_run_id)
+        return Cancelled(message=ending.message)
+    if ending.signalled:
+        raise TerminationSignal(signal=signal.SIGTERM)
+    forget(flow_run_id)
+    if ending.status == RunStatus.FAILED:
+        raise ScriptFailed(ending.message)
+    return {"run_id": run.id, "steps": script.final_step}
