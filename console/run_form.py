@@ -50,7 +50,7 @@ def gpu_request(version: int) -> dict:
     return {"gpu_type": gpu_type, "gpu_count": int(gpu_count)}
 
 
-TRAINER_KIND, SCRIPT_KIND = "训练器", "自己的脚本"
+TRAINER_KIND, SCRIPT_KIND = "内置训练器", "自己的脚本"
 
 
 def script_fields(version: int) -> dict:

@@ -339,7 +339,7 @@ class ScriptRun:
     def prepare(cls, client: Client, run: Run, settings: Settings) -> "ScriptRun":
         if not settings.api_url:
             raise ScriptConfigError("脚本运行需要 LTM_API_URL 指向 ltm API（嵌入式存储只能由一个进程打开）")
-        folder = resolve_source(Path(os.environ.get("LTM_SOURCE_DIR") or os.getcwd()), run.source)
+        folder = resolve_source(settings.source_dir or Path.cwd(), run.source)
         processes = process_count(run)
         scratch = _scratch_folder(settings, run)
         try:

@@ -9,17 +9,14 @@ offset per device and a little jitter, so CPU machines show believable charts.
 
 import hashlib
 import random
-import threading
 from dataclasses import dataclass
 
+from ltm import gpus
 from ltm.gpus import KNOWN_MEMORY_MB
 
 REAL_PREFIXES = ("GPU-", "MIG-")
 SIM_PREFIX = "sim-"
 DEFAULT_MEMORY_MB = 16384
-
-_nvml = None  # the pynvml module once NVML started in this process; False when it cannot start here
-_nvml_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,26 +90,8 @@ def _memory_mb(device: str) -> int:
     return DEFAULT_MEMORY_MB
 
 
-def _nvml_module():
-    """pynvml with NVML started, once per process on first use; None where nvidia-ml-py or NVML is missing."""
-    global _nvml
-    with _nvml_lock:
-        if _nvml is None:
-            _nvml = False
-            try:
-                import pynvml
-            except ImportError:
-                return None
-            try:
-                pynvml.nvmlInit()
-            except pynvml.NVMLError:
-                return None
-            _nvml = pynvml
-        return _nvml or None
-
-
 def _read_nvml(device: str, handles: dict[str, object]) -> DeviceSample:
-    nvml = _nvml_module()
+    nvml = gpus.nvml()
     if nvml is None:
         return DeviceSample(device, None, None)
     try:

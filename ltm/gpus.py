@@ -6,6 +6,8 @@ takes precedence over NVML: `A100:4`, `A100:4,H100:2`, or `型号:数量:显存M
 whole list like CUDA indexes, so the same declaration on the same host always names the same devices.
 """
 
+import threading
+
 from ltm.models import GpuDeviceDeclaration
 from ltm.settings import Settings
 
@@ -77,33 +79,47 @@ def parse_declared(value: str, host: str) -> list[GpuDeviceDeclaration]:
     return devices
 
 
+_nvml = None
+_nvml_lock = threading.Lock()
+
+
+def nvml():
+    """pynvml with NVML started, once per process on first use; None where nvidia-ml-py or NVML is missing."""
+    global _nvml
+    with _nvml_lock:
+        if _nvml is None:
+            _nvml = False
+            try:
+                import pynvml
+            except ImportError:
+                return None
+            try:
+                pynvml.nvmlInit()
+            except pynvml.NVMLError:
+                return None
+            _nvml = pynvml
+        return _nvml or None
+
+
 def read_nvml() -> list[GpuDeviceDeclaration] | None:
     """The real devices, by UUID, through NVML; None where nvidia-ml-py is missing or NVML does not start."""
-    try:
-        import pynvml
-    except ImportError:
+    pynvml = nvml()
+    if pynvml is None:
         return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return None
-    try:
-        devices = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            devices.append(
-                GpuDeviceDeclaration(
-                    id=uuid.decode() if isinstance(uuid, bytes) else uuid,
-                    index=index,
-                    model=name.decode() if isinstance(name, bytes) else name,
-                    memory_mb=pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024),
-                )
+    devices = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        name = pynvml.nvmlDeviceGetName(handle)
+        uuid = pynvml.nvmlDeviceGetUUID(handle)
+        devices.append(
+            GpuDeviceDeclaration(
+                id=uuid.decode() if isinstance(uuid, bytes) else uuid,
+                index=index,
+                model=name.decode() if isinstance(name, bytes) else name,
+                memory_mb=pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024),
             )
-        return devices
-    finally:
-        pynvml.nvmlShutdown()
+        )
+    return devices
 
 
 def inventory(settings: Settings) -> list[GpuDeviceDeclaration]:

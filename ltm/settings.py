@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds"
     )
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
+    source_dir: Path | None = Field(
+        None, description="Where script runs' code lives on this worker (a run's source is a folder below it)"
+    )
     script_stop_grace_seconds: float = Field(
         60.0,
         ge=0,

@@ -101,22 +101,27 @@ class LtmSystem:
 
     def processes(self) -> list[int]:
         """Live processes started for this system (found by the LTM_HOME in their environment)."""
-        marker = f"LTM_HOME={self.home.resolve()}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != os.getpid():
-                try:
-                    if marker in (entry / "environ").read_bytes().split(b"\0"):
-                        found.append(int(entry.name))
-                except OSError:
-                    pass
-        return found
+        return processes_with_env(f"LTM_HOME={self.home.resolve()}")
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)
         rest = self.process.stdout.read()
         self.output.append(rest)
         return self.process.wait(timeout=90)
+
+
+def processes_with_env(assignment: str) -> list[int]:
+    """Live processes other than this one whose environment holds `assignment` (`NAME=value`)."""
+    marker = assignment.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 class ApiProcess:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ltm import Client, gpu_telemetry
+from ltm import Client, gpus
 from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.models import RunStatus
 from tests.conftest import ROOT
@@ -60,8 +60,8 @@ def test_no_devices_no_series_and_no_utilisation():
     assert reading.metrics == {} and reading.utilization is None
 
 
-def test_real_devices_without_nvml_give_nothing_rather_than_invented_numbers(monkeypatch):
-    monkeypatch.setattr(gpu_telemetry, "_nvml_module", lambda: None)
+def test_real_devices_nvml_cannot_read_give_nothing_rather_than_invented_numbers():
+    # No NVML on CPU machines; on a GPU machine these UUIDs do not exist: either way nothing can be read.
     reading = DeviceTelemetry(["GPU-0d1e2f30-aaaa-bbbb-cccc-1234567890ab", "MIG-5c6d7e8f-0000"]).read(1, 0.9)
     assert reading.metrics == {} and reading.utilization is None
 
@@ -70,7 +70,7 @@ def test_simulated_devices_never_start_nvml(monkeypatch):
     def refuse():
         raise AssertionError("NVML must not start for simulated devices")
 
-    monkeypatch.setattr(gpu_telemetry, "_nvml_module", refuse)
+    monkeypatch.setattr(gpus, "nvml", refuse)
     assert DeviceTelemetry(A100S).read(1, 0.5).utilization is not None
 
 

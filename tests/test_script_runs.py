@@ -5,21 +5,20 @@ import re
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 
 from ltm import Client
 from ltm.flows.script_run import ScriptConfigError, resolve_source
 from ltm.models import RunStatus
+from ltm.testing import processes_with_env
 from tests.conftest import ROOT, LtmSystem, wait_until
 from tests.helpers import new_project, unique
+from tests.test_flows_e2e import prefect_client
 
 SOURCE = "tests/scripts"
 STEPS = 60
@@ -36,12 +35,6 @@ def api(ltm_system):
 @pytest.fixture(scope="module")
 def project(api):
     return api.create_project(name=unique("脚本运行"), owner="测试", task_type="回归")
-
-
-@contextmanager
-def prefect_client(system):
-    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as client:
-        yield client
 
 
 def final_flow_state(system, flow_run_id: str) -> StateType:
@@ -73,16 +66,7 @@ def log_messages(api, run, q: str) -> list[str]:
 
 def script_processes(run_id: str) -> list[int]:
     """Live processes whose environment names the run (the script's ranks and torchrun)."""
-    marker = f"LTM_RUN_ID={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    return processes_with_env(f"LTM_RUN_ID={run_id}")
 
 
 def linear_run(api, project, steps=STEPS, **fields):

@@ -80,7 +80,7 @@ def register_host(
     response_model=GpuHost,
     summary="注销一台 GPU 主机（管理员）：删除它的设备并释放这些设备上的租用",
     description="主机已下线、不再回来时使用；仍在上报的主机会在下一次心跳时重新登记。",
-    responses=responses(404),
+    responses=responses(404, 422),
 )
 def remove_host(host: HostPath, db: Db, runs: Runs, settings: CurrentSettings, caller: Caller):
     """Answers the host as it was registered before it was removed."""
