@@ -212,7 +212,8 @@ def admission_cycle(tmp: Path, scale: Scale) -> None:
 
 
 def granting_cycles(service: RunService, settings: Settings, scale: Scale) -> None:
-    """Free one whole host, then time `RunService.admit` (read, plan, lease writes, hand-over to NoopLauncher)."""
+    """Free one whole host, then time a cycle of the admission loop, `RunService.admit(background=True)`: read, plan,
+    the lease transaction; the hand-overs (to NoopLauncher) go to worker threads after it."""
     samples, granted_runs, granted_devices = [], [], []
     for host in range(scale.grant_cycles):
         free_host(service, f"gpu-{host:02d}")
@@ -220,7 +221,7 @@ def granting_cycles(service: RunService, settings: Settings, scale: Scale) -> No
         check_plan(requests, devices, grants, waiting)
         before = leases_now(service.db)
         started = time.perf_counter()
-        service.admit()
+        service.admit(background=True)
         samples.append((time.perf_counter() - started) * 1000)
         after = leases_now(service.db)
         expected = dict(before)
@@ -314,8 +315,8 @@ def check_order(run: Run, device_ids: list[str]) -> None:
 def check_leases(runs: list[Run], device_ids: list[str]) -> dict:
     """Raise unless every run's lease is in order, no two leases overlap on a device by more than STAMP_SKEW, and
     never more than len(device_ids) devices were held. Overlaps within STAMP_SKEW are counted and then clipped:
-    `admit()` stamps leased_at with the time its cycle began, which can precede the release (stamped by the thread
-    that ended the previous run) that freed the device the cycle then found free."""
+    leases are stamped inside their transaction, after the release that freed the device, so none is expected;
+    the tolerance stays so that a regression is printed with its size."""
     for run in runs:
         check_order(run, device_ids)
     leases = sorted(
