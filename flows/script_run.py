@@ -5,19 +5,15 @@ turns every rank's output into the run's logs, keeps the run alive with a heartb
 and, past the grace period, terminates every process the script started.
 """
 
-import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +28,16 @@ from ltm.client import ApiError, Client
 from ltm.flows.artifact_io import ArtifactWriter
 from ltm.flows.credentials import forget
 from ltm.flows.prefect_state import flow_run_is_cancelling
+from ltm.flows.script_process import (
+    RANK_PREFIX,
+    ScriptOutput,
+    alive,
+    build_command,
+    descendants,
+    process_count,
+    signal_groups,
+)
+from ltm.flows.script_source import ScriptConfigError, code_version, resolve_source
 from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.limits import MAX_TEXT_LENGTH
 from ltm.models import Artifact, Run, RunStatus
@@ -45,230 +51,11 @@ KILL_AFTER_SECONDS = 5.0  # after SIGTERM to the script's processes, SIGKILL
 # before that, whatever the grace period says.
 PREFECT_KILL_SECONDS = 30.0
 RECORD_MARGIN_SECONDS = 10.0
-TAIL_LINES = 12
 ELIDED = "\n…\n"
-MAX_HASHED_FILE = 64 * 2**20
-
-RANK_PREFIX = "[rank${rank}]:"  # torchrun's per-line prefix template (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE)
-_RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$", re.DOTALL)
-_ERROR_LINE = re.compile(r"Traceback|Error|Exception|CUDA out of memory")
-_OUT_OF_MEMORY = re.compile(r"CUDA out of memory|OutOfMemoryError")
-_SKIPPED_DIRS = {"__pycache__", "node_modules"}
-
-
-class ScriptConfigError(ValueError):
-    """The run cannot start its script; the message says why, in Chinese, naming the field."""
 
 
 class ScriptFailed(Exception):
     """The script ended in failure; the message is the run's."""
-
-
-# Where the code is and what it is
-
-
-def resolve_source(root: Path, source: str | None) -> Path:
-    """`source` below `root`, links resolved; refused when it leads outside or is not a folder."""
-    base = root.resolve()
-    folder = (base / (source or "")).resolve()
-    if folder != base and base not in folder.parents:
-        raise ScriptConfigError(f"source {source!r} 指向 LTM_SOURCE_DIR（{base}）之外的 {folder}")
-    if not folder.is_dir():
-        raise ScriptConfigError(f"source {source!r}：LTM_SOURCE_DIR（{base}）下没有这个目录")
-    return folder
-
-
-def code_version(folder: Path) -> str:
-    """git:<commit>[+dirty] when the folder is in a git checkout, else sha256:<hash of the folder's files>."""
-    commit = _git(folder, "rev-parse", "HEAD")
-    if commit:
-        changes = _git(folder, "status", "--porcelain", "--untracked-files=normal", "--", ".")
-        return f"git:{commit}{'+dirty' if changes else ''}"
-    return f"sha256:{content_hash(folder)}"
-
-
-def _git(folder: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def content_hash(folder: Path) -> str:
-    """Names and contents of the folder's files (hidden folders and caches left out; files over 64 MiB by size)."""
-    digest = hashlib.sha256()
-    for directory, subdirs, files in os.walk(folder):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
-        for name in sorted(files):
-            path = Path(directory, name)
-            if not path.is_file():
-                continue
-            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-            size = path.stat().st_size
-            if size > MAX_HASHED_FILE:
-                digest.update(f"size:{size}".encode())
-            else:
-                digest.update(path.read_bytes())
-            digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def process_count(run: Run) -> int:
-    return run.processes or len(run.devices) or 1
-
-
-def build_command(entrypoint: str, processes: int, folder: Path, log_dir: Path) -> list[str]:
-    """The entrypoint with `python` replaced by this interpreter; torchrun when there are several processes."""
-    words = shlex.split(entrypoint)
-    args = words[1:]
-    if not args[0].startswith("-"):
-        script = (folder / args[0]).resolve()
-        if folder not in script.parents:
-            raise ScriptConfigError(f"entrypoint 中的脚本 {args[0]} 不在 source 目录 {folder} 之内")
-        if not script.is_file():
-            raise ScriptConfigError(f"entrypoint 中的脚本 {args[0]} 在 source 目录 {folder} 中不存在")
-    elif processes > 1 and args[0] != "-m":
-        raise ScriptConfigError("entrypoint：多进程运行只能是 python 脚本.py … 或 python -m 模块 …")
-    if processes == 1:
-        return [sys.executable, *args]
-    try:
-        import torch.distributed.run  # noqa: F401  only to learn whether torchrun is there
-    except ImportError:
-        raise ScriptConfigError(f"processes={processes}：多进程运行需要 worker 上安装 torch（torchrun）") from None
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
-    return [*launcher, "--tee=3", f"--log-dir={log_dir}", *args]
-
-
-# The script's output
-
-
-class ScriptOutput:
-    """Every line the script prints goes to the run's logs, tagged with its rank; stderr is WARNING or ERROR."""
-
-    def __init__(self, reporter: RunReporter) -> None:
-        self.reporter = reporter
-        self.tails: dict[str, deque[str]] = {}
-        self.first_error: dict[str, float] = {}
-        self.out_of_memory = False
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-
-    def follow(self, stream, is_stderr: bool, single_rank: bool) -> None:
-        thread = threading.Thread(target=self._read, args=(stream, is_stderr, single_rank), daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _read(self, stream, is_stderr: bool, single_rank: bool) -> None:
-        for text in _lines(stream):
-            matched = _RANK_LINE.match(text)
-            if single_rank:
-                source = "rank 0"
-            elif matched:
-                source, text = f"rank {matched.group(1)}", matched.group(2)
-            else:
-                source = "torchrun"
-            self._line(source, text.rsplit("\r", 1)[-1], is_stderr)  # a progress bar redraws with \r: its last state
-        stream.close()
-
-    def _line(self, source: str, text: str, is_stderr: bool) -> None:
-        level = "INFO"
-        if is_stderr:
-            level = "ERROR" if _ERROR_LINE.search(text) else "WARNING"
-            with self._lock:
-                self.tails.setdefault(source, deque(maxlen=TAIL_LINES)).append(text)
-                if level == "ERROR":
-                    self.first_error.setdefault(source, time.monotonic())
-                    self.out_of_memory = self.out_of_memory or bool(_OUT_OF_MEMORY.search(text))
-        self.reporter.log(f"[{source}] {text}", level=level)
-
-    def failure_text(self) -> str:
-        """The last stderr lines of the rank that failed first (torchrun's own lines only when no rank wrote)."""
-        with self._lock:
-            ranks = [source for source in self.tails if source != "torchrun"]
-            if not ranks and "torchrun" in self.tails:
-                ranks = ["torchrun"]
-            if not ranks:
-                return "脚本没有输出错误信息"
-            failing = min(ranks, key=lambda source: (self.first_error.get(source, float("inf")), source))
-            lines = [line for line in self.tails[failing] if line.strip()]
-        return f"{failing} 的最后输出：\n" + "\n".join(lines)
-
-
-def _lines(stream, longest: int = 64 * 1024):
-    """Decoded lines of a binary stream as they arrive; a line longer than `longest` is cut there."""
-    pending = b""
-    while chunk := stream.read1(longest):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        while len(pending) > longest:
-            complete.append(pending[:longest])
-            pending = pending[longest:]
-        for line in complete:
-            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
-
-
-# The script's processes
-
-
-def _process_table() -> dict[int, tuple[int, str]]:
-    """pid → (parent pid, state) of every process, from /proc."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(entry.name)] = (int(fields[1]), fields[0].decode())
-    return table
-
-
-def descendants(pid: int) -> list[int]:
-    """`pid` and every live process below it (torchrun starts each worker in a session of its own)."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for child, (parent, state) in table.items():
-        if state != "Z":
-            children.setdefault(parent, []).append(child)
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
-
-
-def _alive(pids: list[int]) -> list[int]:
-    table = _process_table()
-    return [pid for pid in pids if pid in table and table[pid][1] != "Z"]
-
-
-def _signal_groups(pids: list[int], signum: int) -> None:
-    groups = set()
-    for pid in pids:
-        try:
-            groups.add(os.getpgid(pid))
-        except ProcessLookupError:
-            continue
-    for group in groups:
-        if group <= 1 or group == os.getpgid(0):
-            continue
-        try:
-            os.killpg(group, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 # One script run
@@ -466,13 +253,13 @@ class ScriptRun:
         self.terminated_after = time.monotonic() - (self.stop_at or time.monotonic())
         pids = descendants(self.process.pid)
         self.reporter.log(f"{why}，终止它的 {len(pids)} 个进程", level="WARNING")
-        _signal_groups(pids, signal.SIGTERM)
+        signal_groups(pids, signal.SIGTERM)
         deadline = time.monotonic() + KILL_AFTER_SECONDS
-        while time.monotonic() < deadline and (self.process.poll() is None or _alive(pids)):
+        while time.monotonic() < deadline and (self.process.poll() is None or alive(pids)):
             time.sleep(0.1)
-        left = _alive(pids)
+        left = alive(pids)
         if left:
-            _signal_groups(left, signal.SIGKILL)
+            signal_groups(left, signal.SIGKILL)
         self.process.wait()
 
     def ending(self, sigterm: _SigtermWatch, flow_run_id: str | None) -> Ending:

@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelling
 
 from ltm import Client
-from ltm.flows.script_run import ScriptConfigError, resolve_source
+from ltm.flows.script_source import ScriptConfigError, resolve_source
 from ltm.models import RunStatus
 from ltm.testing import processes_with_env
 from tests.conftest import ROOT, LtmSystem, wait_until
