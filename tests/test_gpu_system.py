@@ -82,6 +82,38 @@ def test_flow_runs_get_distinct_devices_wait_their_turn_and_cpu_runs_are_not_hel
     assert _leases(client) == {}
 
 
+def test_priority_decides_who_gets_a_freed_device_and_cancels_release_theirs(gpu_system):
+    client = Client(gpu_system.api_url)
+    project = client.create_project(name="GPU 优先级与取消", owner="测试")
+
+    def gpu_run(name, hyperparameters=STEADY, **fields):
+        return client.create_run(
+            project.id,
+            model="m",
+            dataset="d",
+            name=name,
+            hyperparameters=hyperparameters,
+            resources={"gpu_type": "A100"},
+            **fields,
+        )
+
+    holders = [gpu_run("占用一", {**STEADY, "steps_per_epoch": 400}), gpu_run("占用二")]
+    assert all(run.devices for run in holders)
+    early = gpu_run("先到", QUICK)
+    urgent = gpu_run("加急", QUICK, priority=10)
+    assert client.get_run(project.id, early.id).queue_position == 2 and urgent.queue_position == 1
+    assert client.cancel_run(project.id, early.id).status == RunStatus.CANCELLED, "cancelled before it started"
+
+    wait_until(lambda: client.get_run(project.id, holders[0].id).status == RunStatus.RUNNING, message="running")
+    client.cancel_run(project.id, holders[0].id)
+    assert _ended(client, holders[0]).status == RunStatus.CANCELLED
+    done = _ended(client, urgent)
+    assert done.status == RunStatus.COMPLETED and done.devices == holders[0].devices, "the freed device, by priority"
+    assert client.get_run(project.id, early.id).devices == []
+    _ended(client, holders[1])
+    assert _leases(client) == {}
+
+
 def test_the_run_form_limits_are_enforced_against_the_declared_gpus(gpu_system):
     client = Client(gpu_system.api_url)
     project = client.create_project(name="GPU 上限", owner="测试")
