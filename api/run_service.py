@@ -208,8 +208,9 @@ class RunService:
             return  # runs wait for a direct flow call
         now = utc_now()
         grace = timedelta(seconds=STRANDED_AFTER_RECONCILES * self.settings.reconcile_seconds)
+        admitting = lease_store.inventory_declared(self.db)
         for run in run_store.stranded(self.db, RunStatus.QUEUED.value, now - grace):
-            if not run["devices"] and self._waits_for_devices(run):
+            if not run["devices"] and gpus.requested(run["resources"])[1] > 0 and admitting:
                 continue  # admission hands it over once it holds devices
             try:
                 self._hand_over(run)
@@ -218,9 +219,6 @@ class RunService:
                 if now - since < timedelta(seconds=self.settings.launch_code_seconds):
                     raise
                 self.move(run, RunStatus.FAILED, f"运行创建后一直未能交给编排服务：{exc}")
-
-    def _waits_for_devices(self, run: dict) -> bool:
-        return gpus.requested(run["resources"])[1] > 0 and lease_store.inventory_declared(self.db)
 
     def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict, created_by: str) -> dict:
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None

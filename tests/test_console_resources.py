@@ -5,7 +5,6 @@ Most tests share one API of this module; each registers its own hosts with a GPU
 devices, queue and usage rows are its own. Tests of empty or offline inventories start an API of their own.
 """
 
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from ltm import Client
 from ltm.gpus import parse_declared
 from ltm.models import MetricBatch, MetricPoint
-from tests.conftest import ApiProcess
+from tests.conftest import ApiProcess, wait_until
 from tests.helpers import unique
 
 APP = str(Path(__file__).resolve().parent.parent / "console" / "app.py")
@@ -150,7 +149,13 @@ def test_resources_page_shows_hosts_holders_and_the_queue_in_order(client):
 
 def test_resources_page_sums_gpu_hours_by_project_user_and_type(client):
     model, _, _, _, project, *_ = gpu_scene(client)
-    time.sleep(0.5)  # some lease and wait time to sum
+    wait_until(
+        lambda: any(
+            row.key == project.id and row.gpu_hours_allocated > 0 and row.queue_wait_hours > 0
+            for row in client.resource_usage("project").rows
+        ),
+        message="some lease and wait time to sum",
+    )
     at = open_console("resources")
 
     usage = table_with(at, "分配 GPU 小时")
@@ -187,7 +192,10 @@ def test_resources_page_explains_an_empty_inventory_and_offline_hosts(start_api,
         assert "这台主机没有登记 GPU。" in texts(at.caption)
 
         register(client, "gpu-old", "A100", 1)
-        time.sleep(1.5)
+        wait_until(
+            lambda: not next(h for h in client.list_resources().hosts if h.name == "gpu-old").online,
+            message="the silent host to go offline",
+        )
         at.run()
     assert not at.info
     assert "#### gpu-old :red-badge[离线]" in texts(at.markdown)

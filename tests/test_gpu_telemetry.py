@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ltm import Client, gpus
+from ltm import Client
 from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.models import RunStatus
 from tests.conftest import ROOT
@@ -66,12 +66,16 @@ def test_real_devices_nvml_cannot_read_give_nothing_rather_than_invented_numbers
     assert reading.metrics == {} and reading.utilization is None
 
 
-def test_simulated_devices_never_start_nvml(monkeypatch):
-    def refuse():
-        raise AssertionError("NVML must not start for simulated devices")
-
-    monkeypatch.setattr(gpus, "nvml", refuse)
-    assert DeviceTelemetry(A100S).read(1, 0.5).utilization is not None
+def test_simulated_devices_never_start_nvml():
+    probe = (
+        "import sys\n"
+        "from ltm import gpus\n"
+        "from ltm.gpu_telemetry import DeviceTelemetry\n"
+        f"assert DeviceTelemetry({A100S!r}).read(1, 0.5).utilization is not None\n"
+        "print(gpus._nvml is None and 'pynvml' not in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
 
 
 SCRIPT = """

@@ -53,6 +53,11 @@ def _shown(host: dict, settings: Settings, holders: dict[str, dict | None] | Non
     return {**host, "devices": devices, "online": to_db_time(host["last_seen_at"]) >= cutoff}
 
 
+def _visible_projects(db, caller) -> set[str]:
+    """Ids of the projects whose runs the caller may see by name."""
+    return {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
+
+
 @router.put(
     "/hosts/{host}",
     response_model=GpuHost,
@@ -100,7 +105,7 @@ def remove_host(host: HostPath, db: Db, runs: Runs, settings: CurrentSettings, c
     description="调用者看不到的私有项目的运行只显示为占用或排队，不显示其 ID 和名称。",
 )
 def list_resources(db: Db, runs: Runs, settings: CurrentSettings, caller: Caller):
-    visible = {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
+    visible = _visible_projects(db, caller)
     holders = {
         device["id"]: device if device["holder_project"] in visible else None
         for device in lease_store.devices(db)
@@ -149,7 +154,7 @@ def resource_usage(
 ):
     until = utc_now()
     start = to_db_time(since) if since else None
-    visible = {project["id"] for project in project_store.list_(db, **list_filter(db, caller))}
+    visible = _visible_projects(db, caller)
     used = lease_store.usage(db, start, until, list(runs.waiting))
     return {
         "group_by": group_by,
