@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 
 from ltm.api import errors
 from ltm.api.auth import actor
+from ltm.api.group_commit import GroupCommit
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
 from ltm.api.origin_guard import OriginGuard
@@ -28,6 +29,7 @@ from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
 from ltm.models import Health
 from ltm.settings import Settings
 from ltm.store import Database
+from ltm.vocabulary import TERMINAL_RUN_STATUSES
 
 log = logging.getLogger("ltm.api")
 
@@ -68,10 +70,13 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        db = Database(settings.db_path)
+        db = Database(settings.db_path, settings.db_memory_limit)
         app.state.db = db
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
+        app.state.group_commit = GroupCommit(
+            db, frozenset(status.value for status in TERMINAL_RUN_STATUSES), queued_rows=settings.ingest_queue_rows
+        )
         reconciler = asyncio.create_task(_reconcile_forever(app.state.runs, settings.reconcile_seconds))
         admitter = asyncio.create_task(_admit_forever(app.state.runs, settings.reconcile_seconds))
         try:
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
             app.state.runs.stop()
             await admitter
             app.state.runs.launcher.close()
+            app.state.group_commit.stop()
             db.close()
 
     app = FastAPI(title="ltm — LLM 训练管理 API", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
@@ -93,11 +99,21 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     for module in (projects, runs, logs, metrics, artifacts, trainers, resources, retention, deletion, admin, access):
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
     app.include_router(access.launch_router)
+    app.include_router(artifacts.download_router)
 
     document_ingest_models(app)
 
     @app.get("/health", tags=["系统"], summary="健康检查", response_model=Health)
     def health() -> dict:
-        return {"status": "ok", "schema_version": app.state.db.schema_version}
+        queue = app.state.group_commit
+        return {
+            "status": "ok",
+            "schema_version": app.state.db.schema_version,
+            "ingest": {
+                "queued_batches": queue.queued_batches,
+                "committed_batches": queue.batches,
+                "commits": queue.groups,
+            },
+        }
 
     return app

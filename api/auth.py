@@ -80,7 +80,7 @@ def issue_launch_code(db: Database, run_id: str) -> str:
     return code
 
 
-def actor(request: Request) -> Actor:
+async def actor(request: Request) -> Actor:
     """The caller, and whether the route lets them in at all: with auth on, a missing, unknown or revoked token is
     a 401; a run token outside its allow-list, or anyone but a run's own token or an admin writing what a run
     reports, is a 403."""
@@ -124,9 +124,9 @@ def _runner_may(request: Request, route: tuple[str, str], run_id: str) -> bool:
     """A run token reports for its own run, reads within its run's project, and says who it is."""
     if route in RUNNER_ANYWHERE:
         return True
-    run = run_store.get(request.app.state.db, run_id)
+    project_id = run_store.project_of(request.app.state.db, run_id)
     params = request.path_params
-    if run is None or params.get("project_id", run["project_id"]) != run["project_id"]:
+    if project_id is None or params.get("project_id", project_id) != project_id:
         return False
     if route in RUNNER_OWN_RUN:
         return params.get("run_id") == run_id

@@ -14,15 +14,15 @@ from ltm.store import projects as project_store
 from ltm.store import runs as run_store
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_runs(request: Request) -> RunService:
+async def get_runs(request: Request) -> RunService:
     return request.app.state.runs
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

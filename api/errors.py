@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from ltm.vocabulary import field_label
+
 SHOWN_ID_LENGTH = 64
 
 
@@ -18,6 +20,7 @@ class ErrorBody(BaseModel):
 class FieldError(BaseModel):
     location: str = Field(description="出错的位置：body、query 或 path")
     field: str = Field(description="出错的字段，嵌套字段用点号连接，例如 lines.0.message")
+    label: str | None = Field(None, description="字段的中文名，例如 日志第 1 项的消息")
     message: str
 
 
@@ -29,10 +32,13 @@ class ValidationErrorBody(BaseModel):
 class Refusal(Exception):
     """The API refuses a request: answered as JSON {"detail": …} with this status (the SDK raises ApiError)."""
 
-    def __init__(self, status_code: int, detail: str, errors: list[dict] | None = None) -> None:
+    def __init__(
+        self, status_code: int, detail: str, errors: list[dict] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.detail = detail
+        self.headers = headers
         self.errors = errors
 
 
@@ -50,15 +56,14 @@ def conflict(detail: str) -> Refusal:
 
 
 def unprocessable(detail: str, field: str | None = None, location: str = "body") -> Refusal:
-    errors = [{"location": location, "field": field, "message": detail}] if field else None
+    errors = [{"location": location, "field": field, "label": field_label(field), "message": detail}] if field else None
     return Refusal(422, detail, errors)
 
 
 def invalid_field(location: str, field: str, message: str) -> Refusal:
     """A 422 shaped like the ones request validation answers."""
-    return Refusal(
-        422, f"请求参数有误 - {field}：{message}", [{"location": location, "field": field, "message": message}]
-    )
+    error = {"location": location, "field": field, "label": field_label(field), "message": message}
+    return Refusal(422, f"请求参数有误 - {error['label']}：{message}", [error])
 
 
 _DOCUMENTED = {
@@ -125,6 +130,8 @@ def _field_error(error: dict) -> dict:
     field = ".".join(location[1:]) or where
     kind = error.get("type", "")
     ctx = dict(error.get("ctx") or {})
+    if isinstance(ctx.get("expected"), str):  # pydantic lists choices in English: 'a', 'b' or 'c'
+        ctx["expected"] = ctx["expected"].replace(" or ", "、").replace(", ", "、")
     if kind == "json_invalid":  # FastAPI puts the 0-based character offset where a field name would be
         offset = error.get("loc", ())[1:2]
         field, ctx["position"] = where, offset[0] + 1 if offset and isinstance(offset[0], int) else "?"
@@ -138,11 +145,11 @@ def _field_error(error: dict) -> dict:
             message = template.split("（")[0]
     else:
         message = f"取值无效（{error.get('msg', kind)}）"
-    return {"location": where, "field": field, "message": message}
+    return {"location": where, "field": field, "label": field_label(field), "message": message}
 
 
 def validation_response(errors: list[dict]) -> JSONResponse:
-    summary = "；".join(f"{e['field']}：{e['message']}" for e in errors[:5])
+    summary = "；".join(f"{e.get('label') or field_label(e['field'])}：{e['message']}" for e in errors[:5])
     return JSONResponse({"detail": f"请求参数有误 - {summary}", "errors": errors}, status_code=422)
 
 
@@ -159,7 +166,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Refusal)
     async def api_error(_: Request, exc: Refusal) -> JSONResponse:
         body = {"detail": exc.detail} if exc.errors is None else {"detail": exc.detail, "errors": exc.errors}
-        return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,8 @@ MAX_BATCH_TEXT = 4 * 1024 * 1024  # characters of log text per batch: at most 12
 
 
 class RunReporter:
-    """A retried batch keeps its id and a retried artifact its path, so the API stores each once."""
+    """A retried batch keeps its id and a retried artifact its path, so the API stores each once. When the API is
+    busy (503 with Retry-After) the reporter waits as long as it asks before sending again, buffering meanwhile."""
 
     def __init__(self, client: Client, project_id: str, run_id: str, interval: float = 0.5) -> None:
         self.client = client
@@ -36,6 +37,7 @@ class RunReporter:
         self._buffer_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
+        self._quiet_until = 0.0  # monotonic time before which the API asked not to be called again
         self._thread = threading.Thread(target=self._loop, name=f"reporter-{run_id}", daemon=True)
         self._thread.start()
 
@@ -97,7 +99,13 @@ class RunReporter:
             except (httpx.HTTPError, ApiError) as exc:
                 if time.monotonic() > deadline or (isinstance(exc, ApiError) and exc.status_code < 500):
                     raise
-                time.sleep(0.5)
+                time.sleep(max(0.5, self._backoff(exc)))
+
+    def _backoff(self, exc: Exception) -> float:
+        """Seconds to wait before the next send: what a 503's Retry-After asks for, else none."""
+        wait = getattr(exc, "retry_after", None) or 0.0
+        self._quiet_until = time.monotonic() + wait
+        return wait
 
     def _package(self) -> None:
         with self._buffer_lock:
@@ -128,11 +136,11 @@ class RunReporter:
         self.remote_status = run.status
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(max(self.interval, self._quiet_until - time.monotonic())):
             try:
                 self.flush()
-            except (httpx.HTTPError, ApiError):
-                continue
+            except (httpx.HTTPError, ApiError) as exc:
+                self._backoff(exc)
 
 
 def _now_us() -> int:

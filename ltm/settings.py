@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     host_offline_seconds: float = Field(
         30.0, gt=0, description="A GPU host that has not reported for this long is shown offline"
     )
+    ingest_queue_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="Log lines and metric points that may wait for the store; beyond it ingest answers 503 with "
+        "Retry-After and the SDK's reporters wait and resend",
+    )
+    db_memory_limit: str = Field(
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Most memory DuckDB's buffer pool keeps in the API process (DuckDB's default is 80 % of RAM, "
+        "held after a burst of work); larger sorts and aggregations spill to disk beyond it",
+    )
 
     @property
     def host_label(self) -> str:

@@ -95,10 +95,11 @@ class Database:
 
     Lock order, wherever several are held: writer, then the gate (a cursor), then run locks by stripe number."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, memory_limit: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = duckdb.connect(str(self.path))
+        self._config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._connection = self._connect()
         self._remove_leftovers()
         self._writer = threading.RLock()
         self._gate = _Gate()
@@ -106,6 +107,9 @@ class Database:
         self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         migrations.apply(self._connection, utc_now())
         self._next_log_seq = self.fetch_one("SELECT coalesce(max(seq), 0) + 1 FROM logs")[0]
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.path), config=self._config)
 
     def _remove_leftovers(self) -> None:
         """What a process killed mid-compaction or mid-backup left behind. Only the one process that holds the
@@ -212,7 +216,7 @@ class Database:
             os.replace(staging, self.path)
             compaction.wal_of(self.path).unlink(missing_ok=True)
         finally:
-            self._connection = duckdb.connect(str(self.path))
+            self._connection = self._connect()
 
     def close(self) -> None:
         """Fold the WAL into the file so a clean stop leaves no WAL behind."""

@@ -1,7 +1,17 @@
-"""Append-only logs and metrics, inserted as Arrow tables. A batch id is stored once per run and kind, with a digest
-of the batch's content: sending the same batch again is recognised, reusing its id for other content is refused."""
+"""Append-only logs and metrics, inserted as Arrow tables, many batches to one transaction (group commit).
+
+A batch id is stored once per run and kind, with a digest of the batch's content: sending the same batch again is
+recognised, reusing its id for other content is refused. `append` stores a group of batches, possibly of many runs,
+in one transaction: every check comes before the first insert, so a refused batch leaves the others of its group
+unaffected, and one INSERT per table carries the rows of the whole group.
+
+Statements read Arrow tables through DuckDB's replacement scan (a local variable named in the SQL): registering
+and unregistering a table costs several times what the insert itself does.
+"""
 
 import hashlib
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -10,24 +20,52 @@ import pyarrow.compute as pc
 from ltm.store.db import Database, utc_now
 
 BLOCK_STEPS = 128  # migration 6 fills metric_blocks with the same block size
+LOGS, METRICS = "logs", "metrics"
 _BLOCKS_OF_INCOMING = f"""
 INSERT INTO metric_blocks
-SELECT ?, name, step // {BLOCK_STEPS}, min(step), max(step), min(value), max(value), arg_max(value, step),
+SELECT run_id, name, step // {BLOCK_STEPS}, min(step), max(step), min(value), max(value), arg_max(value, step),
        arg_max(timestamp, step), count(*)
-FROM incoming GROUP BY name, step // {BLOCK_STEPS}
+FROM incoming GROUP BY run_id, name, step // {BLOCK_STEPS}
 """
 
 
 class UnknownRun(Exception):
-    """The run is gone: it was deleted while the batch was on its way. Nothing was stored."""
+    """The run is gone (deleted while the batch was on its way) or is not in the named project. Nothing was stored."""
+
+
+class RunEnded(Exception):
+    """The run has finished: its record is final. Nothing was stored."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class BatchConflict(Exception):
     """The batch id was stored before with other content. Nothing was stored."""
 
 
-class _Duplicate(Exception):
-    pass
+@dataclass
+class Batch:
+    """One batch on its way into the store. `project_id`, when set, must be the run's project."""
+
+    kind: str
+    run_id: str
+    batch_id: str
+    rows: pa.Table
+    project_id: str | None = None
+    content: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.content = digest(self.rows)
+
+
+@dataclass
+class Stored:
+    """What became of one batch: `accepted` rows (0 for a batch stored before: `duplicate`)."""
+
+    accepted: int
+    duplicate: bool
 
 
 def digest(table: pa.Table) -> str:
@@ -39,76 +77,202 @@ def digest(table: pa.Table) -> str:
     return hashlib.blake2b(sink.getvalue(), digest_size=16).hexdigest()
 
 
-def _claim_batch(cur, run_id: str, kind: str, batch_id: str, row_count: int, content: str) -> None:
-    if not cur.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:
-        raise UnknownRun(run_id)
-    key = [run_id, kind, batch_id]
-    stored = cur.execute(
-        "SELECT digest FROM ingest_batches WHERE run_id = ? AND kind = ? AND batch_id = ?", key
-    ).fetchall()
-    if stored:
-        if stored[0][0] not in (None, content):  # a batch stored before digests were kept matches any content
-            raise BatchConflict(batch_id)
-        raise _Duplicate
-    cur.execute(
-        "INSERT INTO ingest_batches (run_id, kind, batch_id, row_count, received_at, digest) VALUES (?, ?, ?, ?, ?, ?)",
-        [*key, row_count, utc_now(), content],
-    )
+def append(db: Database, batches: list[Batch], terminal: frozenset[str] = frozenset()) -> list[Stored | Exception]:
+    """Store `batches` in one transaction; each gets a `Stored` or the exception that refused it (UnknownRun,
+    RunEnded for a run whose status is in `terminal`, BatchConflict). On an unexpected error nothing is stored."""
+    with db.writing(transaction=True) as cur:
+        runs = _runs(cur, {batch.run_id for batch in batches})
+        claimed = _claimed(cur, batches)
+        outcomes: list[Stored | Exception] = []
+        accepted: list[Batch] = []
+        for batch in batches:
+            outcome = _check(batch, runs, claimed, terminal)
+            outcomes.append(outcome)
+            if isinstance(outcome, Stored) and not outcome.duplicate:
+                claimed[claim_of(batch)] = batch.content
+                accepted.append(batch)
+        if accepted:
+            _claim(cur, accepted)
+            _insert_logs(db, cur, [b for b in accepted if b.kind == LOGS])
+            _insert_metrics(cur, [b for b in accepted if b.kind == METRICS], runs)
+    return outcomes
 
 
 def append_logs(db: Database, run_id: str, batch_id: str, lines: pa.Table) -> bool:
-    """Insert lines (timestamp, level, message) under `batch_id`; False when that batch was already stored.
-
-    Lines get the run's next line numbers in time order; `log_runs` remembers whether every batch so far
-    started no earlier than the previous one ended, which is when line numbers can serve pages directly.
-    Raises UnknownRun or BatchConflict.
-    """
-    content = digest(lines)
-    lines = lines.sort_by("timestamp")
-    first = db.reserve_log_seq(lines.num_rows)
-    rows = lines.append_column("seq", pa.array(np.arange(first, first + lines.num_rows, dtype=np.int64)))
-    try:
-        with db.appending(run_id) as cur:
-            _claim_batch(cur, run_id, "logs", batch_id, rows.num_rows, content)
-            if rows.num_rows:
-                _insert_lines(cur, run_id, rows)
-    except _Duplicate:
-        return False
-    return True
+    """Insert lines (timestamp, level, message) under `batch_id`; False when that batch was already stored."""
+    return not _one(db, Batch(LOGS, run_id, batch_id, lines)).duplicate
 
 
-def _insert_lines(cur, run_id: str, rows: pa.Table) -> None:
-    state = cur.execute("SELECT lines, last_ts, in_order FROM log_runs WHERE run_id = ?", [run_id]).fetchall()
-    count, last_ts, in_order = state[0] if state else (0, None, True)
-    bounds = pc.min_max(rows["timestamp"])
-    earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
-    in_order = in_order and (last_ts is None or earliest >= last_ts)
-    rows = rows.append_column("line", pa.array(np.arange(count + 1, count + 1 + rows.num_rows, dtype=np.int64)))
-    cur.register("incoming", rows)
-    cur.execute("INSERT INTO logs SELECT ?, seq, timestamp, level, message, line FROM incoming", [run_id])
-    cur.unregister("incoming")
-    values = [count + rows.num_rows, max(latest, last_ts or latest), in_order, run_id]
-    if state:
-        cur.execute("UPDATE log_runs SET lines = ?, last_ts = ?, in_order = ? WHERE run_id = ?", values)
-    else:
-        cur.execute("INSERT INTO log_runs (lines, last_ts, in_order, run_id) VALUES (?, ?, ?, ?)", values)
+def append_metrics(db: Database, run_id: str, batch_id: str, points: pa.Table) -> bool:
+    """Insert points (name, step, value, timestamp) under `batch_id`; False when that batch was already stored."""
+    return not _one(db, Batch(METRICS, run_id, batch_id, points)).duplicate
 
 
-def append_metrics(db: Database, run_id: str, batch_id: str, points: pa.Table) -> list[tuple] | None:
-    """Insert points (name, step, value, timestamp) under `batch_id`.
+def _one(db: Database, batch: Batch) -> Stored:
+    (outcome,) = append(db, [batch])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    Returns each series' (name, step, value) at its largest step in this batch, or None for a stored batch id.
-    Raises UnknownRun or BatchConflict.
-    """
-    content = digest(points)
-    try:
-        with db.appending(run_id) as cur:
-            _claim_batch(cur, run_id, "metrics", batch_id, points.num_rows, content)
-            cur.register("incoming", points)
-            cur.execute("INSERT INTO metrics SELECT ?, name, step, value, timestamp FROM incoming", [run_id])
-            cur.execute(_BLOCKS_OF_INCOMING, [run_id])
-            latest = cur.execute("SELECT name, max(step), arg_max(value, step) FROM incoming GROUP BY name").fetchall()
-            cur.unregister("incoming")
-    except _Duplicate:
-        return None
-    return latest
+
+def _runs(cur, run_ids: set[str]) -> dict[str, tuple]:
+    """project_id, status, metrics and metric_steps of each run that exists."""
+    rows = _by_key(cur, "SELECT id, project_id, status, metrics, metric_steps FROM runs WHERE", "id", run_ids)
+    return {row[0]: row[1:] for row in rows}
+
+
+def _by_key(cur, select: str, column: str, keys) -> list[tuple]:
+    """Rows whose `column` is one of `keys`, found through the column's index (DuckDB uses it for an equality or
+    an IN over a list, not for a join)."""
+    keys = sorted(keys)
+    if len(keys) == 1:
+        return cur.execute(f"{select} {column} = ?", keys).fetchall()
+    return cur.execute(f"{select} {column} IN (SELECT unnest(?))", [keys]).fetchall()
+
+
+def claim_of(batch: "Batch") -> str:
+    return f"{batch.kind}:{batch.run_id}:{batch.batch_id}"  # run ids and kinds hold no ':'
+
+
+def _claimed(cur, batches: list[Batch]) -> dict[str, str | None]:
+    rows = _by_key(cur, "SELECT claim, digest FROM ingest_batches WHERE", "claim", {claim_of(b) for b in batches})
+    return dict(rows)
+
+
+def _check(batch: Batch, runs: dict, claimed: dict, terminal: frozenset[str]) -> Stored | Exception:
+    run = runs.get(batch.run_id)
+    if run is None or (batch.project_id is not None and run[0] != batch.project_id):
+        return UnknownRun(batch.run_id)
+    claim = claim_of(batch)
+    if claim in claimed:
+        stored = claimed[claim]
+        if stored not in (None, batch.content):  # a batch stored before digests were kept matches any content
+            return BatchConflict(batch.batch_id)
+        return Stored(0, True)
+    if run[1] in terminal:
+        return RunEnded(run[1])
+    return Stored(batch.rows.num_rows, False)
+
+
+def _claim(cur, batches: list[Batch]) -> None:
+    now = utc_now()
+    claims = pa.table(  # noqa: F841 (read by name in the statement)
+        {
+            "run_id": [b.run_id for b in batches],
+            "kind": [b.kind for b in batches],
+            "batch_id": [b.batch_id for b in batches],
+            "row_count": pa.array([b.rows.num_rows for b in batches], pa.int32()),
+            "received_at": pa.array([now] * len(batches), pa.timestamp("us")),
+            "digest": [b.content for b in batches],
+            "claim": [claim_of(b) for b in batches],
+        }
+    )
+    cur.execute(
+        "INSERT INTO ingest_batches (run_id, kind, batch_id, row_count, received_at, digest, claim) "
+        "SELECT run_id, kind, batch_id, row_count, received_at, digest, claim FROM claims"
+    )
+
+
+def _update_by_id(cur, table: str, key: str, columns: list[str], rows: pa.Table) -> None:
+    """One UPDATE of `columns` from `rows` (keyed by `key`): by the index for one row, by a join for many (a join
+    of a few hundred rows costs about what two point updates do)."""
+    if rows.num_rows == 1:
+        row = rows.to_pylist()[0]
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        cur.execute(f"UPDATE {table} SET {assignments} WHERE {key} = ?", [*(row[c] for c in columns), row[key]])
+        return
+    changed = rows  # noqa: F841 (read by name in the statement)
+    assignments = ", ".join(f"{column} = changed.{column}" for column in columns)
+    cur.execute(f"UPDATE {table} SET {assignments} FROM changed WHERE {table}.{key} = changed.{key}")
+
+
+def _insert_logs(db: Database, cur, batches: list[Batch]) -> None:
+    """Lines get their run's next line numbers in time order; `log_runs` remembers whether every batch so far
+    started no earlier than the previous one ended, which is when line numbers can serve pages directly."""
+    batches = [b for b in batches if b.rows.num_rows]
+    if not batches:
+        return
+    run_ids = {b.run_id for b in batches}
+    state = {
+        row[0]: list(row[1:])
+        for row in _by_key(cur, "SELECT run_id, lines, last_ts, in_order FROM log_runs WHERE", "run_id", run_ids)
+    }
+    known = set(state)
+    parts = []
+    for batch in batches:
+        lines = batch.rows.sort_by("timestamp")
+        count = lines.num_rows
+        first_seq = db.reserve_log_seq(count)
+        bounds = pc.min_max(lines["timestamp"])
+        earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
+        lines_so_far, last_ts, in_order = state.setdefault(batch.run_id, [0, None, True])
+        state[batch.run_id] = [
+            lines_so_far + count,
+            latest if last_ts is None else max(latest, last_ts),
+            in_order and (last_ts is None or earliest >= last_ts),
+        ]
+        parts.append(
+            pa.table(
+                {
+                    "run_id": pa.array([batch.run_id] * count, pa.string()),
+                    "seq": pa.array(np.arange(first_seq, first_seq + count, dtype=np.int64)),
+                    "timestamp": lines["timestamp"],
+                    "level": lines["level"],
+                    "message": lines["message"],
+                    "line": pa.array(np.arange(lines_so_far + 1, lines_so_far + 1 + count, dtype=np.int64)),
+                }
+            )
+        )
+    incoming = pa.concat_tables(parts)  # noqa: F841 (read by name in the statement)
+    cur.execute("INSERT INTO logs SELECT run_id, seq, timestamp, level, message, line FROM incoming")
+    rows = {
+        "run_id": sorted(run_ids),
+        "lines": [state[r][0] for r in sorted(run_ids)],
+        "last_ts": pa.array([state[r][1] for r in sorted(run_ids)], pa.timestamp("us")),
+        "in_order": [state[r][2] for r in sorted(run_ids)],
+    }
+    changed = pa.table(rows)
+    known_rows = changed.filter(pa.array([r in known for r in rows["run_id"]]))
+    if known_rows.num_rows:
+        _update_by_id(cur, "log_runs", "run_id", ["lines", "last_ts", "in_order"], known_rows)
+    new_rows = changed.filter(pa.array([r not in known for r in rows["run_id"]]))
+    if new_rows.num_rows:
+        cur.execute("INSERT INTO log_runs (run_id, lines, last_ts, in_order) SELECT * FROM new_rows")
+
+
+def _insert_metrics(cur, batches: list[Batch], runs: dict) -> None:
+    """The points, their blocks, and on each run the value at the largest step of each series, whatever order
+    batches arrive in."""
+    batches = [b for b in batches if b.rows.num_rows]
+    if not batches:
+        return
+    incoming = pa.concat_tables(
+        [
+            b.rows.select(["name", "step", "value", "timestamp"]).add_column(
+                0, "run_id", pa.array([b.run_id] * b.rows.num_rows, pa.string())
+            )
+            for b in batches
+        ]
+    )
+    cur.execute("INSERT INTO metrics SELECT run_id, name, step, value, timestamp FROM incoming")
+    cur.execute(_BLOCKS_OF_INCOMING)
+    last_points = incoming.sort_by([("step", "ascending")]).group_by(["run_id", "name"], use_threads=False)
+    last = last_points.aggregate([("step", "last"), ("value", "last")])
+    latest = zip(*(last[column].to_pylist() for column in ("run_id", "name", "step_last", "value_last")))
+    merged: dict[str, tuple[dict, dict]] = {}
+    for run_id, name, step, value in latest:
+        if run_id not in merged:
+            _, _, metrics, steps = runs[run_id]
+            merged[run_id] = (json.loads(metrics), json.loads(steps))
+        metrics, steps = merged[run_id]
+        if step >= steps.get(name, -1):
+            metrics[name], steps[name] = value, step
+    summary = pa.table(
+        {
+            "id": list(merged),
+            "metrics": [json.dumps(m, ensure_ascii=False) for m, _ in merged.values()],
+            "metric_steps": [json.dumps(s, ensure_ascii=False) for _, s in merged.values()],
+            "updated_at": pa.array([utc_now()] * len(merged), pa.timestamp("us")),
+        }
+    )
+    _update_by_id(cur, "runs", "id", ["metrics", "metric_steps", "updated_at"], summary)

@@ -231,6 +231,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE runs ADD COLUMN code_version VARCHAR",
         ],
     ),
+    (
+        13,
+        [
+            # The run's name as it was when the event was recorded, so the trail still names a run once it is deleted.
+            "ALTER TABLE audit_events ADD COLUMN run_name VARCHAR",
+            "UPDATE audit_events SET run_name = runs.name FROM runs WHERE audit_events.run_id = runs.id",
+        ],
+    ),
+    (
+        14,
+        [
+            # One column naming a stored batch: DuckDB finds rows through a single-column index only, and the
+            # composite primary key would otherwise be scanned in full for every batch's duplicate check.
+            "ALTER TABLE ingest_batches ADD COLUMN claim VARCHAR",
+            "UPDATE ingest_batches SET claim = kind || ':' || run_id || ':' || batch_id",
+            "CREATE UNIQUE INDEX ingest_batches_claim ON ingest_batches (claim)",
+        ],
+    ),
 ]
 
 

@@ -1,11 +1,11 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from ltm.api.auth import Caller, record_intervention
-from ltm.api.deps import Db, RunRow, Runs, json_body_only
+from ltm.api.auth import Caller
+from ltm.api.deps import Db, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses, unprocessable
-from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows, store_refusals
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, log_rows, rows_of, store_batch
 from ltm.models import IngestResult, LogBatch, LogLevel, LogPage, Timestamp
 from ltm.store import ingest, to_db_time
 from ltm.store import logs as log_store
@@ -25,6 +25,9 @@ def get_logs(
     end_time: Annotated[Timestamp | None, Query(description="筛选在此时间之前的日志")] = None,
     level: Annotated[LogLevel | None, Query(description="最低日志级别，例如 WARNING 返回 WARNING 及以上")] = None,
     q: Annotated[str | None, Query(max_length=500, description="日志内容包含的文本（不区分大小写）")] = None,
+    order: Annotated[
+        Literal["asc", "desc"], Query(description="排序：asc 最早的在前（默认），desc 最新的在前（第 1 页即最新日志）")
+    ] = "asc",
 ):
     if start_time and end_time and to_db_time(start_time) > to_db_time(end_time):
         raise unprocessable("start_time 不能晚于 end_time", "start_time", "query")
@@ -37,6 +40,7 @@ def get_logs(
         end=end_time,
         min_level=level.value if level else None,
         query=q,
+        newest_first=order == "desc",
     )
     return {"page": page, "page_size": page_size, "total": total, "items": items}
 
@@ -48,11 +52,12 @@ def get_logs(
     openapi_extra=ingest_body(LogBatch),
     responses=responses(404, 409, *BODY_ERRORS),
 )
-def ingest_logs(db: Db, runs: Runs, caller: Caller, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]):
-    runs.accepting(run, "日志")
-    batch_id, lines = log_rows(payload)
-    with store_refusals(run["id"], batch_id, "日志"):
-        stored = ingest.append_logs(db, run["id"], batch_id, lines)
-    if stored:
-        record_intervention(db, caller, run, "写入日志", f"批次 {batch_id}：{lines.num_rows} 行")
-    return {"batch_id": batch_id, "accepted": lines.num_rows if stored else 0, "duplicate": not stored}
+async def ingest_logs(
+    request: Request,
+    caller: Caller,
+    project_id: str,
+    run_id: str,
+    payload: Annotated[Payload, Depends(ingest_payload)],
+):
+    batch_id, lines = await rows_of(payload, log_rows)
+    return await store_batch(request, caller, ingest.Batch(ingest.LOGS, run_id, batch_id, lines, project_id), "日志")

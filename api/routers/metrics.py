@@ -1,11 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from ltm.api.auth import Caller, record_intervention
-from ltm.api.deps import Db, RunRow, Runs, json_body_only
+from ltm.api.auth import Caller
+from ltm.api.deps import Db, RunRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, invalid_field, responses
-from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows, store_refusals
+from ltm.api.ingest_payload import Payload, ingest_body, ingest_payload, metric_rows, rows_of, store_batch
 from ltm.limits import MAX_METRIC_NAMES, MAX_NAME_LENGTH
 from ltm.models import IngestResult, MetricBatch, MetricSeriesList
 from ltm.store import ingest
@@ -45,14 +45,13 @@ def get_metrics(
     openapi_extra=ingest_body(MetricBatch),
     responses=responses(404, 409, *BODY_ERRORS),
 )
-def ingest_metrics(
-    db: Db, runs: Runs, caller: Caller, run: RunRow, payload: Annotated[Payload, Depends(ingest_payload)]
+async def ingest_metrics(
+    request: Request,
+    caller: Caller,
+    project_id: str,
+    run_id: str,
+    payload: Annotated[Payload, Depends(ingest_payload)],
 ):
-    runs.accepting(run, "指标")
-    batch_id, points = metric_rows(payload)
-    with store_refusals(run["id"], batch_id, "指标"):
-        latest = ingest.append_metrics(db, run["id"], batch_id, points)
-    if latest:
-        runs.merge_metrics(run["id"], latest)
-        record_intervention(db, caller, run, "写入指标", f"批次 {batch_id}：{points.num_rows} 个点")
-    return {"batch_id": batch_id, "accepted": points.num_rows if latest is not None else 0, "duplicate": latest is None}
+    batch_id, points = await rows_of(payload, metric_rows)
+    batch = ingest.Batch(ingest.METRICS, run_id, batch_id, points, project_id)
+    return await store_batch(request, caller, batch, "指标")

@@ -1,0 +1,109 @@
+"""Group commit: log and metric batches from many requests share one store transaction.
+
+One thread drains the queue: it takes every batch waiting (up to a group's worth of rows), stores them with
+`store.ingest.append` in one transaction, and only then resolves each request's future, so a request is
+acknowledged after the commit that holds its batch. While one group commits, the next one gathers. A full queue
+refuses new batches at once (`Overloaded`, answered 503 with Retry-After) instead of letting waits grow.
+"""
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future
+
+from ltm.store import Database, ingest
+
+log = logging.getLogger("ltm.api")
+
+GROUP_ROWS = 200_000  # rows per transaction: bounds a group's memory and its commit time
+RETRY_AFTER_SECONDS = 1
+
+
+class Overloaded(Exception):
+    """The queue holds `QUEUED_ROWS` already; nothing of the batch was taken."""
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        db: Database,
+        terminal: frozenset[str],
+        group_rows: int = GROUP_ROWS,
+        queued_rows: int = 1_000_000,
+    ) -> None:
+        self.db = db
+        self.terminal = terminal
+        self.group_rows = group_rows
+        self.queued_rows = queued_rows
+        self._pending: deque[tuple[ingest.Batch, Future]] = deque()
+        self._rows = 0
+        self._changed = threading.Condition()
+        self._stopping = False
+        self.groups = 0
+        self.batches = 0
+        self._thread = threading.Thread(target=self._drain, name="group-commit", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued_batches(self) -> int:
+        return len(self._pending)
+
+    def submit(self, batch: ingest.Batch) -> Future:
+        """A future that resolves to the batch's `ingest.Stored` once committed, or to the exception refusing it.
+        Raises Overloaded when the queue is full (a batch larger than the whole queue is taken when it is empty)."""
+        future: Future = Future()
+        rows = max(1, batch.rows.num_rows)
+        with self._changed:
+            if self._stopping:
+                raise Overloaded("API 正在停止")
+            if self._pending and self._rows + rows > self.queued_rows:
+                raise Overloaded(f"写入队列已满（{self._rows} 行待写入）")
+            self._pending.append((batch, future))
+            self._rows += rows
+            self._changed.notify()
+        return future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop taking batches."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify()
+        self._thread.join(timeout)
+
+    def _take(self) -> list[tuple[ingest.Batch, Future]]:
+        with self._changed:
+            while not self._pending and not self._stopping:
+                self._changed.wait()
+            group, rows = [], 0
+            while self._pending and (not group or rows + self._pending[0][0].rows.num_rows <= self.group_rows):
+                batch, future = self._pending.popleft()
+                size = max(1, batch.rows.num_rows)
+                rows += size
+                self._rows -= size
+                group.append((batch, future))
+            return group
+
+    def _drain(self) -> None:
+        while True:
+            group = self._take()
+            if not group:
+                return  # stopping, and nothing is left
+            self._commit(group)
+
+    def _commit(self, group: list[tuple[ingest.Batch, Future]]) -> None:
+        try:
+            outcomes = ingest.append(self.db, [batch for batch, _ in group], self.terminal)
+        except Exception as exc:
+            if len(group) > 1:
+                log.warning("一组 %d 个批次写入失败，逐个重试：%s", len(group), exc)
+                for item in group:
+                    self._commit([item])
+                return
+            outcomes = [exc]
+        self.groups += 1
+        self.batches += len(group)
+        for (_, future), outcome in zip(group, outcomes):
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

@@ -1,0 +1,195 @@
+"""Group commit: concurrent ingest shares store transactions, a full queue answers 503 with Retry-After that the
+SDK's reporter honours, and an API killed mid-group keeps every batch it acknowledged, exactly once."""
+
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import httpx
+
+from ltm import Client
+from ltm.reporter import RunReporter
+from ltm.store import Database
+from tests.conftest import ApiProcess, wait_until
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+LINES = 20
+
+
+def live_runs(client: Client, count: int) -> tuple[str, list[str]]:
+    project = client.create_project(name=f"组提交-{uuid.uuid4().hex[:8]}", owner="测试")
+    runs = [client.create_run(project.id, model="m", dataset="d") for _ in range(count)]
+    for run in runs:
+        client.report(project.id, run.id, status="运行中")
+    return project.id, [run.id for run in runs]
+
+
+def log_batch(batch_id: str, first: int = 0) -> dict:
+    lines = [
+        {"timestamp": (T0 + timedelta(seconds=first + i)).isoformat(), "message": f"第 {first + i} 行"}
+        for i in range(LINES)
+    ]
+    return {"batch_id": batch_id, "lines": lines}
+
+
+def stored_lines(http: httpx.Client, project_id: str, run_id: str) -> int:
+    return http.get(f"/projects/{project_id}/runs/{run_id}/logs", params={"page_size": 1}).json()["total"]
+
+
+def test_concurrent_batches_share_commits_and_each_is_stored_once(fresh_api):
+    client = Client(fresh_api.url)
+    project_id, run_ids = live_runs(client, 8)
+    before = client.health().ingest
+    batches = [(run_id, f"b{i}") for run_id in run_ids for i in range(12)]
+
+    def send(item: tuple[str, str]) -> httpx.Response:
+        run_id, batch_id = item
+        with httpx.Client(base_url=fresh_api.url, timeout=60) as http:
+            return http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(batch_id))
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(send, batches + batches[:16]))  # the first 16 twice: retried batches
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200][:3]
+    assert sum(a.json()["accepted"] for a in answers) == len(batches) * LINES
+    assert sum(a.json()["duplicate"] for a in answers) == 16
+    after = client.health().ingest
+    committed = after.committed_batches - before.committed_batches
+    assert committed == len(batches) + 16
+    assert after.commits - before.commits < committed, "concurrent batches never shared a commit"
+    with httpx.Client(base_url=fresh_api.url) as http:
+        assert {stored_lines(http, project_id, run_id) for run_id in run_ids} == {12 * LINES}
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_the_reporter_waits_and_resends(tmp_path):
+    api = ApiProcess(tmp_path / "home", LTM_INGEST_QUEUE_ROWS="1").start()
+    try:
+        client = Client(api.url)
+        project_id, (run_id,) = live_runs(client, 1)
+
+        def send(i: int) -> httpx.Response:
+            with httpx.Client(base_url=api.url, timeout=60) as http:
+                return http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(f"burst-{i}", i))
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, range(48)))
+        busy = [a for a in answers if a.status_code == 503]
+        assert busy, "a queue of one row never refused a concurrent batch"
+        assert all(a.headers["retry-after"] == "1" and "batch_id 重试" in a.json()["detail"] for a in busy)
+        assert {a.status_code for a in answers} == {200, 503}
+
+        stored = sum(a.status_code == 200 for a in answers) * LINES
+        for _ in range(5):  # until a round of simultaneous flushes meets a full queue
+            timelines = flush_together(api.url, project_id, run_id, reporters=6, lines=400)
+            stored += 6 * 400
+            refused = [
+                (reporter, i) for reporter, events in enumerate(timelines) for i, e in enumerate(events) if e[1] == 503
+            ]
+            if refused:
+                break
+        assert refused, "simultaneous reporters never met a full queue"
+        for reporter, i in refused:
+            answered_at = timelines[reporter][i][2]
+            next_sent = timelines[reporter][i + 1][0]
+            assert next_sent - answered_at >= 0.9, "the reporter resent before Retry-After passed"
+        with httpx.Client(base_url=api.url) as http:
+            assert stored_lines(http, project_id, run_id) == stored
+    finally:
+        api.stop()
+
+
+def flush_together(url: str, project_id: str, run_id: str, reporters: int, lines: int) -> list[list[tuple]]:
+    """`reporters` RunReporters, each with `lines` buffered, closed at the same moment; for each, its requests as
+    (sent, status, answered) in order."""
+    timelines: list[list[tuple]] = [[] for _ in range(reporters)]
+
+    def client_for(events: list) -> Client:
+        def sent(request: httpx.Request) -> None:
+            request.extensions["sent"] = time.monotonic()
+
+        def answered(response: httpx.Response) -> None:
+            events.append((response.request.extensions["sent"], response.status_code, time.monotonic()))
+
+        hooks = {"request": [sent], "response": [answered]}
+        return Client(http=httpx.Client(base_url=url, timeout=60, event_hooks=hooks))
+
+    started = [RunReporter(client_for(events), project_id, run_id, interval=3600) for events in timelines]
+    for reporter in started:
+        for i in range(lines):
+            reporter.log(f"第 {i} 行", timestamp=T0 + timedelta(seconds=i))
+    closing = [threading.Thread(target=reporter.close, kwargs={"timeout": 120}) for reporter in started]
+    for thread in closing:
+        thread.start()
+    for thread in closing:
+        thread.join()
+    return timelines
+
+
+def test_api_killed_mid_group_keeps_every_acknowledged_batch_exactly_once(tmp_path):
+    api = ApiProcess(tmp_path / "home").start()
+    client = Client(api.url)
+    project_id, run_ids = live_runs(client, 6)
+    sent: list[tuple[str, str, int]] = []
+    acknowledged: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def keep_sending(worker: int) -> None:
+        with httpx.Client(base_url=api.url, timeout=10) as http:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                run_id = run_ids[(worker + i) % len(run_ids)]
+                batch_id, first = f"w{worker}-{i}", i * LINES
+                with lock:
+                    sent.append((run_id, batch_id, first))
+                try:
+                    answer = http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(batch_id, first))
+                except httpx.HTTPError:
+                    return
+                if answer.status_code == 200:
+                    with lock:
+                        acknowledged.add((run_id, batch_id))
+
+    workers = [threading.Thread(target=keep_sending, args=(w,)) for w in range(12)]
+    for worker in workers:
+        worker.start()
+    wait_until(lambda: len(acknowledged) >= 150, timeout=120, message="batches to be acknowledged")
+    assert api.stop(signal.SIGKILL) == -signal.SIGKILL
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    api.start()
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        resent = {}
+        for run_id, batch_id, first in sent:
+            answer = http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(batch_id, first))
+            assert answer.status_code == 200, answer.text
+            resent[(run_id, batch_id)] = answer.json()["duplicate"]
+        lost = [key for key in acknowledged if not resent[key]]
+        assert not lost, f"acknowledged batches missing after SIGKILL: {lost[:5]}"
+        for run_id in run_ids:
+            batches = sum(1 for r, _, _ in sent if r == run_id)
+            assert stored_lines(http, project_id, run_id) == batches * LINES
+    api.stop()
+
+
+def test_the_duplicate_check_index_survives_compaction(tmp_path):
+    db = Database(tmp_path / "ltm.duckdb")
+    try:
+        indexes = "SELECT index_name FROM duckdb_indexes() WHERE table_name = 'ingest_batches'"
+        assert db.fetch_all(indexes) == [("ingest_batches_claim",)]
+        db.compact()
+        assert db.fetch_all(indexes) == [("ingest_batches_claim",)]
+        with db.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ingest_batches SELECT 'run_' || i, 'logs', 'b', 1, now(), 'd', 'logs:run_' || i || ':b' "
+                "FROM range(5000) t(i)"
+            )
+        plan = db.fetch_all("EXPLAIN ANALYZE SELECT digest FROM ingest_batches WHERE claim = 'logs:run_7:b'")
+        assert "Type: Index Scan" in plan[0][1]
+    finally:
+        db.close()
