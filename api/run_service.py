@@ -6,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ltm import artifact_paths, datasets, gpus
-from ltm.api import admission
+from ltm.api import admission, trainer_catalog
 from ltm.api.auth import hash_token, issue_launch_code, issue_run_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.api.run_state import StatusWatch, can_move, stamps
-from ltm.api.trainer_catalog import checked_hyperparameters
+from ltm.api.run_state import StatusWatch, can_move, cancelled_elsewhere, stamps
+from ltm.api.trainer_catalog import Layer, effective_hyperparameters
 from ltm.ids import new_id
 from ltm.launchers import Launcher, LauncherUnavailable, NoopLauncher, Observation
 from ltm.models import RunStatus
@@ -27,6 +27,16 @@ log = logging.getLogger("ltm.api")
 HAND_OVER_THREADS = 4
 STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
 INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
+_EPOCHS = "hyperparameters.num_epochs"
+_NOTHING_LEFT = (
+    "检查点 {artifact} 是原运行最后一步（第 {step} 步）的检查点，恢复后的训练总步数没有超过它，"
+    "会得到一个立即完成的空运行：请调高训练轮数（超参数 num_epochs）后再恢复"
+)
+
+
+def _at_the_end(run: dict, artifact: dict) -> bool:
+    step, total = artifact.get("step"), run.get("total_steps")
+    return step is not None and total is not None and step >= total
 
 
 class RunService:
@@ -40,6 +50,7 @@ class RunService:
         self._admission_due = threading.Event()
         self.stopping = False
         self._handing_over = ThreadPoolExecutor(max_workers=HAND_OVER_THREADS, thread_name_prefix="hand-over")
+        self._cancelling_here: set[str] = set()  # runs a POST …/cancel is stopping right now (audited by its router)
 
     def get(self, project_id: str, run_id: str) -> dict:
         run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
@@ -59,16 +70,31 @@ class RunService:
     def with_artifacts(self, run: dict) -> dict:
         return {**self.shown(run), "artifacts": artifact_store.list_for_run(self.db, run["id"])}
 
+    def plan(self, project: dict, config: dict) -> dict:
+        """What `config` would run (a RunPreview), after every check create makes before it stores anything;
+        `config["layers"]` are its hyperparameter sources, lowest first."""
+        if config.get("dataset") is not None:
+            refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
+            if refused:
+                raise unprocessable(f"数据集：{refused}", "dataset")
+        layers: list[Layer] = config.get("layers") or [trainer_catalog.run_values(config.get("hyperparameters") or {})]
+        values, effective = effective_hyperparameters(config["trainer"], layers)
+        total = trainer_catalog.total_steps(config["trainer"], effective)
+        if project["archived"]:
+            raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
+        self._needs_admission(config["resources"])
+        return {
+            **{key: config.get(key) for key in ("trainer", "model", "dataset", "resources")},
+            "priority": config.get("priority") or 0,
+            "hyperparameters": values,
+            "effective_hyperparameters": [vars(entry) for entry in effective],
+            "total_steps": total,
+        }
+
     def create(self, project: dict, config: dict, created_by: str, resumed_from: dict | None = None) -> dict:
         """Store a queued run and hand it to the launcher, or to GPU admission when it asks for GPUs of the
         declared inventory; nothing stays stored if the launcher fails."""
-        refused = datasets.refusal(config["dataset"], self.settings.dataset_root_urls)
-        if refused:
-            raise unprocessable(f"dataset：{refused}", "dataset")
-        if not config.get("entrypoint"):
-            checked_hyperparameters(config["trainer"], config["hyperparameters"])
-        if project["archived"]:
-            raise conflict(f"项目 {project['id']} 已归档，不能创建运行")
+        config = {**config, "hyperparameters": self.plan(project, config)["hyperparameters"]}
         admitted = self._needs_admission(config["resources"])
         now = utc_now()
         with self.db.writing():
@@ -239,7 +265,10 @@ class RunService:
             "model": overrides.get("model") or source_run["model"],
             "dataset": overrides.get("dataset") or source_run["dataset"],
             "trainer": overrides.get("trainer") or source_run["trainer"],
-            "hyperparameters": {**source_run["hyperparameters"], **(overrides.get("hyperparameters") or {})},
+            "layers": [
+                trainer_catalog.source_run_values(source_run["hyperparameters"]),
+                trainer_catalog.run_values(overrides.get("hyperparameters") or {}),
+            ],
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
             "priority": overrides.get("priority", source_run["priority"]),
             **{key: overrides.get(key, source_run[key]) for key in ("entrypoint", "source", "processes")},
@@ -250,7 +279,20 @@ class RunService:
             config["trainer"] = SCRIPT
         elif config["trainer"] == SCRIPT:
             config["trainer"] = DEFAULT_TRAINER
+        if _at_the_end(source_run, artifact):
+            self._refuse_nothing_left(project, config, overrides, artifact)
         return self.create(project, config, created_by, resumed_from=artifact)
+
+    def _refuse_nothing_left(self, project: dict, config: dict, overrides: dict, artifact: dict) -> None:
+        """A resume from the source run's final checkpoint must train more steps than the checkpoint holds; a
+        script run's steps are its own, so only unchanged overrides are refused there."""
+        total = self.plan(project, config)["total_steps"]
+        if total is None:
+            if overrides.get("hyperparameters") or "entrypoint" in overrides:
+                return
+        elif total > artifact["step"]:
+            return
+        raise unprocessable(_NOTHING_LEFT.format(artifact=artifact["id"], step=artifact["step"]), _EPOCHS)
 
     def exchange_launch_code(self, run_id: str, code: str) -> str:
         """The run token for the flow that holds its run's launch code, once, and only after the launcher reports
@@ -320,7 +362,7 @@ class RunService:
                 values.update(self._checked_move(run, RunStatus(status)))
             run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
         if status is not None:
-            self._moved(run_id, RunStatus(status))
+            self._moved(run_id, RunStatus(status), current)
         return self.get(project_id, run_id)
 
     def _check_flow_run_claim(self, run: dict, values: dict) -> None:
@@ -348,16 +390,30 @@ class RunService:
             if not values:  # already there (a second cancel while 取消中): the answer is the current state
                 return
             run_store.update(self.db, run["id"], values)
-        self._moved(run["id"], new)
+        self._moved(run["id"], new, RunStatus(fresh["status"]))
 
-    def _moved(self, run_id: str, new: RunStatus) -> None:
+    def _moved(self, run_id: str, new: RunStatus, previous: RunStatus | None = None) -> None:
         """A finished run's flow token has nothing left to do and its devices go to the next run in the queue;
-        waiters learn about the move."""
+        waiters learn about the move; a cancel the API did not start itself is audited."""
+        if previous is not None and cancelled_elsewhere(previous, new) and run_id not in self._cancelling_here:
+            self._audit_outside_cancel(run_id, new)
         if new.is_terminal:
             auth_store.revoke_run_tokens(self.db, run_id)
             lease_store.release(self.db, [run_id], utc_now())
             self.admit_soon()
         self.watch.notify()
+
+    def _audit_outside_cancel(self, run_id: str, new: RunStatus) -> None:
+        """A cancel from the Prefect UI (or the flow's own process) reaches the store as a status it reports or the
+        reconciler observes, never through POST …/cancel: the trail names the orchestrator as the actor."""
+        run = run_store.get(self.db, run_id)
+        if run is None:
+            return
+        flow_run = run["flow_run_id"]
+        actor = "Prefect" if flow_run else "训练流程"
+        where = f"在 Prefect 中取消（流程运行 {flow_run}）" if flow_run else "训练流程报告取消"
+        details = f"{where}，运行状态变为 {new.value}"
+        auth_store.record(self.db, actor, "取消运行", run["project_id"], run_id, target=run["name"], details=details)
 
     def _checked_move(self, run: dict, new: RunStatus) -> dict:
         current = RunStatus(run["status"])
@@ -371,14 +427,18 @@ class RunService:
         status = RunStatus(run["status"])
         if status.is_terminal:
             raise conflict(f"运行 {run_id} 已结束（{status.value}），无法取消")
+        self._cancelling_here.add(run_id)
         try:
             self.launcher.cancel(run)
+            if status == RunStatus.QUEUED:
+                self._move_quietly(run_id, RunStatus.CANCELLED)
+            else:
+                self._move_quietly(run_id, RunStatus.CANCELLING)
         except LauncherUnavailable as exc:
             raise Refusal(503, f"编排服务不可用，未能取消运行：{exc}") from exc
-        if status == RunStatus.QUEUED:
-            self._move_quietly(run_id, RunStatus.CANCELLED)
-        else:
-            self._move_quietly(run_id, RunStatus.CANCELLING)
+        finally:
+            self._cancelling_here.discard(run_id)
+        if status != RunStatus.QUEUED:
             self.watch.wait_for(lambda: self._is_terminal(run_id), timeout=self.settings.cancel_wait_seconds)
         run = self.get(project_id, run_id)
         return (202 if run["status"] == RunStatus.CANCELLING.value else 200), self.with_artifacts(run)
@@ -411,16 +471,3 @@ class RunService:
                 except Refusal:
                     pass
         return observations
-
-    def merge_metrics(self, run_id: str, latest: list[tuple[str, int, float]]) -> None:
-        """Keep the value at the largest step of each series, whatever order batches arrive in; 404 when the run
-        was deleted (its batches with it) after the points were stored."""
-        with self.db.writing():
-            run = run_store.get(self.db, run_id)
-            if run is None:
-                raise not_found("运行", run_id)
-            metrics, steps = run["metrics"], run["metric_steps"]
-            for name, step, value in latest:
-                if step >= steps.get(name, -1):
-                    metrics[name], steps[name] = value, step
-            run_store.update(self.db, run_id, {"metrics": metrics, "metric_steps": steps, "updated_at": utc_now()})

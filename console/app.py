@@ -2,10 +2,14 @@
 
 import streamlit as st
 
-from ltm.console import links
+from ltm.console import links, ui
 from ltm.console.client import sign_in
 
+# No toolbar menu: its items and the theme picker are English only (`ltm up` also starts the console with
+# --client.toolbarMode minimal, which holds from the first page on; this holds wherever else the app is started).
+st.set_option("client.toolbarMode", "minimal")
 st.set_page_config(page_title="ltm 训练管理", layout="wide")
+ui.apply_style()
 
 # Page modules live in views/, not pages/: a pages/ folder beside the main script switches a fresh server into
 # Streamlit's legacy multipage mode, so a first deep link (/run?…) would run the page without this entry script.

@@ -1,5 +1,6 @@
 """The console's only way to the API: one cached SDK client and helpers that turn failures into Chinese messages."""
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ import streamlit as st
 
 from ltm import ApiError, Client
 from ltm.settings import Settings
+from ltm.vocabulary import field_label
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 RETRY_SECONDS = 5
@@ -26,10 +28,26 @@ STATUS_LABELS = {
 FAILURES = (ApiError, httpx.HTTPError, pydantic.ValidationError)
 VALIDATION_MESSAGES = {
     "missing": "缺少必填字段",
+    "extra_forbidden": "不支持的字段",
+    "string_type": "必须是文字",
+    "string_too_short": "长度不能小于 {min_length}",
     "string_too_long": "长度不能超过 {max_length}",
+    "string_pattern_mismatch": "格式不符合要求",
     "too_long": "元素数量不能超过 {max_length}",
+    "too_short": "元素数量不能少于 {min_length}",
+    "int_type": "必须是整数",
+    "int_parsing": "必须是整数",
+    "int_from_float": "必须是整数",
+    "float_type": "必须是数字",
+    "float_parsing": "必须是数字",
+    "greater_than": "必须大于 {gt}",
     "greater_than_equal": "必须大于或等于 {ge}",
+    "less_than": "必须小于 {lt}",
     "less_than_equal": "必须小于或等于 {le}",
+    "dict_type": "必须是 JSON 对象",
+    "list_type": "必须是列表",
+    "enum": "取值必须是 {expected} 之一",
+    "literal_error": "取值必须是 {expected} 之一",
 }
 
 
@@ -87,11 +105,18 @@ def error_text(exc: Exception) -> str:
 
 
 def _validation_message(error: dict) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "输入"
+    field = field_label([part for part in error["loc"] if not _UNION_MEMBER.fullmatch(str(part))])
     if error["type"] == "value_error":
         return f"{field}：{error['ctx']['error']}"
     template = VALIDATION_MESSAGES.get(error["type"])
-    return f"{field}：{template.format(**error.get('ctx', {})) if template else '取值无效'}"
+    try:
+        message = template.format(**error.get("ctx", {})) if template else "取值无效"
+    except (KeyError, IndexError):
+        message = "取值无效"
+    return f"{field}：{message}"
+
+
+_UNION_MEMBER = re.compile(r"[a-z][a-z-]*\[.*\]")  # pydantic names the union member it tried, e.g. literal['a']
 
 
 def _show(exc: Exception) -> None:

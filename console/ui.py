@@ -23,22 +23,24 @@ PROJECT_STATUS_COLORS = {
     ProjectStatus.IDLE: "green",
     ProjectStatus.ARCHIVED: "violet",
 }
-PROJECT_FIELDS = {
-    "name": "名称",
-    "description": "描述",
-    "objective": "目标",
-    "task_type": "任务类型",
-    "base_model": "基线模型",
-    "owner": "负责人",
-    "tags": "标签",
-    "default_hyperparameters": "默认超参数",
-    "default_trainer": "默认训练器",
-    "default_priority": "默认优先级",
-    "visibility": "可见范围",
-    "archived": "已归档",
-}
 EMPTY = "—"
 PRIORITY_HELP = "-100 到 100，越大越先分配 GPU；同一 GPU 型号的队列内先按优先级、再按创建时间排队"
+
+
+# Streamlit's own English, once for every page: the Ctrl+Enter hints under inputs are hidden (inputs apply on
+# blur), and a multiselect's bulk actions read in Chinese.
+STYLE = """
+<style>
+[data-testid="InputInstructions"] { display: none; }
+[data-key="__select_all__"] [data-item-hl], [data-key="__select_matches__"] [data-item-hl] { font-size: 0; }
+[data-key="__select_all__"] [data-item-hl]::after { content: "全选"; font-size: 0.875rem; }
+[data-key="__select_matches__"] [data-item-hl]::after { content: "选中全部匹配项"; font-size: 0.875rem; }
+</style>
+"""
+
+
+def apply_style() -> None:
+    st.html(STYLE)
 
 
 class InputError(ValueError):

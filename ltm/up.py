@@ -132,7 +132,7 @@ def services(ports: Ports) -> list[Service]:
                     "--browser.gatherUsageStats",
                     "false",
                     "--client.toolbarMode",
-                    "viewer",
+                    "minimal",
                 ],
                 f"http://127.0.0.1:{ports.console}/_stcore/health",
             )

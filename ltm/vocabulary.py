@@ -91,3 +91,97 @@ class UsageGrouping(Word):
     PROJECT = "project"
     USER = "user"
     GPU_TYPE = "gpu_type"
+
+
+FIELD_LABELS = {
+    "name": "名称",
+    "description": "描述",
+    "objective": "目标",
+    "task_type": "任务类型",
+    "base_model": "基线模型",
+    "owner": "负责人",
+    "tags": "标签",
+    "tag": "标签",
+    "notes": "备注",
+    "default_hyperparameters": "默认超参数",
+    "default_trainer": "默认训练器",
+    "default_priority": "默认优先级",
+    "visibility": "可见范围",
+    "archived": "已归档",
+    "members": "成员",
+    "model": "模型",
+    "dataset": "数据集",
+    "hyperparameters": "超参数",
+    "resources": "资源",
+    "gpu_type": "GPU 类型",
+    "gpu_count": "GPU 数量",
+    "trainer": "训练器",
+    "priority": "优先级",
+    "entrypoint": "启动命令",
+    "source": "代码目录",
+    "processes": "进程数",
+    "q": "搜索内容",
+    "status": "状态",
+    "sort": "排序",
+    "limit": "每页条数",
+    "offset": "跳过条数",
+    "page": "页码",
+    "page_size": "每页条数",
+    "level": "日志级别",
+    "start_time": "开始时间",
+    "end_time": "结束时间",
+    "order": "排序方向",
+    "since": "起始时间",
+    "until": "截止时间",
+    "source_artifact_id": "源检查点 ID",
+    "lines": "日志",
+    "message": "消息",
+    "timestamp": "时间",
+    "points": "指标点",
+    "step": "步数",
+    "value": "取值",
+    "path": "路径",
+    "type": "类型",
+    "size_bytes": "大小",
+    "progress": "进度",
+    "current_step": "当前步数",
+    "total_steps": "总步数",
+    "gpu_utilization": "GPU 利用率",
+    "user": "用户",
+    "role": "角色",
+    "target": "目标路径",
+    "devices": "设备",
+    "index": "序号",
+    "model_name": "型号",
+    "host": "主机",
+    "run_id": "运行 ID",
+    "batch_id": "批次 ID",
+    "unit": "单位",
+    "by": "操作人",
+    "names": "指标名称",
+    "max_points": "最多点数",
+    "work_queue": "工作队列",
+    "memory_mb": "显存（MB）",
+    "group_by": "分组方式",
+    "body": "请求体",
+}
+FREE_KEYS = frozenset({"hyperparameters", "default_hyperparameters", "resources"})  # their keys are the user's own
+
+
+def field_label(path: str | list) -> str:
+    """A field path as a person reads it: `tags.0` → 标签第 1 项, `hyperparameters.lr` → 超参数 lr."""
+    parts = path.split(".") if isinstance(path, str) else [str(part) for part in path]
+    shown, parent = "", None
+    for part in parts:
+        if part.isdigit():
+            shown += f"第 {int(part) + 1} 项"
+        elif parent == "resources" and part in FIELD_LABELS:
+            shown = FIELD_LABELS[part]
+        elif parent in FREE_KEYS:
+            shown += f" {part}"
+        elif parent is not None and parent.isdigit():
+            shown += "的" + FIELD_LABELS.get(part, part)
+        else:
+            shown += (" " if shown else "") + FIELD_LABELS.get(part, part)
+        parent = part
+    return shown or "输入"

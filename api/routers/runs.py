@@ -3,13 +3,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from ltm.api import examples
+from ltm.api import examples, trainer_catalog
 from ltm.api.auth import Caller, record_intervention, require_project_member
 from ltm.api.deps import ProjectRow, RunById, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses, unprocessable
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.limits import MAX_NAME_LENGTH, MAX_PATH_LENGTH
-from ltm.models import Run, RunCreate, RunOverview, RunResume, RunStatus, RunUpdate
+from ltm.models import Run, RunCreate, RunDraft, RunOverview, RunPreview, RunResume, RunStatus, RunUpdate, TagValue
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
 from ltm.trainers import DEFAULT_TRAINER, SCRIPT
@@ -18,11 +18,37 @@ router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"
 
 
+def _run_config(project: dict, body: RunCreate) -> dict:
+    """A create body as the service takes it: its hyperparameters layered over the project defaults, the trainer
+    and priority filled from the project."""
+    config = body.model_dump()
+    config["layers"] = [
+        trainer_catalog.project_defaults(project["default_hyperparameters"]),
+        trainer_catalog.run_values(body.hyperparameters),
+    ]
+    config["resources"] = body.resources.model_dump(exclude_none=True)
+    if body.entrypoint:
+        config["trainer"] = SCRIPT
+    else:
+        config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
+    if body.priority is None:
+        config["priority"] = project["default_priority"]
+    return config
+
+
+MERGE_RULE = (
+    "超参数合并规则：运行给出的值覆盖项目默认超参数中的同名值；运行中把某个键设为 null 会去掉这个项目默认值，"
+    "改用训练器默认值。训练器声明了超参数时，未声明的键、超出范围或类型不符的值都以 422 拒绝并指出键名与来源"
+    "（运行或项目默认超参数）；超参数里不能写 trainer，训练器用请求体的 trainer 字段选择。脚本运行不检查超参数的键。"
+)
+
+
 @router.post(
     "/projects/{project_id}/runs",
     status_code=201,
     response_model=Run,
     summary="创建训练运行",
+    description=MERGE_RULE,
     responses=responses(404, 409, *BODY_ERRORS, 503),
 )
 def create_run(
@@ -31,19 +57,25 @@ def create_run(
     project: ProjectRow,
     body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})],
 ):
-    config = body.model_dump()
-    config["hyperparameters"] = {**project["default_hyperparameters"], **body.hyperparameters}
-    config["resources"] = body.resources.model_dump(exclude_none=True)
-    if body.entrypoint:
-        config["trainer"] = SCRIPT
-    else:
-        config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
-    if body.priority is None:
-        config["priority"] = project["default_priority"]
+    config = _run_config(project, body)
     require_project_member(runs.db, caller, project, "创建运行")
     run = runs.create(project, config, caller.user)
     auth_store.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
     return runs.with_artifacts(run)
+
+
+@router.post(
+    "/projects/{project_id}/runs/preview",
+    response_model=RunPreview,
+    summary="预览运行的生效配置（不创建运行）",
+    description="请求体与创建运行相同（model、dataset 可省略），答复这个请求体将以什么训练器、超参数"
+    "（逐个给出取值与来源：运行、项目默认、训练器默认）和资源运行，不保存任何内容；出错时与创建运行给出相同的 4xx。"
+    + MERGE_RULE,
+    responses=responses(404, 409, *BODY_ERRORS),
+)
+def preview_run(runs: Runs, project: ProjectRow, body: RunDraft):
+    config = _run_config(project, body)
+    return runs.plan(project, config)
 
 
 SORT_HELP = (
@@ -91,6 +123,10 @@ def list_runs(
     hp: Annotated[
         list[str] | None, Query(max_length=MAX_PATH_LENGTH, description="超参数等于某值：名称=值，可重复")
     ] = None,
+    tag: Annotated[TagValue | None, Query(description="只列出有检查点带此标签（候选、发布、归档）的运行")] = None,
+    parent: Annotated[
+        str | None, Query(max_length=MAX_NAME_LENGTH, description="只列出从这个运行的检查点恢复的运行（子运行）")
+    ] = None,
     sort: Annotated[str, Query(max_length=MAX_NAME_LENGTH + 20, description=SORT_HELP)] = "created_at",
     limit: Annotated[int | None, Query(ge=1, le=1000, description="每页条数；缺省为全部")] = None,
     offset: Annotated[int, Query(ge=0, description="跳过的条数")] = 0,
@@ -102,6 +138,8 @@ def list_runs(
         statuses=[value.value for value in status or []],
         name=q,
         hyperparameters=_hyperparameter_filters(hp or []),
+        checkpoint_tag=tag.value if tag else None,
+        parent_run_id=parent,
         sort=column,
         metric=metric,
         descending=descending,
@@ -160,6 +198,8 @@ def cancel_run(runs: Runs, caller: Caller, project: ProjectRow, run: RunRow):
     status_code=201,
     response_model=Run,
     summary="从检查点恢复运行",
+    description="覆盖的超参数按创建运行的规则合并到原运行的超参数上（null 去掉原运行的值，改用训练器默认值）。"
+    "检查点已达到训练总步数而恢复后的总步数没有增加时以 422 拒绝：请调高训练轮数（num_epochs）。",
     responses=responses(404, 409, *BODY_ERRORS, 503),
 )
 def resume_run(
