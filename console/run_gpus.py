@@ -5,11 +5,13 @@ import streamlit as st
 
 from ltm import Client
 from ltm.console import charts, links, ui
+from ltm.console.charts import ChartOptions
 from ltm.console.client import call
 from ltm.models import Run, RunStatus
 
 DEVICE_PREFIX = "gpu/"
 DEVICE_SERIES = {"utilization": "利用率", "memory_mb": "显存（MiB）"}
+VALUE_FORMATS = {"utilization": ".0%", "memory_mb": ",.0f"}
 
 
 def is_device_metric(name: str) -> bool:
@@ -39,7 +41,7 @@ def queue_notice(run: Run) -> None:
         )
 
 
-def devices_section(project_id: str, run: Run) -> None:
+def devices_section(project_id: str, run: Run, options: ChartOptions) -> None:
     """The devices leased to the run (in CUDA order), their latest readings and per-device charts."""
     if not run.devices:
         return
@@ -65,10 +67,11 @@ def devices_section(project_id: str, run: Run) -> None:
             "显存已用（MiB）": st.column_config.NumberColumn("显存已用（MiB）", format="%.0f"),
         },
     )
-    device_charts(project_id, run)
+    device_charts(project_id, run, options)
 
 
-def device_charts(project_id: str, run: Run) -> None:
+def device_charts(project_id: str, run: Run, options: ChartOptions) -> None:
+    """Utilisation and memory history of each device, on the x axis and smoothing of the metric charts."""
     names = [series_name(position, kind) for position in range(len(run.devices)) for kind in DEVICE_SERIES]
     if not any(name in run.metrics for name in names):
         st.caption("设备上报利用率和显存后，会在这里按设备显示曲线。")
@@ -77,6 +80,7 @@ def device_charts(project_id: str, run: Run) -> None:
     if result is None:
         return
     drawn = {series.name: series for series in result.series if series.points}
+    labels = [f"GPU {position}" for position in range(len(run.devices))]
     for position, device in enumerate(run.devices):
         columns = st.columns(len(DEVICE_SERIES))
         for column, (kind, label) in zip(columns, DEVICE_SERIES.items()):
@@ -85,5 +89,14 @@ def device_charts(project_id: str, run: Run) -> None:
                 column.caption(f"GPU {position} 没有{label}数据。")
                 continue
             title = f"GPU {position} {label}"
-            column.altair_chart(charts.metric_chart(charts.series_frame(series), title), width="stretch")
+            spec = charts.metric_spec(
+                charts.series_frame(series, labels[position]),
+                title,
+                labels,
+                ChartOptions(smoothing=options.smoothing, x_axis=options.x_axis),
+                legend_title="设备",
+                value_format=VALUE_FORMATS[kind],
+                legend=False,
+            )
+            charts.draw(column, spec, key=f"plot_{run.id}_{series.name}")
         st.caption(f"GPU {position}：{device}")

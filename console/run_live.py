@@ -2,18 +2,16 @@
 
 Refreshed while the run is active."""
 
-import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import charts, run_gpus, ui
+from ltm.console import charts, run_actions, run_gpus, ui
 from ltm.console.client import call
-from ltm.models import Artifact, Run, RunStatus
+from ltm.models import Run, RunStatus
 
 REFRESH_SECONDS = 2
 POINT_CHOICES = [250, 500, 1000, 2000]
 METRICS_PER_ROW = 6
-ARTIFACT_TYPES = {"checkpoint": "检查点", "event": "TensorBoard 日志", "evaluation": "评估结果", "config": "配置文件"}
 
 
 def live_section(project_id: str, run_id: str, active: bool) -> None:
@@ -30,9 +28,10 @@ def _live(project_id: str, run_id: str, active: bool) -> None:
     status_panel(run)
     run_gpus.queue_notice(run)
     latest_metrics(run)
-    metric_charts(project_id, run)
-    run_gpus.devices_section(project_id, run)
-    artifacts_table(run.artifacts)
+    options = metric_charts(project_id, run)
+    run_gpus.devices_section(project_id, run, options)
+    st.subheader("工件")
+    run_actions.artifacts_section(run)
 
 
 def status_panel(run: Run) -> None:
@@ -41,7 +40,11 @@ def status_panel(run: Run) -> None:
         ui.status_badge(run.status)
     steps = f"第 {run.current_step} / {run.total_steps} 步" if run.total_steps else f"第 {run.current_step} 步"
     progress.progress(min(max(run.progress, 0.0), 1.0), text=f"进度 {run.progress:.0%} · {steps}")
-    gpu.metric("GPU 利用率", ui.fmt_percent(run.gpu_utilization))
+    gpu.metric(
+        "GPU 利用率",
+        ui.EMPTY if run.status.is_terminal else ui.fmt_percent(run.gpu_utilization),
+        help="运行结束后不再显示（设备已归还）；各设备的历史见下方 GPU 设备曲线",
+    )
     stamps = [("创建", run.created_at), ("开始", run.started_at), ("更新", run.updated_at), ("结束", run.finished_at)]
     if run.cancelled_at:
         stamps.append(("取消", run.cancelled_at))
@@ -67,49 +70,31 @@ def latest_metrics(run: Run) -> None:
             column.metric(name, ui.fmt_metric(value))
 
 
-def metric_charts(project_id: str, run: Run) -> None:
+def metric_charts(project_id: str, run: Run) -> charts.ChartOptions:
+    """The run's metric charts; returns the chart options chosen here, which the device charts follow too."""
     st.subheader("指标曲线")
     names = training_metrics(run)
     if not names:
         st.caption("运行上报指标后会在这里显示曲线。")
-        return
+        return charts.ChartOptions()
     pick, points = st.columns([4, 1])
     chosen = pick.multiselect("显示的指标", names, key=f"series_{run.id}", placeholder="默认显示全部指标")
     max_points = points.selectbox(
         "每条曲线最多点数", POINT_CHOICES, index=POINT_CHOICES.index(1000), key=f"points_{run.id}"
     )
+    options = charts.options_controls(f"chart_{run.id}")
     everything = len(names) == len(run.metrics)  # then ask for all series rather than name each in the URL
     wanted = chosen or (None if everything else names)
     result = call(Client.get_metrics, project_id, run.id, names=wanted, max_points=max_points)
     if result is None:
-        return
+        return options
     drawn = [series for series in result.series if series.points]
     for start in range(0, len(drawn), 2):
         for column, series in zip(st.columns(2), drawn[start : start + 2]):
-            column.altair_chart(charts.metric_chart(charts.series_frame(series), series.name), width="stretch")
+            frame = charts.series_frame(series, series.name)
+            spec = charts.metric_spec(frame, series.name, [series.name], options, legend_title="指标")
+            charts.draw(column, spec, key=f"plot_{run.id}_{series.name}")
             column.caption(
                 f"{series.name}：共 {series.total_points} 个点，显示 {len(series.points)} 个（服务端降采样）"
             )
-
-
-def artifacts_table(artifacts: list[Artifact]) -> None:
-    st.subheader("工件")
-    if not artifacts:
-        st.caption("暂无工件。")
-        return
-    frame = pd.DataFrame(
-        [
-            {
-                "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value),
-                "名称": a.name,
-                "步数": ui.EMPTY if a.step is None else str(a.step),
-                "大小": ui.fmt_size(a.size_bytes),
-                "创建时间": ui.fmt_time(a.created_at),
-                "标签": " → ".join(tag.value.value for tag in a.tags) or ui.EMPTY,
-                "路径": a.path,
-                "ID": a.id,
-            }
-            for a in artifacts
-        ]
-    )
-    st.dataframe(frame, hide_index=True)
+    return options

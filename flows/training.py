@@ -1,6 +1,6 @@
 """`training_run`: one training run is one Prefect flow run; one task per epoch, in the main thread."""
 
-import time
+import threading
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -92,12 +92,11 @@ def training_run(run_id: str):
         raise
     session.start(flow_run_id)
     _link_console(settings, run)
-    progress = ProgressArtifact(session, f"{run.name} 训练进度")
     logger.info("开始训练 %s：%s 步，模型 %s，数据集 %s", run.name, session.trainer.total_steps, run.model, run.dataset)
     try:
-        for epoch in session.remaining_epochs():
-            train_epoch(session, epoch)
-            progress.update()
+        with ProgressArtifact(session, f"{run.name} 训练进度", logger):
+            for epoch in session.remaining_epochs():
+                train_epoch(session, epoch)
     except CancelRequested:
         with sigterm_deferred():
             _stop_cancelled(session, logger)
@@ -117,7 +116,6 @@ def training_run(run_id: str):
     except Exception as exc:
         session.finish(RunStatus.FAILED, f"训练失败：{exc}")
         raise
-    progress.update(force=True)
     session.finish(RunStatus.COMPLETED)
     forget(flow_run_id)
     logger.info("训练完成：%s 步", session.trainer.step)
@@ -133,21 +131,46 @@ def _link_console(settings: Settings, run: Run) -> None:
 
 
 class ProgressArtifact:
-    """Prefect UI progress bar; updated at most every few seconds so short epochs stay cheap."""
+    """Prefect UI progress bar that follows the trainer's step within `every` seconds, not once per epoch.
 
-    def __init__(self, session: TrainingSession, description: str, every: float = 2.0) -> None:
+    A background thread reads the step and updates the artifact when it moved; leaving the `with` block stops the
+    thread and shows the final step. A failed update is logged and never stops training."""
+
+    def __init__(self, session: TrainingSession, description: str, logger, every: float = 2.0) -> None:
         self.session = session
         self.every = every
-        self.last = time.monotonic()
-        self.id = create_progress_artifact(self._percent(), description=description)
+        self.logger = logger
+        self.shown = self._percent()
+        self.id = create_progress_artifact(self.shown, description=description)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="ltm-progress-artifact", daemon=True)
+
+    def __enter__(self) -> "ProgressArtifact":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._show()
 
     def _percent(self) -> float:
         return 100 * self.session.trainer.step / self.session.trainer.total_steps
 
-    def update(self, force: bool = False) -> None:
-        if force or time.monotonic() - self.last >= self.every:
-            update_progress_artifact(self.id, self._percent())
-            self.last = time.monotonic()
+    def _follow(self) -> None:
+        while not self._stopped.wait(self.every):
+            self._show()
+
+    def _show(self) -> None:
+        percent = self._percent()
+        if percent == self.shown:
+            return
+        try:
+            update_progress_artifact(self.id, percent)
+        except Exception as exc:  # the progress bar is a view: Prefect being unreachable must not stop training
+            self.logger.warning("无法更新 Prefect 进度条：%s", exc)
+            return
+        self.shown = percent
 
 
 def _stop_cancelled(session: TrainingSession, logger) -> None:

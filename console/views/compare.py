@@ -75,12 +75,15 @@ def final_metrics(runs: list[RunOverview], labels: dict[str, str]) -> None:
 
 
 def metric_curves(project_id: str, runs: list[RunOverview], labels: dict[str, str]) -> None:
+    """One chart per metric with a line per run; each run keeps its colour in every chart (see the legend)."""
     st.subheader("指标曲线")
     names = sorted({name for run in runs for name in run.metrics})
     if not names:
         st.caption("所选运行还没有指标。")
         return
     chosen = st.multiselect("显示的指标", names, key="compare_metrics", placeholder="默认显示全部指标") or names
+    options = charts.options_controls("compare_chart")
+    run_labels = [labels[run.id] for run in runs]
     frames: dict[str, list[pd.DataFrame]] = {name: [] for name in chosen}
     for run in runs:
         result = call(Client.get_metrics, project_id, run.id, names=chosen, max_points=MAX_POINTS)
@@ -90,7 +93,8 @@ def metric_curves(project_id: str, runs: list[RunOverview], labels: dict[str, st
     drawn = [(name, pd.concat(parts, ignore_index=True)) for name, parts in frames.items() if parts]
     for start in range(0, len(drawn), 2):
         for column, (name, frame) in zip(st.columns(2), drawn[start : start + 2]):
-            column.altair_chart(charts.metric_chart(frame, name, by_run=True), width="stretch")
+            spec = charts.metric_spec(frame, name, run_labels, options, legend=True)
+            charts.draw(column, spec, key=f"compare_plot_{name}")
 
 
 st.title("运行对比")
