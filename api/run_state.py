@@ -20,6 +20,13 @@ def can_move(current: RunStatus, new: RunStatus) -> bool:
     return new == current or new in ALLOWED[current]
 
 
+def cancelled_elsewhere(current: RunStatus, new: RunStatus) -> bool:
+    """A move into 取消中 or 已取消 from a status no cancel had reached: unless the API's own cancel is making it,
+    someone cancelled the run where the API does not see it (the Prefect UI, the flow's process)."""
+    cancelled = (S.CANCELLING, S.CANCELLED)
+    return new in cancelled and current not in cancelled
+
+
 def stamps(run: dict, new: RunStatus, now: datetime) -> dict:
     """Columns that change with the move to `new`."""
     values: dict = {"status": new.value, "updated_at": now}

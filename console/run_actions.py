@@ -1,23 +1,97 @@
-"""What a user does to a run: cancel (confirmed), tag a checkpoint, resume from a checkpoint."""
+"""What a user does to a run: cancel (confirmed), download artifacts, tag a checkpoint (发布 confirmed), resume from
+a checkpoint (the newest by default)."""
 
 import pandas as pd
 import streamlit as st
 
 from ltm import Client
 from ltm.console import links, ui
-from ltm.console.client import call
+from ltm.console.client import api_url, call
 from ltm.models import Artifact, ArtifactType, Run, RunStatus, TagValue
 
 CONFIRM_KEY = "confirm_cancel"
+RELEASE_KEY = "confirm_release"
+LINK_MINUTES = 10
+ARTIFACT_TYPES = {"checkpoint": "检查点", "event": "TensorBoard 日志", "evaluation": "评估结果", "config": "配置文件"}
 
 
 def checkpoints(run: Run) -> list[Artifact]:
-    return [a for a in run.artifacts if a.type == ArtifactType.CHECKPOINT]
+    """The run's checkpoints, newest first: highest step, then latest registered (a cancel checkpoint counts)."""
+    found = [a for a in run.artifacts if a.type == ArtifactType.CHECKPOINT]
+    return sorted(found, key=lambda a: (a.step if a.step is not None else -1, a.created_at), reverse=True)
 
 
 def checkpoint_label(artifact: Artifact) -> str:
     step = f"第 {artifact.step} 步" if artifact.step is not None else "步数未知"
     return f"{artifact.name}（{step}，{artifact.id}）"
+
+
+def latest_tag(artifact: Artifact) -> str:
+    return artifact.tags[-1].value.value if artifact.tags else ui.EMPTY
+
+
+def tag_chain(artifact: Artifact) -> str:
+    return " → ".join(event.value.value for event in artifact.tags) or ui.EMPTY
+
+
+def download_urls(run: Run) -> dict[str, str]:
+    """Absolute, short-lived signed download URLs by artifact id: the browser fetches the bytes from the API
+    itself, streamed and resumable, instead of through Streamlit's memory."""
+    links = call(Client.download_links, run.project_id, run.id) if run.artifacts else None
+    base = api_url().rstrip("/")
+    return {link.artifact_id: base + link.url for link in links.items} if links else {}
+
+
+def artifact_rows(artifacts: list[Artifact], urls: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "类型": ARTIFACT_TYPES.get(a.type.value, a.type.value),
+                "名称": a.name,
+                "步数": ui.EMPTY if a.step is None else str(a.step),
+                "大小": ui.fmt_size(a.size_bytes),
+                "当前标签": latest_tag(a),
+                "标签历史": tag_chain(a),
+                "创建时间": ui.fmt_time(a.created_at),
+                "下载": urls.get(a.id),
+                "路径": a.path,
+                "ID": a.id,
+            }
+            for a in artifacts
+        ]
+    )
+
+
+ARTIFACT_COLUMNS = {
+    "下载": st.column_config.LinkColumn(
+        "下载", display_text="下载", help=f"链接 {LINK_MINUTES} 分钟内有效，浏览器直接从 API 流式下载，可断点续传"
+    ),
+    "标签历史": st.column_config.TextColumn("标签历史", width="medium"),
+    "路径": st.column_config.TextColumn("路径", width="medium"),
+}
+
+
+def artifacts_section(run: Run) -> None:
+    """All of the run's artifacts with their full tags and a download link each (a folder checkpoint comes as a
+    tar of its files)."""
+    if not run.artifacts:
+        st.caption("暂无工件。")
+        return
+    frame = artifact_rows(run.artifacts, download_urls(run))
+    st.dataframe(frame, hide_index=True, column_config=ARTIFACT_COLUMNS)
+    st.caption(
+        f"下载链接 {LINK_MINUTES} 分钟内有效，过期后刷新页面即可；文件夹形式的检查点下载为 tar 包。"
+        " Python 中可用 Client.download_artifact 下载（中断后会续传）。"
+    )
+
+
+def _default_newest(key: str, newest: Artifact) -> None:
+    """A selectbox keeps its choice across reruns even when a newer checkpoint arrives: start again from the newest
+    whenever the newest changes."""
+    marker = f"{key}_newest"
+    if st.session_state.get(marker) != newest.id:
+        st.session_state.pop(key, None)
+        st.session_state[marker] = newest.id
 
 
 def cancel_control(run: Run) -> None:
@@ -49,33 +123,100 @@ def tag_section(run: Run) -> None:
     if not found:
         st.caption("这个运行还没有检查点。")
         return
+    st.markdown("**检查点**")
+    st.dataframe(
+        artifact_rows(found, download_urls(run)).drop(columns=["类型", "路径"]),
+        hide_index=True,
+        column_config=ARTIFACT_COLUMNS,
+    )
     by_id = {a.id: a for a in found}
+    pending = st.session_state.get(RELEASE_KEY)
+    if pending and pending["run_id"] == run.id and pending["artifact_id"] in by_id:
+        _confirm_release(run, by_id[pending["artifact_id"]], pending)
+    else:
+        _tag_form(run, found)
+    _tag_history(found)
+
+
+def _tag_form(run: Run, found: list[Artifact]) -> None:
+    by_id = {a.id: a for a in found}
+    _default_newest("tag_artifact", found[0])
     with st.form("tag_checkpoint"):
         artifact_id = st.selectbox(
-            "检查点", list(by_id), format_func=lambda i: checkpoint_label(by_id[i]), key="tag_artifact"
+            "检查点", list(by_id), index=0, format_func=lambda i: checkpoint_label(by_id[i]), key="tag_artifact"
         )
         tag = st.radio("标签", [t.value for t in TagValue], horizontal=True, key="tag_value")
         notes = st.text_input("备注（可选）", key="tag_notes", placeholder="例如 验证集 BLEU 32.5，通过复核")
-        if st.form_submit_button("打标签", type="primary", key="tag_submit"):
-            tagged = call(Client.tag_artifact, run.project_id, run.id, artifact_id, tag, notes=ui.optional_text(notes))
-            if tagged:
-                ui.flash("success", f"已为 {tagged.name} 打上“{tag}”标签")
-                st.rerun()
+        submitted = st.form_submit_button("打标签", type="primary", key="tag_submit")
+    if not submitted:
+        return
+    if tag == TagValue.RELEASE.value:
+        releases = call(Client.list_releases, run.project_id)
+        if releases is None:
+            return
+        current = releases.current
+        st.session_state[RELEASE_KEY] = {
+            "run_id": run.id,
+            "artifact_id": artifact_id,
+            "notes": ui.optional_text(notes),
+            "replaces": current.artifact_id if current else None,
+            "replaces_label": _release_label(current) if current else None,
+        }
+        st.rerun()
+    _apply_tag(run, by_id[artifact_id], tag, ui.optional_text(notes))
+
+
+def _release_label(release) -> str:
+    step = f"第 {release.step} 步" if release.step is not None else "步数未知"
+    return f"运行 {release.run_name or release.run_id} 的 {release.artifact_name}（{step}）"
+
+
+def _confirm_release(run: Run, artifact: Artifact, pending: dict) -> None:
+    replaces = pending["replaces"]
+    if replaces == artifact.id:
+        st.info(f"{artifact.name} 已是项目的当前发布；确认后会再记录一次发布。")
+    elif replaces:
+        st.warning(
+            f"确认将 {artifact.name} 标记为发布？它将取代当前发布 {pending['replaces_label']}，"
+            "后者的标签会自动改为“归档”。"
+        )
+    else:
+        st.warning(f"确认将 {artifact.name} 标记为发布？项目目前没有发布的检查点，它将成为当前发布。")
+    confirm, back, _ = st.columns([1, 1, 4])
+    if back.button("暂不发布", key="release_back"):
+        st.session_state.pop(RELEASE_KEY)
+        st.rerun()
+    if confirm.button("确认发布", key="release_confirm", type="primary"):
+        st.session_state.pop(RELEASE_KEY)
+        _apply_tag(run, artifact, TagValue.RELEASE.value, pending["notes"], replaces=replaces)
+
+
+def _apply_tag(run: Run, artifact: Artifact, tag: str, notes: str | None, replaces: str | None = None) -> None:
+    tagged = call(Client.tag_artifact, run.project_id, run.id, artifact.id, tag, notes=notes, replaces=replaces)
+    if tagged:
+        ui.flash("success", f"已为 {tagged.name} 打上“{tag}”标签")
+        st.rerun()
+
+
+def _tag_history(found: list[Artifact]) -> None:
     history = [
         {
+            "时间": ui.fmt_time(event.applied_at),
             "检查点": a.name,
             "标签": event.value.value,
+            "操作人": event.applied_by or ui.EMPTY,
             "备注": event.notes or ui.EMPTY,
-            "时间": ui.fmt_time(event.applied_at),
+            "at": event.applied_at,
         }
         for a in found
         for event in a.tags
     ]
     st.markdown("**标签历史**")
-    if history:
-        st.dataframe(pd.DataFrame(sorted(history, key=lambda row: row["时间"], reverse=True)), hide_index=True)
-    else:
+    if not history:
         st.caption("还没有标签。")
+        return
+    frame = pd.DataFrame(sorted(history, key=lambda row: row["at"], reverse=True)).drop(columns=["at"])
+    st.dataframe(frame, hide_index=True, column_config={"备注": st.column_config.TextColumn("备注", width="large")})
 
 
 def resume_section(run: Run) -> None:
@@ -84,12 +225,12 @@ def resume_section(run: Run) -> None:
         st.caption("这个运行还没有检查点，无法恢复。")
         return
     by_id = {a.id: a for a in found}
-    latest = max(range(len(found)), key=lambda i: found[i].step or -1)
+    _default_newest("resume_artifact", found[0])
     with st.form("resume_run"):
         artifact_id = st.selectbox(
             "从哪个检查点恢复",
             list(by_id),
-            index=latest,
+            index=0,
             format_func=lambda i: checkpoint_label(by_id[i]),
             key="resume_artifact",
         )

@@ -1,4 +1,5 @@
 from ltm.store.db import Database, from_db_time
+from ltm.vocabulary import TagValue
 
 _COLUMNS = ("id", "run_id", "project_id", "name", "type", "path", "size_bytes", "step", "created_at")
 
@@ -27,11 +28,48 @@ def list_for_run(db: Database, run_id: str) -> list[dict]:
 
 
 def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at, applied_by: str) -> None:
-    with db.cursor() as cur:
-        cur.execute(
-            "INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
-            [artifact_id, value, notes, at, applied_by],
-        )
+    add_tags(db, [(artifact_id, value, notes)], at, applied_by)
+
+
+def add_tags(db: Database, tags: list[tuple[str, str, str | None]], at, applied_by: str) -> None:
+    """(artifact id, value, notes) events, all or none, in this order."""
+    with db.writing(transaction=True) as cur:
+        for artifact_id, value, notes in tags:
+            cur.execute(
+                "INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
+                [artifact_id, value, notes, at, applied_by],
+            )
+
+
+def release_events(db: Database, project_id: str) -> list[dict]:
+    """Every 发布 tag event of the project's checkpoints, newest first, with its checkpoint and run names."""
+    rows = db.fetch_dicts(
+        "SELECT t.artifact_id, a.name AS artifact_name, a.step, a.run_id, r.name AS run_name, t.notes, "
+        "t.applied_at AS tagged_at, t.applied_by AS tagged_by "
+        "FROM artifact_tags t JOIN artifacts a ON a.id = t.artifact_id LEFT JOIN runs r ON r.id = a.run_id "
+        "WHERE a.project_id = ? AND t.value = ? ORDER BY t.applied_at DESC, t.rowid DESC",
+        [project_id, TagValue.RELEASE.value],
+    )
+    latest = _latest_tags(db, project_id)
+    for row in rows:
+        row["tagged_at"] = from_db_time(row["tagged_at"])
+        row["latest_tag"] = latest.get(row["artifact_id"])
+    return rows
+
+
+def current_release(db: Database, project_id: str) -> dict | None:
+    """The checkpoint most recently tagged 发布 whose latest tag is still 发布 (its newest 发布 event)."""
+    return next((e for e in release_events(db, project_id) if e["latest_tag"] == TagValue.RELEASE.value), None)
+
+
+def _latest_tags(db: Database, project_id: str) -> dict[str, str]:
+    rows = db.fetch_all(
+        "SELECT artifact_id, value FROM (SELECT t.artifact_id, t.value, row_number() OVER "
+        "(PARTITION BY t.artifact_id ORDER BY t.applied_at DESC, t.rowid DESC) AS n FROM artifact_tags t "
+        "WHERE t.artifact_id IN (SELECT id FROM artifacts WHERE project_id = ?)) WHERE n = 1",
+        [project_id],
+    )
+    return dict(rows)
 
 
 def _with_tags(db: Database, rows: list[dict]) -> list[dict]:

@@ -107,19 +107,35 @@ def record(
     target: str | None = None,
     details: str | None = None,
 ) -> None:
+    """One audit entry; the run's current name is kept with it, so the entry still names the run once it is gone."""
     with db.cursor() as cur:
+        found = cur.execute("SELECT name FROM runs WHERE id = ?", [run_id]).fetchone() if run_id else None
         cur.execute(
-            "INSERT INTO audit_events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [utc_now(), actor, action, project_id, run_id, target, details],
+            "INSERT INTO audit_events (occurred_at, actor, action, project_id, run_id, target, details, run_name) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [utc_now(), actor, action, project_id, run_id, target, details, found[0] if found else None],
         )
 
 
 def audit_trail(db: Database, project_id: str, limit: int) -> list[dict]:
     rows = db.fetch_dicts(
-        "SELECT occurred_at, actor, action, run_id, target, details FROM audit_events WHERE project_id = ? "
-        "ORDER BY occurred_at DESC, rowid DESC LIMIT ?",
+        "SELECT occurred_at, actor, action, run_id, run_name, target, details FROM audit_events "
+        "WHERE project_id = ? ORDER BY occurred_at DESC, rowid DESC LIMIT ?",
         [project_id, limit],
     )
     for row in rows:
         row["occurred_at"] = from_db_time(row["occurred_at"])
     return rows
+
+
+def names_of(db: Database, ids: set[str]) -> dict[str, str]:
+    """The current names of the runs and artifacts among `ids` that still exist."""
+    if not ids:
+        return {}
+    marks = ", ".join("?" for _ in ids)
+    rows = db.fetch_all(
+        f"SELECT id, name FROM runs WHERE id IN ({marks}) "
+        f"UNION ALL SELECT id, name FROM artifacts WHERE id IN ({marks})",
+        [*ids, *ids],
+    )
+    return dict(rows)

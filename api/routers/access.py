@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from ltm.api import audit_names
 from ltm.api.auth import RUN_PATH, Caller, issue_token, require_owner, require_project_member, require_role
 from ltm.api.deps import Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, not_found, responses
@@ -124,4 +125,4 @@ def audit_trail(
     project: ProjectRow,
     limit: Annotated[int, Query(ge=1, le=1000, description="最多返回条数")] = 100,
 ):
-    return auth_store.audit_trail(db, project["id"], limit)
+    return audit_names.readable(db, auth_store.audit_trail(db, project["id"], limit))

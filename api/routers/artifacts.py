@@ -1,33 +1,64 @@
+import inspect
+from datetime import datetime, timezone
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ltm import artifact_paths
-from ltm.api import examples
-from ltm.api.auth import Caller, record_intervention, require_owner, require_project_member
+from ltm.api import artifact_files, download_links, examples
+from ltm.api.auth import Actor, Caller, actor, record_intervention, require_owner, require_project_member
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, Runs, json_body_only
-from ltm.api.errors import BODY_ERRORS, not_found, responses, unprocessable
+from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, not_found, responses, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
+from ltm.api.visibility import can_see
 from ltm.ids import new_id
-from ltm.models import Artifact, ArtifactCreate, ArtifactList, ArtifactType, TagRequest, TagValue
+from ltm.models import (
+    Artifact,
+    ArtifactCreate,
+    ArtifactList,
+    ArtifactType,
+    DownloadLinks,
+    ProjectReleases,
+    TagRequest,
+    TagValue,
+)
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
+from ltm.store import projects as project_store
 from ltm.store import runs as run_store
 from ltm.store import utc_now
 
-router = APIRouter(
-    prefix="/projects/{project_id}/runs/{run_id}/artifacts", tags=["工件"], dependencies=[Depends(json_body_only)]
+ARTIFACTS = "/projects/{project_id}/runs/{run_id}/artifacts"
+router = APIRouter(tags=["工件"], dependencies=[Depends(json_body_only)])
+# Served without the bearer-token dependency: a signed download link (`grant`) is a credential of its own.
+download_router = APIRouter(tags=["工件"])
+
+TAG_DESCRIPTION = (
+    "为检查点追加一条标签事件（候选、发布或归档），记录操作人（applied_by）、时间和备注；历史只增不改。\n\n"
+    "**一个项目只有一个当前发布**：当前发布是最近一次被标记“发布”、且最新标签仍是“发布”的检查点。"
+    "把另一个检查点标记为“发布”时，原来的当前发布会在同一事务中自动追加一条“归档”标签，"
+    "操作人与本次相同，备注为“被 <运行名> 的 <检查点名> 取代”。"
+    "可选字段 replaces 填写调用者确认要取代的当前发布检查点 ID："
+    "当前发布已不是它（例如有人刚刚发布了别的检查点）时返回 409，不做任何修改。标记发布需要项目负责人或管理员。"
 )
 
 
-@router.get("", response_model=ArtifactList, summary="列出运行工件", responses=responses(404, 422))
+def _artifact_of(db, run: dict, artifact_id: str) -> dict:
+    artifact = artifact_store.get(db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
+    if artifact is None or artifact["run_id"] != run["id"]:
+        raise not_found(f"运行 {run['id']} 的工件", artifact_id)
+    return artifact
+
+
+@router.get(ARTIFACTS, response_model=ArtifactList, summary="列出运行工件", responses=responses(404, 422))
 def list_artifacts(db: Db, run: RunRow):
     return {"items": artifact_store.list_for_run(db, run["id"])}
 
 
 @router.post(
-    "",
+    ARTIFACTS,
     status_code=201,
     response_model=Artifact,
     summary="登记工件（供训练流程使用）",
@@ -57,12 +88,16 @@ def register_artifact(db: Db, runs: Runs, settings: CurrentSettings, caller: Cal
             "created_at": utc_now(),
         }
         artifact_store.insert(db, artifact)
-    record_intervention(db, caller, run, "登记工件", f"{artifact['id']}（{body.path}）")
+    record_intervention(db, caller, run, "登记工件", f"{body.name}（{body.path}）")
     return artifact_store.get(db, artifact["id"])
 
 
 @router.post(
-    "/{artifact_id}/tag", response_model=Artifact, summary="为工件打标签", responses=responses(404, *BODY_ERRORS)
+    ARTIFACTS + "/{artifact_id}/tag",
+    response_model=Artifact,
+    summary="为工件打标签",
+    description=TAG_DESCRIPTION,
+    responses=responses(404, 409, *BODY_ERRORS),
 )
 def tag_artifact(
     db: Db,
@@ -72,23 +107,157 @@ def tag_artifact(
     artifact_id: str,
     body: Annotated[TagRequest, Body(openapi_examples={"seed": {"value": examples.TAG}})],
 ):
-    artifact = artifact_store.get(db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
-    if artifact is None or artifact["run_id"] != run["id"]:
-        raise not_found(f"运行 {run['id']} 的工件", artifact_id)
+    artifact = _artifact_of(db, run, artifact_id)
     if artifact["type"] != ArtifactType.CHECKPOINT.value:
         raise unprocessable(f"工件 {artifact_id} 的类型是 {artifact['type']}，只能为检查点打标签")
     if body.tag == TagValue.RELEASE:
         require_owner(caller, project, "标记发布")
     else:
         require_project_member(db, caller, project, "打标签")
-    artifact_store.add_tag(db, artifact_id, body.tag.value, body.notes, utc_now(), caller.user)
-    auth_store.record(
-        db,
-        caller.user,
-        "打标签",
-        project["id"],
-        run["id"],
-        target=artifact_id,
-        details=f"{body.tag.value}：{body.notes or ''}",
-    )
+    superseded = None
+    with db.writing():
+        events = [(artifact_id, body.tag.value, body.notes)]
+        if body.tag == TagValue.RELEASE:
+            superseded = _superseded(db, project["id"], artifact, run, body.replaces)
+            if superseded:
+                note = f"被 {run['name']} 的 {artifact['name']} 取代"
+                events.insert(0, (superseded["artifact_id"], TagValue.ARCHIVE.value, note))
+        artifact_store.add_tags(db, events, utc_now(), caller.user)
+    details = f"{body.tag.value}：{body.notes or '（无备注）'}"
+    if superseded:
+        details += f"；原发布 {superseded['run_name']} 的 {superseded['artifact_name']} 自动改为归档"
+    auth_store.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact["name"], details=details)
     return artifact_store.get(db, artifact_id)
+
+
+def _superseded(db, project_id: str, artifact: dict, run: dict, replaces: str | None) -> dict | None:
+    """The current release that tagging `artifact` 发布 retires (None when there is none or it is `artifact`);
+    409 when the caller confirmed replacing another one than the current."""
+    current = artifact_store.current_release(db, project_id)
+    current_id = current["artifact_id"] if current else None
+    if replaces is not None and replaces != current_id:
+        now = f"{current['run_name']} 的 {current['artifact_name']}（{current_id}）" if current else "没有当前发布"
+        raise conflict(f"replaces：确认要取代的是 {replaces}，但项目的当前发布已是 {now}；请刷新后重新确认")
+    return current if current and current_id != artifact["id"] else None
+
+
+@router.get(
+    "/projects/{project_id}/releases",
+    response_model=ProjectReleases,
+    summary="项目发布：当前发布与发布历史",
+    description="当前发布是最近一次被标记“发布”、且最新标签仍是“发布”的检查点；历史列出每次标记发布的运行、检查点、步数、"
+    "操作人、时间和备注，最新的在前。",
+    responses=responses(404, 422),
+)
+def list_releases(db: Db, project: ProjectRow):
+    history = artifact_store.release_events(db, project["id"])
+    current = next((e for e in history if e["latest_tag"] == TagValue.RELEASE.value), None)
+    return {"project_id": project["id"], "current": current, "history": history}
+
+
+@router.post(
+    ARTIFACTS + "/download-links",
+    response_model=DownloadLinks,
+    summary="生成工件下载链接",
+    description=f"为运行的每个工件生成限时（{download_links.LIFETIME_SECONDS // 60} 分钟）下载链接。"
+    "链接自带签名，浏览器直接打开即可下载，无需访问令牌；下载时仍按链接签发者的身份检查项目可见范围。",
+    responses=responses(404, 422),
+)
+def create_download_links(db: Db, caller: Caller, run: RunRow):
+    expires = download_links.expiry()
+    items = []
+    for artifact in artifact_store.list_for_run(db, run["id"]):
+        grant = download_links.issue(artifact["id"], caller.user, caller.role, expires)
+        path = f"/projects/{run['project_id']}/runs/{run['id']}/artifacts/{artifact['id']}/download"
+        items.append({"artifact_id": artifact["id"], "url": f"{path}?grant={grant}"})
+    return {"expires_at": datetime.fromtimestamp(expires, timezone.utc), "items": items}
+
+
+async def _downloader(
+    request: Request,
+    artifact_id: str,
+    grant: Annotated[str | None, Query(max_length=4000, description="限时下载链接的签名")] = None,
+) -> Actor:
+    """The caller named by a signed link's grant, else by the request's token as on every other route."""
+    if grant is not None:
+        granted = download_links.verify(grant, artifact_id)
+        return Actor(granted.user, granted.role)
+    found = actor(request)
+    return await found if inspect.isawaitable(found) else found
+
+
+Downloader = Annotated[Actor, Depends(_downloader)]
+
+
+DOWNLOAD_DESCRIPTION = (
+    "流式下载工件的文件。单个文件原样发送；文件夹形式的检查点（多个文件）边读边打包成不压缩的 tar 发送，"
+    "也可以用 file 参数只下载其中一个文件。响应带 Content-Length、ETag 和 Accept-Ranges: bytes，"
+    "支持 HTTP Range（206；起点超出末尾时 416）与 If-Range，中断的下载可以续传。"
+    "认证开启时用 Authorization 访问令牌，或用“生成工件下载链接”返回的限时链接（grant 参数）。"
+    "工件已登记但文件已不存在时返回 410。"
+)
+
+
+@download_router.get(
+    ARTIFACTS + "/{artifact_id}/download",
+    summary="下载工件",
+    description=DOWNLOAD_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}, "application/x-tar": {}}, "description": "工件的全部字节"},
+        206: {"content": {"application/octet-stream": {}, "application/x-tar": {}}, "description": "Range 指定的字节"},
+        410: {"model": ErrorBody, "description": "工件已登记，但文件已不存在"},
+        416: {"model": ErrorBody, "description": "Range 的起点超出了文件末尾"},
+        503: {"model": ErrorBody, "description": "API 进程暂时无法读取工件所在的存储"},
+        **responses(401, 403, 404, 409, 422),
+    },
+)
+def download_artifact(
+    caller: Downloader,
+    db: Db,
+    runs: Runs,
+    settings: CurrentSettings,
+    project_id: str,
+    run_id: str,
+    artifact_id: str,
+    file: Annotated[str | None, Query(max_length=1000, description="只下载文件夹形式工件中的这个文件")] = None,
+    range_header: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range", include_in_schema=False)] = None,
+):
+    project = project_store.get_row(db, project_id) if well_formed(project_id, "project") else None
+    if project is None or not can_see(db, caller, project):
+        raise not_found("项目", project_id)
+    run = runs.get(project["id"], run_id)
+    artifact = _artifact_of(db, run, artifact_id)
+    root = settings.artifact_root_url
+
+    def inside(path_url: str) -> artifact_paths.Location:
+        try:
+            return artifact_paths.checked(path_url, root, project["id"], run["id"])
+        except artifact_paths.OutsideRunFolder as exc:
+            raise conflict(f"工件 {artifact['name']} 的文件不在运行 {run['id']} 的目录中，不能下载：{exc}") from None
+
+    location = inside(artifact["path"])
+    thing = artifact_files.served(
+        location, artifact["name"], file, lambda path: inside(artifact_paths.Location(location.protocol, path).url)
+    )
+    size = thing.size
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": thing.etag,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(thing.filename)}",
+    }
+    try:
+        wanted = artifact_files.byte_range(range_header, size) if if_range in (None, thing.etag) else None
+    except artifact_files.Unsatisfiable:
+        return JSONResponse(
+            {"detail": f"请求的字节范围 {range_header} 超出了工件 {artifact['name']} 的大小（{size} 字节）"},
+            status_code=416,
+            headers={**headers, "Content-Range": f"bytes */{size}"},
+        )
+    first, last = wanted or (0, size - 1)
+    if wanted:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Length"] = str(last - first + 1 if size else 0)
+    body = artifact_files.stream(location, thing, first, last) if size else iter(())
+    return StreamingResponse(body, status_code=206 if wanted else 200, media_type=thing.media_type, headers=headers)
