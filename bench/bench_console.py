@@ -1,10 +1,15 @@
-"""Console benchmarks in headless Chromium: first page load, and a run page whose series hold 1M points each.
+"""Console benchmarks in headless Chromium: first page load, a run page whose series hold 1M points each, and a
+project page holding 10,000 runs.
 
-Run with `python -m bench.bench_console [--points N] [--series N] [--loads N]`; `--smoke` uses tiny sizes for CI.
-It starts its own `ltm up`.
+Run with `python -m bench.bench_console [--points N] [--series N] [--loads N] [--runs N]`; `--smoke` uses tiny sizes
+for CI. It starts its own `ltm up`; the project page's runs are generated straight into the DuckDB file of an API
+and a console of their own (as bench_runs does), since 10,000 runs through `ltm up` would each start a flow.
 """
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -14,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from playwright.sync_api import sync_playwright
 
+from bench.bench_runs import fill
 from bench.common import figure
 from ltm import Client
 from ltm.models import MetricBatch, MetricPoint
-from ltm.testing import LtmSystem
+from ltm.testing import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,8 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 BATCH = 50_000
-FULL = {"points": 1_000_000, "series": 3, "loads": 5}
-SMOKE = {"points": BATCH + 1, "series": 2, "loads": 1}
+FULL = {"points": 1_000_000, "series": 3, "loads": 5, "runs": 10_000}
+SMOKE = {"points": BATCH + 1, "series": 2, "loads": 1, "runs": 500}
 
 
 def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
@@ -75,6 +81,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, help="points per series")
     parser.add_argument("--series", type=int)
     parser.add_argument("--loads", type=int, help="samples per figure")
+    parser.add_argument("--runs", type=int, help="runs in the project whose page 10c loads")
     args = parser.parse_args()
     for key, value in (SMOKE if args.smoke else FULL).items():
         if getattr(args, key) is None:
@@ -104,6 +111,44 @@ def main() -> None:
                 browser.close()
         finally:
             system.stop()
+        project_page(Path(tmp) / "runs-home", args.runs, args.loads)
+
+
+def project_page(home: Path, runs: int, loads: int) -> None:
+    """10c: the project page opened on its 运行 tab, until the first page of the newest runs is in the grid."""
+    started = time.perf_counter()
+    project_id = fill(home, runs)
+    print(f"{runs:,} runs generated in {time.perf_counter() - started:.1f} s", flush=True)
+    api = ApiProcess(home).start()
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
+    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false"]
+    console = subprocess.Popen(
+        command, env={**os.environ, "LTM_API_URL": api.url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    console_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{console_url}/_stcore/health"), timeout=60, message="the console to answer")
+        newest = f"run-{runs - 1:06d}"  # fill() names run i run-%06d, created in order
+
+        def runs_ready(page):
+            page.get_by_text(f"共 {runs} 个运行").wait_for(timeout=60_000)
+            page.locator('[data-testid="glide-cell-0-0"]').filter(has_text=newest).wait_for(
+                state="attached", timeout=60_000
+            )
+
+        url = f"{console_url}/project?project_id={project_id}&tab=%E8%BF%90%E8%A1%8C"
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            load_seconds(browser, url, runs_ready)  # warm-up
+            samples = [load_seconds(browser, url, runs_ready) for _ in range(loads)]
+            figure(f"10c project page with {runs:,} runs, 运行 tab, newest runs in the grid", samples, "≤ 2 s")
+            browser.close()
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
+        api.stop()
 
 
 if __name__ == "__main__":

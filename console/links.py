@@ -1,6 +1,6 @@
 """Page addresses and links between pages; the deep-link URLs are part of the console's interface."""
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import streamlit as st
 
@@ -31,6 +31,15 @@ def project_url(project_id: str) -> str:
 
 def run_url(project_id: str, run_id: str) -> str:
     return "run?" + urlencode(run_params(project_id, run_id))
+
+
+NAME_SAFE = ";/?:@&=+$,#!'()*~"  # kept as typed: a grid's LinkColumn shows the text after # through decodeURI
+NAME_IN_URL = r"#(.*)$"  # a LinkColumn's display_text for named_run_url
+
+
+def named_run_url(project_id: str, run_id: str, name: str) -> str:
+    """The run page's address with the run's name after `#`, for a grid to show the name as the link's text."""
+    return f"{run_url(project_id, run_id)}#{quote(name, safe=NAME_SAFE)}"
 
 
 def prefect_flow_run_url(flow_run_id: str) -> str:

@@ -4,11 +4,17 @@ Writing back an id that came from the query parameters is not a no-op: a st.page
 run's page shows the new run but leaves the browser's address at the old one, so a reload or a later st.rerun()
 would show the old run again. Setting the parameter sends the address to the browser."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import streamlit as st
 
-from ltm import Client
+from ltm import ApiError, Client
 from ltm.console import links
-from ltm.console.client import require
+from ltm.console.client import FAILURES, error_text, get_client, require
+from ltm.models import Project, Run
+
+T = TypeVar("T")
 
 
 def project_id() -> str:
@@ -45,3 +51,37 @@ def run_id(project_id: str) -> str:
         st.stop()
     st.query_params["run_id"] = chosen
     return chosen
+
+
+def existing_project(project_id: str) -> Project:
+    """The project the address names (without its runs list, which can be long); an unknown id ends the page with a
+    way back to the projects list."""
+    return _existing(Client.get_project, project_id, False, missing=f"找不到项目 {project_id}")
+
+
+def existing_run(project_id: str, run_id: str) -> Run:
+    """The run the address names; an unknown project or run ends the page with a way back."""
+    return _existing(Client.get_run, project_id, run_id, missing=f"找不到运行 {run_id}", project_id=project_id)
+
+
+def _existing(action: Callable[..., T], *args, missing: str, project_id: str | None = None) -> T:
+    try:
+        return action(get_client(), *args)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            return require(action, *args)
+        back_to = project_id if exc.detail.startswith("运行") else None  # the run is missing, its project is not
+        not_found(error_text(exc), missing, back_to)
+    except FAILURES:  # unreachable API, timeouts: the shared handling shows why and retries
+        return require(action, *args)
+
+
+def not_found(error: str, missing: str, project_id: str | None = None) -> None:
+    """A 404 page: what was not found, and links back."""
+    st.title("未找到")
+    st.error(error, icon=":material/search_off:")
+    st.caption(f"{missing}。链接可能已过期，或它已被删除。")
+    if project_id:
+        links.page_link(links.to_project(project_id, "返回所属项目"))
+    links.page_link(links.to_projects("返回项目列表"))
+    st.stop()

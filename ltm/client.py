@@ -16,10 +16,11 @@ from ltm.settings import Settings
 
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, detail: str) -> None:
+    def __init__(self, status_code: int, detail: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+        self.retry_after = retry_after  # seconds the API asked the caller to wait (Retry-After), if it did
 
 
 SERVER_ENTRY_POINT_GROUP = "ltm.servers"
@@ -78,7 +79,7 @@ class Client:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise ApiError(response.status_code, str(detail))
+            raise ApiError(response.status_code, str(detail), _retry_after(response))
         return response
 
     def _get(self, model, path: str, **params: Any):
@@ -106,8 +107,11 @@ class Client:
     ) -> list[models.ProjectListItem]:
         return self._get(list[models.ProjectListItem], "/projects", owner=owner, status=status, tag=tag, q=q)
 
-    def get_project(self, project_id: str) -> models.Project:
-        return self._get(models.Project, f"/projects/{_segment(project_id)}")
+    def get_project(self, project_id: str, runs: bool = True) -> models.Project:
+        """With `runs=False` the project comes without its runs list (use `search_runs` for pages of them)."""
+        if runs:
+            return self._get(models.Project, f"/projects/{_segment(project_id)}")
+        return self._get(models.Project, f"/projects/{_segment(project_id)}", runs="false")
 
     def update_project(self, project_id: str, **changes: Any) -> models.Project:
         body = models.ProjectUpdate(**changes).model_dump(mode="json", exclude_unset=True)
@@ -122,6 +126,13 @@ class Client:
         body = models.RunCreate(model=model, dataset=dataset, **fields).model_dump(mode="json", exclude_none=True)
         return self._send("POST", models.Run, f"/projects/{_segment(project_id)}/runs", body)
 
+    def preview_run(self, project_id: str, **fields: Any) -> models.RunPreview:
+        """What `create_run(project_id, **fields)` would run (trainer, each hyperparameter with its value and
+        source, resources), storing nothing; model and dataset may be left out. A hyperparameter set to None
+        removes the project default of that name."""
+        body = models.RunDraft(**fields).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.RunPreview, f"/projects/{_segment(project_id)}/runs/preview", body)
+
     def list_runs(self, project_id: str) -> list[models.RunOverview]:
         return self._get(list[models.RunOverview], f"/projects/{_segment(project_id)}/runs")
 
@@ -134,15 +145,27 @@ class Client:
         sort: str = "created_at",
         limit: int | None = 50,
         offset: int = 0,
+        tag: str | None = None,
+        parent: str | None = None,
     ) -> models.RunPage:
         """One page of a project's runs: filtered by status, name and hyperparameter values, sorted by a column or
-        `metric:<name>[:last|min|max]` (`-` first for descending), with the number that match in all."""
+        `metric:<name>[:last|min|max]` (`-` first for descending), with the number that match in all. `tag` keeps runs
+        with a checkpoint tagged 候选, 发布 or 归档; `parent` keeps the runs resumed from that run."""
         hp = [
             f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
             for key, value in (hyperparameters or {}).items()
         ]
         params = _drop_none(
-            {"status": status, "q": q, "hp": hp or None, "sort": sort, "limit": limit, "offset": offset}
+            {
+                "status": status,
+                "q": q,
+                "hp": hp or None,
+                "tag": tag,
+                "parent": parent,
+                "sort": sort,
+                "limit": limit,
+                "offset": offset,
+            }
         )
         response = self.request("GET", f"/projects/{_segment(project_id)}/runs", params=params)
         items = _parse(list[models.RunOverview], response.json())
@@ -183,7 +206,9 @@ class Client:
         end_time: datetime | None = None,
         level: str | None = None,
         q: str | None = None,
+        order: str | None = None,
     ) -> models.LogPage:
+        """`order="desc"` puts the newest lines first (page 1 = the latest lines)."""
         return self._get(
             models.LogPage,
             f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/logs",
@@ -193,6 +218,7 @@ class Client:
             end_time=_iso(end_time),
             level=level,
             q=q,
+            order=order,
         )
 
     def get_metrics(
@@ -247,11 +273,52 @@ class Client:
         )
 
     def tag_artifact(
-        self, project_id: str, run_id: str, artifact_id: str, tag: str, notes: str | None = None
+        self,
+        project_id: str,
+        run_id: str,
+        artifact_id: str,
+        tag: str,
+        notes: str | None = None,
+        replaces: str | None = None,
     ) -> models.Artifact:
-        body = models.TagRequest(tag=tag, notes=notes).model_dump(mode="json")
+        """`replaces`: when tagging 发布, the current release the caller confirmed replacing (409 if it changed)."""
+        body = models.TagRequest(tag=tag, notes=notes, replaces=replaces).model_dump(mode="json", exclude_none=True)
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/tag"
         return self._send("POST", models.Artifact, path, body)
+
+    def list_releases(self, project_id: str) -> models.ProjectReleases:
+        return self._get(models.ProjectReleases, f"/projects/{_segment(project_id)}/releases")
+
+    def download_links(self, project_id: str, run_id: str) -> models.DownloadLinks:
+        """Short-lived signed download URLs (relative to the API) for every artifact of a run."""
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/download-links"
+        return self._send("POST", models.DownloadLinks, path)
+
+    def download_artifact(
+        self, project_id: str, run_id: str, artifact_id: str, target: str | Path, file: str | None = None
+    ) -> Path:
+        """Stream an artifact to the file `target`: a single file as it is, a folder checkpoint as a tar (or only its
+        `file`). The bytes go to `<target>.part` first; a download interrupted before it finished resumes from there
+        (an HTTP Range request), unless the artifact changed meanwhile, when it starts over."""
+        target = Path(target)
+        partial, etag_file = target.with_name(target.name + ".part"), target.with_name(target.name + ".part.etag")
+        have = partial.stat().st_size if partial.exists() else 0
+        etag = etag_file.read_text() if have and etag_file.exists() else ""
+        headers = {**self.headers, **({"Range": f"bytes={have}-", "If-Range": etag} if etag else {})}
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/download"
+        with self.http.stream("GET", path, params=_drop_none({"file": file}), headers=headers) as response:
+            whole = response.headers.get("content-range", "").endswith(f"/{have}")
+            if not (response.status_code == 416 and etag and whole):
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _error_detail(response))
+                etag_file.write_text(response.headers.get("etag", ""))
+                with partial.open("ab" if response.status_code == 206 else "wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+        partial.replace(target)
+        etag_file.unlink(missing_ok=True)
+        return target
 
     def list_trainers(self) -> list[models.TrainerInfo]:
         return self._get(list[models.TrainerInfo], "/trainers")
@@ -349,6 +416,20 @@ class Client:
     def compact(self) -> models.CompactionResult:
         """Rewrite the store so deleted runs give their space back (sizes before and after, rows per table)."""
         return _parse(models.CompactionResult, self.request("POST", "/admin/compact", timeout=None).json())
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _segment(item_id: str) -> str:

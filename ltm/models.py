@@ -213,6 +213,8 @@ class ProjectCreate(Contract):
 
 
 class ProjectUpdate(Contract):
+    name: Name = Field(None, description="新的项目名称（不能与其他项目重名）；省略表示不变")
+    owner: Name = Field(None, description="新的负责人（开启认证时只有负责人本人或管理员可以修改）；省略表示不变")
     description: LongText | None = None
     objective: LongText | None = None
     task_type: ShortText | None = None
@@ -335,6 +337,39 @@ class RunResume(Contract):
     entrypoint: Entrypoint | None = None
     source: SourceFolder | None = None
     processes: ProcessCount | None = None
+
+
+class RunDraft(RunCreate):
+    """A create body still being written: model and dataset may be left out; everything else is checked as on
+    create."""
+
+    model: Name | None = None
+    dataset: (
+        Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_strip_nonempty), NonBlank] | None
+    ) = None
+
+
+class EffectiveHyperparameter(BaseModel):
+    name: str
+    value: Any = None
+    source: str = Field(description="取值来自哪里：运行、项目默认、原运行 或 训练器默认")
+    description: str = ""
+    default: Any = Field(None, description="训练器默认值；null 表示训练器自己决定")
+
+
+class RunPreview(BaseModel):
+    """What a create body would run, stored nowhere."""
+
+    trainer: str = Field(description="实际使用的训练器；脚本运行为 script")
+    model: str | None = None
+    dataset: str | None = None
+    hyperparameters: dict[str, Any] = Field(description="运行上将保存的超参数：项目默认值与运行值合并，null 已去掉")
+    effective_hyperparameters: list[EffectiveHyperparameter] = Field(
+        description="训练时生效的每个超参数及其来源；脚本运行只列出给出的键"
+    )
+    resources: dict[str, Any]
+    priority: int
+    total_steps: int | None = Field(None, description="训练总步数（训练器声明了 num_epochs 与 steps_per_epoch 时）")
 
 
 class TagEvent(BaseModel):
@@ -506,6 +541,40 @@ class ArtifactList(BaseModel):
 class TagRequest(Contract):
     tag: TagValue
     notes: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH)] | None = None
+    replaces: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+        None,
+        description="标记发布时可选：调用者确认要取代的当前发布检查点 ID；当前发布已不是它时返回 409，不做任何修改",
+    )
+
+
+class Release(BaseModel):
+    """One 发布 tag event of a project's checkpoint."""
+
+    artifact_id: str
+    artifact_name: str
+    step: int | None = None
+    run_id: str
+    run_name: str | None = None
+    tagged_by: str | None = None
+    tagged_at: datetime
+    notes: str | None = None
+    latest_tag: TagValue | None = Field(None, description="这个检查点现在的最新标签")
+
+
+class ProjectReleases(BaseModel):
+    project_id: str
+    current: Release | None = Field(description="当前发布：最近一次被标记发布、且最新标签仍是发布的检查点")
+    history: list[Release] = Field(description="项目全部发布事件，最新的在前")
+
+
+class DownloadLink(BaseModel):
+    artifact_id: str
+    url: str = Field(description="下载地址（相对于 API 根地址），带有限时签名，无需再带访问令牌")
+
+
+class DownloadLinks(BaseModel):
+    expires_at: datetime
+    items: list[DownloadLink]
 
 
 # Trainers
@@ -579,6 +648,7 @@ class AuditEvent(BaseModel):
     actor: str
     action: str
     run_id: str | None = None
+    run_name: str | None = None
     target: str | None = None
     details: str | None = None
 
@@ -586,9 +656,16 @@ class AuditEvent(BaseModel):
 # Data lifecycle
 
 
+class IngestQueue(BaseModel):
+    queued_batches: int = Field(description="等待写入的日志与指标批次")
+    committed_batches: int = Field(description="本进程启动以来写入的批次")
+    commits: int = Field(description="这些批次用了多少次存储事务（组提交：并发的批次共用一次）")
+
+
 class Health(BaseModel):
     status: str
     schema_version: int
+    ingest: IngestQueue | None = None
 
 
 class RetentionPolicy(BaseModel):

@@ -79,8 +79,12 @@ def _insert_version(cur, project_id: str, version: int, at, changes: dict, snaps
     )
 
 
-def name_taken(db: Database, name: str) -> bool:
-    return db.fetch_one("SELECT count(*) FROM projects WHERE name = ?", [name])[0] > 0
+def name_taken(db: Database, name: str, other_than: str | None = None) -> bool:
+    """Whether a project (other than `other_than`) already has this name."""
+    return (
+        db.fetch_one("SELECT count(*) FROM projects WHERE name = ? AND id IS DISTINCT FROM ?", [name, other_than])[0]
+        > 0
+    )
 
 
 def get_row(db: Database, project_id: str) -> dict | None:
@@ -133,6 +137,8 @@ def list_(
 
 UPDATABLE_COLUMNS = frozenset(
     {
+        "name",
+        "owner",
         "description",
         "objective",
         "task_type",

@@ -69,6 +69,11 @@ def get(db: Database, run_id: str) -> dict | None:
     return _decode(rows[0]) if rows else None
 
 
+def project_of(db: Database, run_id: str) -> str | None:
+    row = db.fetch_one("SELECT project_id FROM runs WHERE id = ?", [run_id])
+    return row[0] if row else None
+
+
 def list_for_project(db: Database, project_id: str) -> list[dict]:
     rows = db.fetch_dicts("SELECT * FROM runs WHERE project_id = ? ORDER BY created_at, id", [project_id])
     return [_decode(row) for row in rows]
@@ -122,6 +127,8 @@ def search(
     statuses: list[str] | None = None,
     name: str | None = None,
     hyperparameters: dict[str, str] | None = None,
+    checkpoint_tag: str | None = None,
+    parent_run_id: str | None = None,
     sort: str = "created_at",
     metric: tuple[str, str] | None = None,
     descending: bool = False,
@@ -130,7 +137,8 @@ def search(
 ) -> tuple[list[dict], int]:
     """One page of a project's runs matching the filters, and how many match in all. Sorted by a column, or by a
     metric's last, min or max value (`metric` = (name, stat)); runs without a value come last, ties oldest first.
-    Hyperparameters match when the stored JSON value reads as the given text."""
+    Hyperparameters match when the stored JSON value reads as the given text; `checkpoint_tag` keeps runs with a
+    checkpoint that was ever given that tag; `parent_run_id` keeps the runs resumed from that run's checkpoints."""
     where, params = ["r.project_id = ?"], [project_id]
     if statuses:
         where.append(f"r.status IN ({', '.join('?' for _ in statuses)})")
@@ -141,6 +149,15 @@ def search(
     for key, value in (hyperparameters or {}).items():
         where.append("json_extract_string(r.hyperparameters, ?) = ?")
         params += [_json_key(key), value]
+    if checkpoint_tag:
+        where.append(
+            "EXISTS (SELECT 1 FROM artifacts a JOIN artifact_tags t ON t.artifact_id = a.id "
+            "WHERE a.run_id = r.id AND t.value = ?)"
+        )
+        params.append(checkpoint_tag)
+    if parent_run_id:
+        where.append("r.parent_run_id = ?")
+        params.append(parent_run_id)
     condition = " AND ".join(where)
     total = db.fetch_one(f"SELECT count(*) FROM runs r WHERE {condition}", params)[0]
 

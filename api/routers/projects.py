@@ -21,8 +21,8 @@ StatusFilter = Literal["草稿", "进行中", "运行中", "空闲", "已归档"
 router = APIRouter(prefix="/projects", tags=["项目"], dependencies=[Depends(json_body_only)])
 
 
-def project_view(db, project: dict) -> dict:
-    runs = run_store.list_for_project(db, project["id"])
+def project_view(db, project: dict, with_runs: bool = True) -> dict:
+    runs = run_store.list_for_project(db, project["id"]) if with_runs else []
     return {**project, "runs": runs, "versions": project_store.versions(db, project["id"])}
 
 
@@ -84,12 +84,21 @@ def list_projects(
 
 
 @router.get("/{project_id}", response_model=Project, summary="获取项目详情", responses=responses(404, 422))
-def get_project(db: Db, project: ProjectRow):
-    return project_view(db, project_store.get(db, project["id"]))
+def get_project(
+    db: Db,
+    project: ProjectRow,
+    runs: Annotated[
+        bool, Query(description="false 时 runs 留空（run_count 照常），运行请用 GET /projects/{id}/runs 分页获取")
+    ] = True,
+):
+    return project_view(db, project_store.get(db, project["id"]), with_runs=runs)
 
 
 @router.patch(
-    "/{project_id}", response_model=Project, summary="修改项目（生成新版本）", responses=responses(404, *BODY_ERRORS)
+    "/{project_id}",
+    response_model=Project,
+    summary="修改项目（生成新版本）",
+    responses=responses(404, 409, *BODY_ERRORS),
 )
 def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
     require_project_member(db, caller, project, "修改项目")
@@ -107,6 +116,10 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
         if current is None:
             raise not_found("项目", project["id"])
         changes = {k: v for k, v in requested.items() if v != current[k]}
+        if "name" in changes and project_store.name_taken(db, changes["name"], other_than=project["id"]):
+            raise conflict(f"项目名称“{changes['name']}”已存在，请换一个名称")
+        if "owner" in changes:
+            require_owner(caller, current, "修改项目负责人")
         if "archived" in changes:
             require_owner(caller, current, "归档或恢复项目")
         if "visibility" in changes:

@@ -2,11 +2,12 @@ import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import diffing, links, pickers, run_form, ui
-from ltm.console.client import call, require
-from ltm.models import Project, ProjectStatus, RunOverview, Visibility
+from ltm.console import audit, diffing, links, pickers, releases, run_form, runs_list, ui
+from ltm.console.client import call
+from ltm.models import Project, ProjectStatus, Visibility
+from ltm.vocabulary import FIELD_LABELS
 
-SHOWN_METRICS = 6
+TABS = ["概览", "运行", "发起运行", "发布", "版本历史", "编辑", "审计记录"]
 
 
 def header(project: Project) -> None:
@@ -49,50 +50,9 @@ def overview(project: Project) -> None:
         st.markdown(f"**默认优先级**：{project.default_priority}（越大越先分配 GPU）")
 
 
-def runs_table(project: Project, runs: list[RunOverview]) -> None:
-    if not runs:
-        st.info("还没有运行，在“发起运行”中启动第一个运行。")
-        return
-    metric_names = sorted({name for run in runs for name in run.metrics})[:SHOWN_METRICS]
-    names = {run.id: run.name for run in runs}
-    frame = pd.DataFrame(
-        [
-            {
-                "名称": run.name,
-                "状态": run.status.value,
-                "进度": run.progress,
-                **{name: run.metrics.get(name) for name in metric_names},
-                "GPU 利用率": run.gpu_utilization,
-                "优先级": run.priority,
-                "GPU 排队": f"第 {run.queue_position} 位" if run.queue_position else ui.EMPTY,
-                "开始时间": ui.fmt_time(run.started_at),
-                "更新时间": ui.fmt_time(run.updated_at),
-                "恢复自": names.get(run.parent_run_id, ui.EMPTY),
-                "详情": links.run_url(project.id, run.id),
-            }
-            for run in runs
-        ]
-    )
-    st.dataframe(
-        frame,
-        hide_index=True,
-        column_config={
-            "进度": st.column_config.ProgressColumn("进度", min_value=0.0, max_value=1.0, format="percent"),
-            "GPU 利用率": st.column_config.ProgressColumn("GPU 利用率", min_value=0.0, max_value=1.0, format="percent"),
-            **{name: st.column_config.NumberColumn(name, format="%.4g") for name in metric_names},
-            "详情": st.column_config.LinkColumn("详情", display_text="打开"),
-        },
-    )
-    picked = st.multiselect(
-        "选择运行进行对比", list(names), format_func=names.get, key="compare_pick", placeholder="选择两个或更多运行"
-    )
-    if len(picked) >= 2:
-        links.page_link(links.to_compare(project.id, picked, f"对比所选的 {len(picked)} 个运行"))
-
-
 def field_label(key: str) -> str:
     head, dot, rest = key.partition(".")
-    return ui.PROJECT_FIELDS.get(head, head) + dot + rest
+    return FIELD_LABELS.get(head, head) + dot + rest
 
 
 def version_history(project: Project) -> None:
@@ -103,7 +63,7 @@ def version_history(project: Project) -> None:
                 {
                     "版本": v.version,
                     "时间": ui.fmt_time(v.created_at),
-                    "变更": "、".join(ui.PROJECT_FIELDS.get(field, field) for field in v.changes) or ui.EMPTY,
+                    "变更": "、".join(FIELD_LABELS.get(field, field) for field in v.changes) or ui.EMPTY,
                 }
                 for v in reversed(project.versions)
             ]
@@ -134,6 +94,15 @@ def version_history(project: Project) -> None:
 def edit_form(project: Project) -> None:
     version = project.version
     with st.form(f"edit_project_{version}"):
+        named, owned = st.columns(2)
+        name = named.text_input("项目名称", value=project.name, max_chars=200, key=f"edit_name_{version}")
+        owner = owned.text_input(
+            "负责人",
+            value=project.owner,
+            max_chars=200,
+            help="开启认证时，只有负责人本人或管理员可以把项目交给他人",
+            key=f"edit_owner_{version}",
+        )
         description = st.text_area("描述", value=project.description or "", key=f"edit_description_{version}")
         objective = st.text_area("目标", value=project.objective or "", key=f"edit_objective_{version}")
         first, second, third = st.columns(3)
@@ -177,6 +146,8 @@ def edit_form(project: Project) -> None:
             return
     try:
         wanted = {
+            "name": ui.required_text(name, "项目名称"),
+            "owner": ui.required_text(owner, "负责人"),
             "description": ui.optional_text(description),
             "objective": ui.optional_text(objective),
             "task_type": ui.optional_text(task_type),
@@ -200,49 +171,29 @@ def edit_form(project: Project) -> None:
         st.rerun()
 
 
-def audit_trail(project: Project) -> None:
-    """Who changed the project, started, cancelled or resumed runs and tagged checkpoints."""
-    events = call(Client.audit_trail, project.id, limit=200)
-    if events is None:
-        return
-    if not events:
-        st.caption("还没有审计记录。")
-        return
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "时间": ui.fmt_time(e.occurred_at),
-                    "操作者": e.actor,
-                    "操作": e.action,
-                    "运行": e.run_id or ui.EMPTY,
-                    "对象": e.target or ui.EMPTY,
-                    "详情": e.details or ui.EMPTY,
-                }
-                for e in events
-            ]
-        ),
-        hide_index=True,
-    )
-
-
 project_id = pickers.project_id()
-project = require(Client.get_project, project_id)
-runs = require(Client.list_runs, project_id)
+project = pickers.existing_project(project_id)
 header(project)
 ui.show_flash()
-tab_overview, tab_runs, tab_start, tab_versions, tab_edit, tab_audit = st.tabs(
-    ["概览", "运行", "发起运行", "版本历史", "编辑", "审计记录"]
+notes = runs_list.address_notes(project.id)
+if (asked := st.query_params.get("tab")) and asked not in TABS:
+    notes.insert(0, f"地址中的 tab={asked} 无效，已打开“{TABS[0]}”")
+for note in notes:
+    st.info(note, icon=":material/link_off:")
+tab_overview, tab_runs, tab_start, tab_releases, tab_versions, tab_edit, tab_audit = st.tabs(
+    TABS, default=TABS[0], key="tab", bind="query-params"
 )
 with tab_overview:
     overview(project)
 with tab_runs:
-    runs_table(project, runs)
+    runs_list.runs_tab(project, shown=tab_runs.open is not False)
 with tab_start:
     run_form.start_run_form(project)
+with tab_releases:
+    releases.releases_section(project)
 with tab_versions:
     version_history(project)
 with tab_edit:
     edit_form(project)
 with tab_audit:
-    audit_trail(project)
+    audit.audit_section(project)

@@ -2,18 +2,22 @@ import streamlit as st
 
 from ltm import Client
 from ltm.console import links, pickers, run_actions, run_live, run_logs, ui
-from ltm.console.client import require
-from ltm.models import Run, RunOverview
+from ltm.console.client import call
+from ltm.models import Project, Run
+
+LINEAGE_CHILDREN = 50
+TABS = ["日志", "检查点标签", "从检查点恢复", "运行配置"]
 
 
-def header(run: Run) -> None:
+def header(run: Run, project: Project) -> None:
     st.title(f"运行 {run.name}")
+    links.page_link(links.to_project(project.id, f"项目：{project.name}"))
     st.caption(
         f"ID {run.id} · 训练器 {run.trainer} · 模型 {run.model} · 数据集 {run.dataset} · 项目版本 {run.project_version}"
         f" · 优先级 {run.priority} · 创建者 {run.created_by or ui.EMPTY}"
         + (f" · 脚本 `{run.entrypoint}` · 代码版本 {run.code_version or ui.EMPTY}" if run.entrypoint else "")
     )
-    targets = [links.to_project(run.project_id, "所属项目")]
+    targets = [links.to_projects()]
     if run.parent_run_id:
         targets.append(links.to_compare(run.project_id, [run.parent_run_id, run.id], "与父运行对比"))
     columns = st.columns(len(targets) + 1)
@@ -26,22 +30,23 @@ def header(run: Run) -> None:
         )
 
 
-def lineage(run: Run, runs: list[RunOverview]) -> None:
-    by_id = {r.id: r for r in runs}
-    children = [r for r in runs if r.parent_run_id == run.id]
-    if not run.resumed_from and not children:
+def lineage(run: Run) -> None:
+    """The parent this run resumed from and the runs resumed from it: two small lookups, whatever the project's size."""
+    children = call(Client.search_runs, run.project_id, parent=run.id, limit=LINEAGE_CHILDREN)
+    if not run.resumed_from and not (children and children.items):
         return
     st.subheader("谱系")
     if run.resumed_from:
-        parent = by_id.get(run.parent_run_id)
+        parent = call(Client.get_run, run.project_id, run.parent_run_id) if run.parent_run_id else None
         st.markdown(f"从检查点 `{run.resumed_from}`（第 {run.start_step} 步）恢复，父运行：")
         if parent:
             links.page_link(links.to_run(run.project_id, parent.id, f"{parent.name}（{parent.status.value}）"))
         else:
             st.caption(run.parent_run_id or ui.EMPTY)
-    if children:
-        st.markdown(f"从本运行恢复的子运行（{len(children)} 个）：")
-        for child in children:
+    if children and children.items:
+        more = f"，显示最早的 {len(children.items)} 个" if children.total > len(children.items) else ""
+        st.markdown(f"从本运行恢复的子运行（{children.total} 个{more}）：")
+        for child in children.items:
             links.page_link(
                 links.to_run(
                     run.project_id, child.id, f"{child.name}（{child.status.value}，检查点 {child.resumed_from}）"
@@ -69,15 +74,16 @@ def configuration(run: Run) -> None:
 
 project_id = pickers.project_id()
 run_id = pickers.run_id(project_id)
-run = require(Client.get_run, project_id, run_id)
-runs = require(Client.list_runs, project_id)
-header(run)
+project = pickers.existing_project(project_id)
+run = pickers.existing_run(project_id, run_id)
+header(run, project)
 ui.show_flash()
-lineage(run, runs)
+lineage(run)
 run_actions.cancel_control(run)
 run_live.live_section(project_id, run_id, active=not run.status.is_terminal)
 st.divider()
-tab_logs, tab_tag, tab_resume, tab_config = st.tabs(["日志", "检查点标签", "从检查点恢复", "运行配置"])
+# The open tab lives in the address: a rerun (a 发布 waiting for its confirmation) keeps it, and a link can open it.
+tab_logs, tab_tag, tab_resume, tab_config = st.tabs(TABS, default=TABS[0], key="tab", bind="query-params")
 with tab_logs:
     run_logs.logs_section(project_id, run_id)
 with tab_tag:
