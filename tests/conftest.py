@@ -82,3 +82,20 @@ def start_api():
     for api in started:
         if api.process.poll() is None:
             api.stop()
+
+
+@pytest.fixture
+def fresh_cache():
+    """Streamlit's cached SDK clients cleared around a console test, so each test talks to the API it sets."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def console_env(shared_api, monkeypatch, fresh_cache):
+    """The console (AppTest) talks to the shared API server."""
+    monkeypatch.setenv("LTM_API_URL", shared_api.url)
+    return shared_api

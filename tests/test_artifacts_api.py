@@ -6,6 +6,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from ltm.vocabulary import field_label
 from tests.helpers import new_run
 
 
@@ -127,7 +128,7 @@ def test_dot_segments_in_an_object_store_path_are_refused(shared_http, run):
 def test_register_validation(shared_http, run, body, field):
     response = shared_http.post(url(run), json=body)
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert listed(shared_http, run) == []
 
 
@@ -208,7 +209,7 @@ def test_invalid_tag_body(shared_http, run, body, field):
 
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert field in detail
+    assert field_label(field) in detail
     if field == "tag" and body:
         assert all(value in detail for value in ("候选", "发布", "归档"))
     assert listed(shared_http, run)[0]["tags"] == []

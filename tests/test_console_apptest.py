@@ -7,40 +7,20 @@ where a page filters by them) and looks only at those. Tests that need an API of
 import json
 import socket
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from tests.conftest import ApiProcess
+from tests.console_helpers import labelled, open_console, texts
 from tests.helpers import unique
 
-APP = str(Path(__file__).resolve().parent.parent / "console" / "app.py")
+pytestmark = pytest.mark.usefixtures("fresh_cache")
+
 LEVELS = ["INFO", "DEBUG", "WARNING", "ERROR"]
 LOG_START = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=30)
-
-
-def open_console(page: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    if page:
-        at.switch_page(f"views/{page}.py")
-        for key, value in params.items():
-            at.query_params[key] = value
-        at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def labelled(widgets, label: str):
-    found = [w for w in widgets if w.label == label]
-    assert found, f"no widget labelled {label!r} among {[w.label for w in widgets]}"
-    return found[0]
-
-
-def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
 
 
 def page_link_queries(at: AppTest) -> list[str]:
@@ -55,20 +35,6 @@ def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def console_env(shared_api, monkeypatch):
-    """The console talks to the shared API server."""
-    monkeypatch.setenv("LTM_API_URL", shared_api.url)
-    return shared_api
 
 
 def make_project(shared_client, name: str | None = None, owner="小李", **fields):
@@ -219,7 +185,7 @@ def test_duplicate_project_name_shows_the_conflict(console_env, shared_client):
 def test_too_long_name_is_refused_in_chinese(console_env, shared_client):
     owner = unique("小李")
     at = fill_create_form(open_console(), "长" * 201, "{}", owner)
-    assert "输入有误：name：长度不能超过 200" in texts(at.error)
+    assert "输入有误：名称：长度不能超过 200" in texts(at.error)
     assert shared_client.list_projects(owner=owner) == []
 
 
@@ -321,13 +287,14 @@ def test_start_run_form_creates_a_run_with_the_merged_hyperparameters(console_en
 
     [run] = shared_client.list_runs(project.id)
     assert run.trainer == "simulated"
-    assert run.hyperparameters == {"learning_rate": 1e-4, "batch_size": 16, "warmup_steps": 10}
+    assert run.hyperparameters == {"learning_rate": 1e-4, "warmup_steps": 10}, "batch_size was deleted from the box"
     assert run.resources == {"gpu_type": "H100", "gpu_count": 2}
     assert (run.model, run.dataset, run.status.value) == ("llama-2-13b", "中文科技论文语料", "排队中")
     assert f"已创建运行 {run.name}（排队中）" in texts(at.success)
     assert f"project_id={project.id}&run_id={run.id}" in page_link_queries(at)
     runs = labelled_table(at, "进度")
-    assert list(runs["详情"]) == [f"run?project_id={project.id}&run_id={run.id}"]
+    [link] = runs["名称"]  # the name is the link to the run page: its text follows the #
+    assert link.startswith(f"run?project_id={project.id}&run_id={run.id}#")
 
 
 def test_start_run_form_requires_a_dataset(console_env, shared_client):
@@ -342,7 +309,8 @@ def test_project_runs_table_shows_progress_metrics_and_gpu(console_env, shared_c
     project = make_project(shared_client)
     run, _ = seed_run(shared_client, project, lines=4)
     row = labelled_table(open_console("project", project_id=project.id), "进度").iloc[0]
-    assert (row["名称"], row["状态"], row["进度"], row["GPU 利用率"]) == (run.name, "运行中", 0.4, 0.83)
+    shown_name = unquote(row["名称"].partition("#")[2])
+    assert (shown_name, row["状态"], row["进度"], row["GPU 利用率"]) == (run.name, "运行中", 0.4, 0.83)
     assert row["train_loss"] == pytest.approx(run.metrics["train_loss"])
 
 
@@ -363,8 +331,8 @@ def test_run_page_shows_status_progress_metrics_chart_logs_and_artifacts(console
     assert metrics["GPU 利用率"] == "83%"
     assert metrics["train_loss"] == f"{run.metrics['train_loss']:.4g}"
     assert len(charts(at)) == 2
-    assert "共 120 条日志，第 1 / 3 页" in texts(at.caption)
-    assert labelled_table(at, "级别")["内容"].iloc[0] == "第 0 步 - loss=3.000"
+    assert any(c.startswith("共 120 条日志 · 跟随中：显示最新 50 条") for c in texts(at.caption))
+    assert labelled_table(at, "级别")["内容"].iloc[0] == "第 119 步 - loss=1.370"
     artifacts = labelled_table(at, "路径")
     assert list(artifacts["ID"]) == [checkpoint.id]
     assert at.link_button[0].proto.url == "http://prefect.example:4200/runs/flow-run/flow-123"
@@ -383,6 +351,7 @@ def test_log_filters_and_pages_narrow_the_results(console_env, shared_client):
     project = make_project(shared_client)
     run, _ = seed_run(shared_client, project)
     at = open_console("run", project_id=project.id, run_id=run.id)
+    at.toggle(key=f"log_pause_{run.id}").set_value(True).run()
 
     at.pagination[0].set_value(2).run()
     assert labelled_table(at, "级别")["内容"].iloc[0] == "第 50 步 - loss=2.000"
@@ -398,11 +367,12 @@ def test_log_filters_and_pages_narrow_the_results(console_env, shared_client):
 
     labelled(at.text_input, "搜索内容").set_value("")
     local_start = (LOG_START + timedelta(minutes=1)).astimezone().replace(tzinfo=None)
-    labelled(at.datetime_input, "开始时间（可选）").set_value(local_start).run()
+    labelled(at.text_input, "开始时间（可选）").set_value(f"{local_start:%Y-%m-%d %H:%M:%S}").run()
     assert "共 60 条日志，第 1 / 2 页" in texts(at.caption)
     assert labelled_table(at, "级别")["内容"].iloc[0] == "第 60 步 - loss=1.875"
 
-    labelled(at.datetime_input, "结束时间（可选）").set_value(local_start - timedelta(minutes=1)).run()
+    earlier = local_start - timedelta(minutes=1)
+    labelled(at.text_input, "结束时间（可选）").set_value(f"{earlier:%Y-%m-%d %H:%M:%S}").run()
     assert "开始时间不能晚于结束时间" in texts(at.error)
 
 
@@ -433,6 +403,8 @@ def test_tagging_a_checkpoint_release_records_the_tag(console_env, shared_client
     at.radio(key="tag_value").set_value("发布")
     at.text_input(key="tag_notes").set_value("验证集 BLEU 32.5，通过复核")
     at.button(key="tag_submit").click().run()
+    assert not shared_client.list_releases(project.id).history, "发布 was applied before it was confirmed"
+    at.button(key="release_confirm").click().run()
 
     stored = next(a for a in shared_client.list_artifacts(project.id, run.id) if a.id == checkpoint.id)
     assert [(t.value.value, t.notes) for t in stored.tags] == [("发布", "验证集 BLEU 32.5，通过复核")]

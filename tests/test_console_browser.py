@@ -82,12 +82,13 @@ def cancel_through_the_page(page) -> None:
 
 
 def release_through_the_page(page, notes: str) -> None:
-    """Tag the checkpoint the tag form offers first as 发布, and see the tag in the history grid."""
+    """Tag the checkpoint the tag form offers first as 发布, confirm, and see the tag in the history grid."""
     settled(page)
     page.get_by_role("tab", name="检查点标签").click()
     page.get_by_text("发布", exact=True).click()
     page.get_by_label("备注（可选）").fill(notes)
     page.get_by_role("button", name="打标签").click()
+    page.get_by_role("button", name="确认发布").click()  # 发布 asks first, naming the release it replaces
     expect(page.get_by_text("打上“发布”标签")).to_be_visible()
     settled(page)
     page.get_by_role("tab", name="检查点标签").click()

@@ -19,7 +19,11 @@ def seed_data(http: httpx.Client) -> dict:
     """A project with a run that has logs, metrics, an artifact with two tags and a PATCHed state."""
     project = http.post(
         "/projects",
-        json={"name": f"持久化-{uuid.uuid4().hex[:8]}", "owner": "小李", "default_hyperparameters": {"lr": 3e-5}},
+        json={
+            "name": f"持久化-{uuid.uuid4().hex[:8]}",
+            "owner": "小李",
+            "default_hyperparameters": {"learning_rate": 3e-5},
+        },
     ).json()
     pid = project["id"]
     assert http.patch(f"/projects/{pid}", json={"description": "第二版"}).status_code == 200
@@ -140,7 +144,8 @@ def test_log_order_for_equal_timestamps_continues_after_restart(home):
 def test_schema_version_is_recorded_once(home):
     for _ in range(2):
         api = start(home)
-        assert httpx.get(api.url + "/health").json() == {"status": "ok", "schema_version": LATEST_SCHEMA}
+        health = httpx.get(api.url + "/health").json()
+        assert (health["status"], health["schema_version"]) == ("ok", LATEST_SCHEMA)
         api.stop()
 
     with duckdb.connect(str(home / "ltm.duckdb"), read_only=True) as con:
@@ -163,11 +168,11 @@ def test_schema_version_is_recorded_once(home):
 def test_local_client_in_process(tmp_path, monkeypatch):
     monkeypatch.delenv("LTM_ARTIFACT_ROOT", raising=False)  # artifacts default to <home>/artifacts
     sdk = Client.local(tmp_path / "store")
-    project = sdk.create_project("本地项目", "小李", default_hyperparameters={"lr": 1e-4})
+    project = sdk.create_project("本地项目", "小李", default_hyperparameters={"learning_rate": 1e-4})
     run = sdk.create_run(project.id, model="m", dataset="d", hyperparameters={"batch_size": 8})
 
     assert run.status == "排队中"
-    assert run.hyperparameters == {"lr": 1e-4, "batch_size": 8}
+    assert run.hyperparameters == {"learning_rate": 1e-4, "batch_size": 8}
     assert sdk.report(project.id, run.id, status="运行中", progress=0.2).status == "运行中"
     artifact = sdk.register_artifact(
         project.id,

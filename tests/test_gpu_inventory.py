@@ -12,6 +12,7 @@ from ltm import Client
 from ltm.client import ApiError
 from ltm.gpus import parse_declared
 from ltm.settings import Settings
+from ltm.vocabulary import field_label
 from tests.conftest import ROOT, LtmSystem, wait_until
 from tests.helpers import cli_token
 
@@ -103,7 +104,7 @@ def test_a_host_registers_reregisters_replacing_its_devices_and_goes_offline_whe
     ]
     for host, body, named in refused:
         response = client.http.put(f"/hosts/{host}", json=body)
-        assert response.status_code == 422 and named in response.json()["detail"], response.text
+        assert response.status_code == 422 and field_label(named) in response.json()["detail"], response.text
 
 
 def test_only_admins_register_hosts_and_the_agent_reports_with_an_admin_token(start_api, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from ltm import Client
 from ltm.client import ApiError
 from ltm.gpus import parse_declared
+from ltm.vocabulary import field_label
 from tests.conftest import wait_until
 from tests.helpers import unique
 
@@ -211,8 +212,10 @@ def test_usage_sums_gpu_hours_and_queue_wait_per_project_user_and_type(gpu_api):
         assert sent.status_code == 200, sent.text
     _finish(client, big)
     done = client.get_run(first.id, big.id)
+    wait_until(
+        lambda: client.get_run(second.id, waiting.id).leased_at, message="the freed A100 leased to the waiting run"
+    )
     waited = client.get_run(second.id, waiting.id)
-    assert waited.leased_at is not None
 
     by_project = {row.key: row for row in client.resource_usage("project").rows}
     held = 2 * (done.released_at - done.leased_at).total_seconds() / 3600
@@ -231,7 +234,7 @@ def test_usage_sums_gpu_hours_and_queue_wait_per_project_user_and_type(gpu_api):
     later = client.resource_usage("project", since=datetime.now(timezone.utc))
     assert first.id not in {row.key for row in later.rows}, "a lease that ended before `since` is not counted"
     response = client.http.get("/resources/usage", params={"group_by": "team"})
-    assert response.status_code == 422 and "group_by" in response.json()["detail"]
+    assert response.status_code == 422 and field_label("group_by") in response.json()["detail"]
 
 
 def test_a_run_takes_its_projects_default_priority_unless_it_names_one(gpu_api):
@@ -244,6 +247,6 @@ def test_a_run_takes_its_projects_default_priority_unless_it_names_one(gpu_api):
     assert _run(client, project, None).priority == -10
     for body, field in [({"priority": 101}, "priority"), ({"priority": "高"}, "priority")]:
         response = client.http.post(f"/projects/{project.id}/runs", json={"model": "m", "dataset": "d", **body})
-        assert response.status_code == 422 and f"{field}：" in response.json()["detail"], response.text
+        assert response.status_code == 422 and f"{field_label(field)}：" in response.json()["detail"], response.text
     response = client.http.patch(f"/projects/{project.id}", json={"default_priority": 1000})
-    assert response.status_code == 422 and "default_priority" in response.json()["detail"]
+    assert response.status_code == 422 and field_label("default_priority") in response.json()["detail"]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ltm.client import ApiError, Client
+from ltm.vocabulary import field_label
 from tests.helpers import unique
 
 MIB = 1024 * 1024
@@ -74,7 +75,7 @@ def assert_refused(response: httpx.Response, status: int, field: str | None = No
     body = response.json()
     if field is not None:
         assert field in [e["field"] for e in body["errors"]], body
-        assert f"{field}：" in body["detail"], body
+        assert f"{field_label(field)}：" in body["detail"], body
     if message is not None:
         assert message in body["detail"], body
     return body
@@ -375,6 +376,7 @@ def test_unicode_run_logs_metrics_and_artifacts_round_trip_exactly(shared_http, 
                 "model": ASTRAL,
                 "dataset": RTL,
                 "hyperparameters": {COMBINING: CHINESE},
+                "entrypoint": "python train.py",  # a script run takes any hyperparameter names
                 "resources": {"gpu_type": VISIBLE_EMOJI, "机房": RTL},
             },
         )

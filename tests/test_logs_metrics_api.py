@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from ltm import Client
+from ltm.vocabulary import field_label
 from tests.helpers import new_project, new_run, unique
 
 T0 = datetime(2024, 1, 2, 10, 0, tzinfo=timezone.utc)
@@ -158,7 +159,7 @@ def test_concurrent_distinct_batches_all_stored_in_order(shared_http, shared_api
 def test_log_batch_validation(shared_http, run, body, field):
     response = shared_http.post(url(run, "/logs"), json=body)
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert get_logs(shared_http, run)["total"] == 0
 
 
@@ -226,7 +227,7 @@ def test_pages(shared_http, run):
 def test_invalid_query_parameters(shared_http, run, params, field):
     response = shared_http.get(url(run, "/logs"), params=params)
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
 
 
 # Time windows
@@ -534,7 +535,7 @@ def test_names_filter(shared_http, run):
 def test_invalid_max_points(shared_http, run, max_points):
     response = shared_http.get(url(run, "/metrics"), params={"max_points": max_points})
     assert response.status_code == 422, response.text
-    assert "max_points" in response.json()["detail"]
+    assert field_label("max_points") in response.json()["detail"]
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", '"NaN"', '"inf"', "1e400"])
@@ -549,7 +550,7 @@ def test_non_finite_metric_values_are_rejected(shared_http, run, value):
     )
 
     assert response.status_code == 422, response.text
-    assert "points.1.value" in response.json()["detail"]
+    assert field_label("points.1.value") in response.json()["detail"]
     assert series(shared_http, run) == {}
     assert run_metrics(shared_http, run) == {}
     assert send_metrics(shared_http, run, [point("loss", 1, 1.0)], "bad")["duplicate"] is False
@@ -572,7 +573,7 @@ def test_metric_batch_validation(shared_http, run, bad, field):
         url(run, "/metrics"), json={"batch_id": "b", "points": [{**point("loss", 1, 1.0), **bad}]}
     )
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert series(shared_http, run) == {}
 
 

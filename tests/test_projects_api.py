@@ -6,6 +6,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from ltm.vocabulary import field_label
 from tests.helpers import new_project, new_run, unique
 
 
@@ -63,7 +64,7 @@ def test_create_rejects_invalid_body(shared_http, body, field, message):
 
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
-    assert f"{field}：{message}" in detail
+    assert f"{field_label(field)}：{message}" in detail
     assert any(e["field"] == field for e in response.json()["errors"])
     assert listed(shared_http, owner=OWNER) == []
 
@@ -156,7 +157,7 @@ def test_invalid_status_filter(shared_http, status):
     response = shared_http.get("/projects", params={"status": status})
 
     assert response.status_code == 422, response.text
-    assert "status" in response.json()["detail"]
+    assert "状态" in response.json()["detail"]
     assert "草稿" in response.json()["detail"]
 
 
@@ -268,8 +269,8 @@ def test_partial_noop_patch_records_only_changed_fields(shared_http):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"name": "改名"}, "name"),
-        ({"owner": "别人"}, "owner"),
+        ({"name": "   "}, "name"),  # name and owner are editable (tests/test_project_edit.py), never blank
+        ({"owner": None}, "owner"),
         ({"status": "进行中"}, "status"),
         ({"tags": "a"}, "tags"),
         ({"default_hyperparameters": [1]}, "default_hyperparameters"),
@@ -281,7 +282,7 @@ def test_patch_rejects_invalid_body(shared_http, body, field):
     response = shared_http.patch(f"/projects/{project['id']}", json=body)
 
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert shared_http.get(f"/projects/{project['id']}").json()["version"] == 1
 
 
@@ -320,10 +321,12 @@ def test_archived_project_refuses_runs(shared_http):
 
 
 def test_runs_inherit_default_hyperparameters_and_record_version(shared_http):
-    project = new_project(shared_http, default_hyperparameters={"learning_rate": 3e-5, "batch_size": 16, "warmup": 100})
+    project = new_project(
+        shared_http, default_hyperparameters={"learning_rate": 3e-5, "batch_size": 16, "warmup_steps": 100}
+    )
 
-    first = new_run(shared_http, project["id"], hyperparameters={"batch_size": 64, "epochs": 2})
-    assert first["hyperparameters"] == {"learning_rate": 3e-5, "batch_size": 64, "warmup": 100, "epochs": 2}
+    first = new_run(shared_http, project["id"], hyperparameters={"batch_size": 64, "num_epochs": 2})
+    assert first["hyperparameters"] == {"learning_rate": 3e-5, "batch_size": 64, "warmup_steps": 100, "num_epochs": 2}
     assert first["project_version"] == 1
 
     shared_http.patch(f"/projects/{project['id']}", json={"default_hyperparameters": {"learning_rate": 1e-4}})

@@ -8,6 +8,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from ltm.vocabulary import field_label
 from tests.conftest import ApiProcess, wait_until
 from tests.helpers import new_project, new_run
 
@@ -131,7 +132,7 @@ def test_report_rejects_invalid_values(shared_http, body, field):
     response = patch(shared_http, run, **body)
 
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert shared_http.get(url(run)).json()["updated_at"] == run["updated_at"]
 
 
@@ -230,7 +231,7 @@ def test_cancel_returns_200_when_flow_confirms_during_wait(tmp_path):
 
 
 def test_resume_defaults_clone_the_source_run(shared_http):
-    project = new_project(shared_http, default_hyperparameters={"warmup": 10})
+    project = new_project(shared_http, default_hyperparameters={"warmup_steps": 10})
     source = new_run(
         shared_http,
         project["id"],
@@ -250,7 +251,7 @@ def test_resume_defaults_clone_the_source_run(shared_http):
     assert body["status"] == "排队中"
     assert body["model"] == "llama-2-13b"
     assert body["dataset"] == "中文语料"
-    assert body["hyperparameters"] == {"warmup": 10, "learning_rate": 2e-5, "batch_size": 32}
+    assert body["hyperparameters"] == {"warmup_steps": 10, "learning_rate": 2e-5, "batch_size": 32}
     assert body["resources"] == {"gpu_type": "A100", "gpu_count": 4, "node": "gpu-01"}
     assert body["resumed_from"] == ckpt["id"]
     assert body["parent_run_id"] == source["id"]
@@ -333,7 +334,7 @@ def test_resume_errors(shared_http):
 
     missing = shared_http.post(url(source, "/resume"), json={"name": "x"})
     assert missing.status_code == 422
-    assert "source_artifact_id" in missing.json()["detail"]
+    assert field_label("source_artifact_id") in missing.json()["detail"]
 
     bad_body = shared_http.post(
         url(source, "/resume"),
@@ -341,7 +342,7 @@ def test_resume_errors(shared_http):
         json={"hyperparameters": [1], "colour": "红"},
     )
     assert bad_body.status_code == 422
-    assert "hyperparameters" in bad_body.json()["detail"] and "colour" in bad_body.json()["detail"]
+    assert "超参数" in bad_body.json()["detail"] and "colour" in bad_body.json()["detail"]
 
     assert shared_http.get(f"/projects/{source['project_id']}").json()["run_count"] == runs_before
 
@@ -425,5 +426,5 @@ def test_create_run_validation(shared_http, body, field):
     project = new_project(shared_http)
     response = shared_http.post(f"/projects/{project['id']}/runs", json=body)
     assert response.status_code == 422, response.text
-    assert field in response.json()["detail"]
+    assert field_label(field) in response.json()["detail"]
     assert shared_http.get(f"/projects/{project['id']}").json()["run_count"] == 0

@@ -20,6 +20,7 @@ def project_with_runs(shared_client):
             model="m",
             dataset="d",
             hyperparameters={"learning_rate": lr, "optimizer": "adamw" if index % 2 else "sgd"},
+            entrypoint="python train.py",  # a script run: any hyperparameter names, here a string-valued one
         )
         now = datetime.now(timezone.utc).isoformat()
         points = [{"name": "eval_loss", "step": step, "value": v, "timestamp": now} for step, v in enumerate(losses)]
@@ -78,13 +79,32 @@ def test_filters_sorts_and_pages_with_the_total(project_with_runs):
         ({"sort": "loss"}, "sort：不支持的排序 'loss'"),
         ({"sort": "metric:"}, "sort："),
         ({"hp": "learning_rate"}, "hp：'learning_rate' 应写成 名称=值"),
-        ({"status": "跑着"}, "status"),
-        ({"limit": 0}, "limit"),
-        ({"limit": 1001}, "limit"),
-        ({"offset": -1}, "offset"),
+        ({"status": "跑着"}, "状态"),
+        ({"limit": 0}, "每页条数"),
+        ({"limit": 1001}, "每页条数"),
+        ({"offset": -1}, "跳过条数"),
     ],
 )
 def test_a_bad_query_is_a_422_naming_the_parameter(project_with_runs, params, named):
     client, project, _ = project_with_runs
     response = client.http.get(f"/projects/{project.id}/runs", params=params)
     assert response.status_code == 422 and named in response.json()["detail"], response.text
+
+
+def test_parent_lists_the_runs_resumed_from_a_run(shared_client):
+    project = shared_client.create_project(name=unique("谱系"), owner="测试")
+    parent = shared_client.create_run(project.id, model="m", dataset="d", hyperparameters={"num_epochs": 2})
+    other = shared_client.create_run(project.id, model="m", dataset="d")
+    checkpoint = shared_client.register_artifact(
+        project.id,
+        parent.id,
+        type="checkpoint",
+        name="第 10 步检查点",
+        path=f"s3://artifacts/{project.id}/{parent.id}/step-10",
+        step=10,
+    )
+    children = [shared_client.resume_run(project.id, parent.id, checkpoint.id) for _ in range(2)]
+
+    found = shared_client.search_runs(project.id, parent=parent.id)
+    assert [run.id for run in found.items] == [child.id for child in children] and found.total == 2
+    assert shared_client.search_runs(project.id, parent=other.id).total == 0

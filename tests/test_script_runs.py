@@ -242,12 +242,12 @@ def test_source_is_confined_to_the_source_dir_links_included(tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [
-        ("entrypoint", "bash train.sh", ["entrypoint", "python"]),
-        ("entrypoint", "python", ["entrypoint", "脚本"]),
-        ("entrypoint", 'python "train.py', ["entrypoint", "引号"]),
-        ("source", "../elsewhere", ["source", ".."]),
-        ("source", "/etc", ["source", "相对目录"]),
-        ("processes", 0, ["processes"]),
+        ("entrypoint", "bash train.sh", ["启动命令", "python"]),
+        ("entrypoint", "python", ["启动命令", "脚本"]),
+        ("entrypoint", 'python "train.py', ["启动命令", "引号"]),
+        ("source", "../elsewhere", ["代码目录", ".."]),
+        ("source", "/etc", ["代码目录", "相对目录"]),
+        ("processes", 0, ["进程数"]),
     ],
 )
 def test_bad_entrypoint_source_or_processes_is_refused_naming_the_field(shared_http, field, value, words):
@@ -256,6 +256,7 @@ def test_bad_entrypoint_source_or_processes_is_refused_naming_the_field(shared_h
     response = shared_http.post(f"/projects/{project['id']}/runs", json=body)
     assert response.status_code == 422, response.text
     assert all(word in response.json()["detail"] for word in words), response.json()["detail"]
+    assert [error["field"] for error in response.json()["errors"]] == [field]
 
 
 def test_ltm_core_imports_without_torch():

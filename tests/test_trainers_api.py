@@ -78,7 +78,7 @@ def test_hyperparameters_are_checked_by_the_trainers_declaration_when_the_run_is
         json={"model": "m", "dataset": "sample", "trainer": trainer, "hyperparameters": hyperparameters},
     )
     assert created.status_code == 422, created.text
-    assert created.json()["errors"][0]["field"] == "hyperparameters" and named in created.json()["detail"]
+    assert created.json()["errors"][0]["field"].startswith("hyperparameters") and named in created.json()["detail"]
     assert shared_http.get(f"/projects/{project['id']}/runs").json() == []
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ltm.api.auth import issue_token
 from ltm.store import Database
-from ltm.vocabulary import Role
+from ltm.vocabulary import Role, field_label
 from tests.conftest import ApiProcess
 from tests.helpers import cli_token, new_project, new_run, unique
 
@@ -219,7 +219,7 @@ def test_look_alike_names_collide_and_invisible_characters_are_refused(site):
         response = http.post("/projects", json=body)
         assert response.status_code == 422, (field, response.text)
         assert response.json()["errors"][0]["field"] == where
-        assert f"{where}：不能包含控制字符或不可见的格式字符" in response.json()["detail"]
+        assert f"{field_label(where)}：不能包含控制字符或不可见的格式字符" in response.json()["detail"]
     assert http.get("/projects", params={"q": f"控制字符{suffix}"}).json() == []
 
     run = http.post(
