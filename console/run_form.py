@@ -142,7 +142,7 @@ def effective_table(preview: RunPreview) -> None:
             }
         ),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         column_config={
             "超参数": st.column_config.TextColumn(width=130),
             "取值": st.column_config.TextColumn(width=80),
