@@ -83,7 +83,7 @@ run_actions.cancel_control(run)
 run_live.live_section(project_id, run_id, active=not run.status.is_terminal)
 st.divider()
 # The open tab lives in the address: a rerun (a 发布 waiting for its confirmation) keeps it, and a link can open it.
-tab_logs, tab_tag, tab_resume, tab_config = st.tabs(TABS, default=TABS[0], key="tab", bind="query-params")
+tab_logs, tab_tag, tab_resume, tab_config = st.tabs(TABS, default=TABS[0], key="run_tab", bind="query-params")
 with tab_logs:
     run_logs.logs_section(project_id, run_id)
 with tab_tag:
