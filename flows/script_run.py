@@ -40,7 +40,7 @@ from ltm.flows.script_process import (
 from ltm.flows.script_source import ScriptConfigError, code_version, resolve_source
 from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.limits import MAX_TEXT_LENGTH
-from ltm.models import Artifact, Run, RunStatus
+from ltm.models import Artifact, ArtifactType, Run, RunStatus
 from ltm.reporter import RunReporter
 from ltm.settings import Settings
 
@@ -290,10 +290,14 @@ class ScriptRun:
         if self.ended_elsewhere is not None:
             return
         run = self.client.find_run(self.run.id)  # before the end: a finished run's token reads nothing more
-        self.final_step = run.current_step
+        # A script stopped by a signal between registering its last checkpoint and reporting that step's progress
+        # still ends at the step it saved.
+        saved = [a.step for a in run.artifacts if a.type == ArtifactType.CHECKPOINT and a.step is not None]
+        caught_up = {"current_step": max(saved)} if saved and max(saved) > run.current_step else {}
+        self.final_step = caught_up.get("current_step", run.current_step)
         self.progress.update(run, force=True)
         try:
-            self.client.report(*self.label, status=ending.status, message=ending.message)
+            self.client.report(*self.label, status=ending.status, message=ending.message, **caught_up)
         except ApiError as exc:
             if exc.status_code != 409:
                 raise
