@@ -4,15 +4,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 
 from ltm.store import backup, compaction, migrations
-
-RUN_LOCK_STRIPES = 64
 
 
 def utc_now() -> datetime:
@@ -88,12 +86,12 @@ def _begun(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection
 
 
 class Database:
-    """Owns the connection. Readers take a cursor each; appends to a run go through `appending()`; every row
-    update or delete runs inside `writing()` (one writer at a time: concurrent UPDATEs of one DuckDB row conflict),
+    """Owns the connection. Readers take a cursor each; appends (`store.ingest.append`) and every row
+    update or delete run inside `writing()` (one writer at a time: concurrent UPDATEs of one DuckDB row conflict),
     and deleting runs inside `removing_runs()`; `compact` swaps the connection for one on a rewritten file while no
     cursor is open.
 
-    Lock order, wherever several are held: writer, then the gate (a cursor), then run locks by stripe number."""
+    Lock order, wherever several are held: writer, then the gate (a cursor)."""
 
     def __init__(self, path: Path | str, memory_limit: str | None = None) -> None:
         self.path = Path(path)
@@ -104,7 +102,6 @@ class Database:
         self._writer = threading.RLock()
         self._gate = _Gate()
         self._seq_lock = threading.Lock()
-        self._run_locks = [threading.Lock() for _ in range(RUN_LOCK_STRIPES)]
         migrations.apply(self._connection, utc_now())
         self._next_log_seq = self.fetch_one("SELECT coalesce(max(seq), 0) + 1 FROM logs")[0]
 
@@ -138,25 +135,12 @@ class Database:
         with self.cursor() as cur, _begun(cur):
             yield cur
 
-    def _stripe(self, run_id: str) -> int:
-        return hash(run_id) % RUN_LOCK_STRIPES
-
-    @contextmanager
-    def appending(self, run_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A transaction that appends to one run: one at a time per run, and none while the run is being deleted,
-        so an append either commits before a deletion starts or begins after it and finds the run gone."""
-        with self.cursor() as cur, self._run_locks[self._stripe(run_id)], _begun(cur):
-            yield cur
-
     @contextmanager
     def removing_runs(self, run_ids: Iterable[str]) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The writer's transaction, begun once no append to these runs is open and holding new ones off until
-        it has committed."""
-        with self._writer, self.cursor() as cur, ExitStack() as held:
-            for stripe in sorted({self._stripe(run_id) for run_id in run_ids}):
-                held.enter_context(self._run_locks[stripe])
-            with _begun(cur):
-                yield cur
+        """The writer's transaction: appends (group commit) hold the writer too, so a batch either commits before
+        the deletion starts or begins after it and finds its run gone."""
+        with self.writing(transaction=True) as cur:
+            yield cur
 
     @contextmanager
     def writing(self, transaction: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
