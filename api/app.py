@@ -22,9 +22,11 @@ from ltm.api.routers import (
     resources,
     retention,
     runs,
+    sweeps,
     trainers,
 )
 from ltm.api.run_service import RunService
+from ltm.api.sweep_service import SweepService
 from ltm.launchers import Launcher, LauncherUnavailable, load_launcher
 from ltm.models import Health
 from ltm.settings import Settings
@@ -36,11 +38,12 @@ log = logging.getLogger("ltm.api")
 DESCRIPTION = "LLM 训练管理 API：项目、训练运行（Prefect 流程）、日志、指标与工件。"
 
 
-async def _reconcile_forever(service: RunService, every: float) -> None:
+async def _reconcile_forever(service: RunService, sweeps: SweepService, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         try:
             await asyncio.to_thread(service.reconcile)
+            await asyncio.to_thread(sweeps.restart_dead_controllers)
         except LauncherUnavailable as exc:
             log.warning("暂时无法与编排服务同步运行状态：%s", exc)
         except Exception:
@@ -74,10 +77,13 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.db = db
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
+        app.state.sweeps = SweepService(app.state.runs)
         app.state.group_commit = GroupCommit(
             db, frozenset(status.value for status in TERMINAL_RUN_STATUSES), queued_rows=settings.ingest_queue_rows
         )
-        reconciler = asyncio.create_task(_reconcile_forever(app.state.runs, settings.reconcile_seconds))
+        reconciler = asyncio.create_task(
+            _reconcile_forever(app.state.runs, app.state.sweeps, settings.reconcile_seconds)
+        )
         admitter = asyncio.create_task(_admit_forever(app.state.runs, settings.reconcile_seconds))
         try:
             yield
@@ -96,7 +102,21 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
     app.add_middleware(OriginGuard, settings=settings)
-    for module in (projects, runs, logs, metrics, artifacts, trainers, resources, retention, deletion, admin, access):
+    routers = (
+        projects,
+        runs,
+        sweeps,
+        logs,
+        metrics,
+        artifacts,
+        trainers,
+        resources,
+        retention,
+        deletion,
+        admin,
+        access,
+    )
+    for module in routers:
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))
     app.include_router(access.launch_router)
     app.include_router(artifacts.download_router)

@@ -26,6 +26,7 @@ from ltm.trainers import DEFAULT_TRAINER, SCRIPT
 log = logging.getLogger("ltm.api")
 HAND_OVER_THREADS = 4
 STRANDED_AFTER_RECONCILES = 3  # a run being created right now is handed over by its own request
+SWEEP_COLUMNS = ("sweep_id", "trial_number", "rung", "stop_at_step")
 INVALID_LAUNCH_CODE = "启动码无效、已过期或已使用：运行令牌只发给运行 {run_id} 自己刚启动的训练流程"
 _EPOCHS = "hyperparameters.num_epochs"
 _NOTHING_LEFT = (
@@ -37,6 +38,25 @@ _NOTHING_LEFT = (
 def _at_the_end(run: dict, artifact: dict) -> bool:
     step, total = artifact.get("step"), run.get("total_steps")
     return step is not None and total is not None and step >= total
+
+
+def run_config(project: dict, body) -> dict:
+    """A create body as the service takes it: its hyperparameters layered over the project defaults, the trainer
+    and priority filled from the project."""
+    config = body.model_dump()
+    config["layers"] = [
+        trainer_catalog.project_defaults(project["default_hyperparameters"]),
+        trainer_catalog.run_values(body.hyperparameters),
+    ]
+    config["resources"] = body.resources.model_dump(exclude_none=True)
+    if body.entrypoint:
+        config["trainer"] = SCRIPT
+    else:
+        trainer = body.trainer or project["default_trainer"] or DEFAULT_TRAINER
+        config["trainer"] = trainer_catalog.checked_trainer(trainer)
+    if body.priority is None:
+        config["priority"] = project["default_priority"]
+    return config
 
 
 class RunService:
@@ -136,6 +156,7 @@ class RunService:
                 "source": config.get("source"),
                 "processes": config.get("processes"),
                 "code_version": None,
+                **{key: (config.get("sweep") or {}).get(key) for key in SWEEP_COLUMNS},
             }
             run_store.insert(self.db, run)
         try:
@@ -246,7 +267,16 @@ class RunService:
                     raise
                 self.move(run, RunStatus.FAILED, f"运行创建后一直未能交给编排服务：{exc}")
 
-    def resume(self, project: dict, source_run: dict, artifact_id: str, overrides: dict, created_by: str) -> dict:
+    def resume(
+        self,
+        project: dict,
+        source_run: dict,
+        artifact_id: str,
+        overrides: dict,
+        created_by: str,
+        sweep: dict | None = None,
+    ) -> dict:
+        """A new run from checkpoint `artifact_id` of `source_run`; `sweep` places it in a sweep's trial."""
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
         if artifact is None or artifact["run_id"] != source_run["id"]:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
@@ -272,6 +302,7 @@ class RunService:
             "resources": {**source_run["resources"], **(overrides.get("resources") or {})},
             "priority": overrides.get("priority", source_run["priority"]),
             **{key: overrides.get(key, source_run[key]) for key in ("entrypoint", "source", "processes")},
+            "sweep": sweep,
         }
         if "trainer" in overrides and "entrypoint" not in overrides:
             config.update(entrypoint=None, source=None, processes=None)  # a script run resumed by a trainer
@@ -427,21 +458,25 @@ class RunService:
         status = RunStatus(run["status"])
         if status.is_terminal:
             raise conflict(f"运行 {run_id} 已结束（{status.value}），无法取消")
-        self._cancelling_here.add(run_id)
-        try:
-            self.launcher.cancel(run)
-            if status == RunStatus.QUEUED:
-                self._move_quietly(run_id, RunStatus.CANCELLED)
-            else:
-                self._move_quietly(run_id, RunStatus.CANCELLING)
-        except LauncherUnavailable as exc:
-            raise Refusal(503, f"编排服务不可用，未能取消运行：{exc}") from exc
-        finally:
-            self._cancelling_here.discard(run_id)
+        self.request_cancel(run)
         if status != RunStatus.QUEUED:
             self.watch.wait_for(lambda: self._is_terminal(run_id), timeout=self.settings.cancel_wait_seconds)
         run = self.get(project_id, run_id)
         return (202 if run["status"] == RunStatus.CANCELLING.value else 200), self.with_artifacts(run)
+
+    def request_cancel(self, run: dict) -> None:
+        """Ask the orchestrator to stop `run` and mark it 取消中 (已取消 while it still waits), without waiting;
+        503 when the orchestrator cannot be reached."""
+        run_id = run["id"]
+        self._cancelling_here.add(run_id)
+        try:
+            self.launcher.cancel(run)
+            queued = run["status"] == RunStatus.QUEUED.value
+            self._move_quietly(run_id, RunStatus.CANCELLED if queued else RunStatus.CANCELLING)
+        except LauncherUnavailable as exc:
+            raise Refusal(503, f"编排服务不可用，未能取消运行：{exc}") from exc
+        finally:
+            self._cancelling_here.discard(run_id)
 
     def _move_quietly(self, run_id: str, new: RunStatus) -> None:
         """Move unless the run got somewhere else first (e.g. it finished meanwhile)."""

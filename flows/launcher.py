@@ -124,11 +124,42 @@ class PrefectLauncher:
             return Observation(run["id"], RunStatus.FAILED, message)
         return None
 
+    def submit_sweep(self, sweep: dict) -> str:
+        try:
+            flow_run = run_deployment(
+                job_variables={"env": {"LTM_SWEEP_ID": sweep["id"]}},
+                name=self.settings.sweep_deployment,
+                parameters={"project_id": sweep["project_id"], "sweep_id": sweep["id"]},
+                timeout=0,
+                flow_run_name=f"调参 {sweep['name']} · {sweep['id']}",
+                idempotency_key=f"{sweep['id']}:{sweep['controller_starts']}",
+                tags=[f"project:{sweep['project_id']}", f"sweep:{sweep['id']}"],
+            )
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_outage_text(exc)) from exc
+        return str(flow_run.id)
+
+    def sweep_ended(self, sweep: dict) -> str | None:
+        try:
+            flow_run_id = UUID(sweep.get("flow_run_id") or "")
+        except ValueError:
+            return None
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+        except ObjectNotFound:
+            return "控制器的流程运行在 Prefect 中不存在"
+        except _PREFECT_ERRORS as exc:
+            raise LauncherUnavailable(_outage_text(exc)) from exc
+        if state is None or state.type not in TERMINAL:
+            return None
+        return f"控制器的流程运行已结束（{state.type.value}：{state.message or '没有信息'}）"
+
     def close(self) -> None:
         return None
 
 
 def _outage_text(exc: Exception) -> str:
     if isinstance(exc, ObjectNotFound):
-        return "找不到训练部署，请先运行 `ltm up` 或 `prefect deploy --all`"
+        return "找不到训练或调参部署，请先运行 `ltm up` 或 `prefect deploy --all`"
     return f"无法连接 Prefect（{type(exc).__name__}）"

@@ -86,9 +86,17 @@ class TrainingSession:
             )
 
     def remaining_epochs(self) -> range:
+        """The epochs left to train: to the end, or to the sweep rung's stop step (an epoch boundary)."""
         first = self.trainer.step // self.trainer.steps_per_epoch + 1
         last = self.trainer.total_steps // self.trainer.steps_per_epoch
+        if self.run.stop_at_step is not None:
+            last = min(last, self.run.stop_at_step // self.trainer.steps_per_epoch)
         return range(first, last + 1)
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the run stopped at its sweep rung before the trainer's last step."""
+        return self.trainer.step < self.trainer.total_steps
 
     def train_epoch(self, epoch: int) -> EpochResult:
         """Train to the end of `epoch`, then evaluate and checkpoint; raises CancelRequested between steps."""
@@ -154,7 +162,8 @@ class TrainingSession:
     def finish(self, status: RunStatus, message: str | None = None) -> None:
         """Flush everything, list the TensorBoard logs, and record the final status."""
         if message:
-            self.reporter.log(message, level="ERROR" if status == RunStatus.FAILED else "WARNING")
+            level = {RunStatus.FAILED: "ERROR", RunStatus.COMPLETED: "INFO"}.get(status, "WARNING")
+            self.reporter.log(message, level=level)
         self.reporter.close()
         try:
             self._register_tensorboard()

@@ -116,7 +116,11 @@ def training_run(run_id: str):
     except Exception as exc:
         session.finish(RunStatus.FAILED, f"训练失败：{exc}")
         raise
-    session.finish(RunStatus.COMPLETED)
+    if session.stopped_early:
+        rung_end = f"已训练到调参第 {run.rung} 层的终点（第 {session.trainer.step} 步）并保存检查点，由调参决定是否续训"
+        session.finish(RunStatus.COMPLETED, rung_end)
+    else:
+        session.finish(RunStatus.COMPLETED)
     forget(flow_run_id)
     logger.info("训练完成：%s 步", session.trainer.step)
     return {"run_id": run_id, "steps": session.trainer.step}

@@ -194,6 +194,75 @@ class Client:
         body = models.RunUpdate(**values).model_dump(mode="json", exclude_unset=True)
         return self._send("PATCH", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}", body)
 
+    # Sweeps
+
+    def create_sweep(
+        self,
+        project_id: str,
+        name: str,
+        template: dict,
+        space: dict,
+        objective: dict,
+        max_trials: int,
+        **fields: Any,
+    ) -> models.Sweep:
+        """A search over `template` (a create-run body); `space` maps hyperparameters to {"type": "float" | "int",
+        "low", "high", "log"} or {"type": "choice", "values": [...]}; `objective` is {"metric", "direction"}.
+        Further fields: sampler, pruner, parallelism, reduction_factor, min_epochs, seed."""
+        body = models.SweepCreate(
+            name=name, template=template, space=space, objective=objective, max_trials=max_trials, **fields
+        ).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.Sweep, f"/projects/{_segment(project_id)}/sweeps", body)
+
+    def list_sweeps(self, project_id: str) -> list[models.SweepSummary]:
+        return self._get(list[models.SweepSummary], f"/projects/{_segment(project_id)}/sweeps")
+
+    def get_sweep(self, project_id: str, sweep_id: str) -> models.Sweep:
+        return self._get(models.Sweep, self._sweep_path(project_id, sweep_id))
+
+    def cancel_sweep(self, project_id: str, sweep_id: str) -> models.Sweep:
+        """Start no more trials and cancel the active ones, each keeping its checkpoint."""
+        return self._send("POST", models.Sweep, self._sweep_path(project_id, sweep_id) + "/cancel")
+
+    def update_sweep(self, project_id: str, sweep_id: str, **values: Any) -> models.Sweep:
+        body = models.SweepUpdate(**values).model_dump(mode="json", exclude_unset=True)
+        return self._send("PATCH", models.Sweep, self._sweep_path(project_id, sweep_id), body)
+
+    def read_sweep_journal(self, project_id: str, sweep_id: str, start: int = 0) -> models.JournalEntries:
+        return self._get(models.JournalEntries, self._sweep_path(project_id, sweep_id) + "/journal", start=start)
+
+    def append_sweep_journal(self, project_id: str, sweep_id: str, entries: list[dict]) -> None:
+        body = models.JournalAppend(entries=entries).model_dump(mode="json")
+        self.request("POST", self._sweep_path(project_id, sweep_id) + "/journal", json=body)
+
+    def start_trial(self, project_id: str, sweep_id: str, number: int, params: dict) -> models.Run:
+        """The first run of trial `number` (the existing one when asked again)."""
+        body = models.TrialCreate(number=number, params=params).model_dump(mode="json")
+        return self._send("POST", models.Run, self._sweep_path(project_id, sweep_id) + "/trials", body)
+
+    def promote_trial(self, project_id: str, sweep_id: str, number: int, rung: int) -> models.Run:
+        """Trial `number`'s run for `rung`, resumed from its previous rung's checkpoint (the existing one when
+        asked again)."""
+        body = models.TrialPromote(rung=rung).model_dump(mode="json")
+        path = f"{self._sweep_path(project_id, sweep_id)}/trials/{number}/promote"
+        return self._send("POST", models.Run, path, body)
+
+    def end_trial(
+        self,
+        project_id: str,
+        sweep_id: str,
+        number: int,
+        state: str,
+        objective: float | None = None,
+        reason: str | None = None,
+    ) -> None:
+        body = models.TrialUpdate(state=state, objective=objective, reason=reason).model_dump(mode="json")
+        self.request("PATCH", f"{self._sweep_path(project_id, sweep_id)}/trials/{number}", json=body)
+
+    @staticmethod
+    def _sweep_path(project_id: str, sweep_id: str) -> str:
+        return f"/projects/{_segment(project_id)}/sweeps/{_segment(sweep_id)}"
+
     # Logs and metrics
 
     def get_logs(

@@ -8,6 +8,7 @@ PREFIXES = {
     "evaluation": "eval",
     "config": "cfg",
     "token": "tok",
+    "sweep": "sweep",
 }
 
 

@@ -41,6 +41,14 @@ class Launcher(Protocol):
     def observe(self, runs: list[dict]) -> list[Observation]:
         """Orchestrator states of active runs that the store should catch up with."""
 
+    def submit_sweep(self, sweep: dict) -> str | None:
+        """Start the controller that drives `sweep` (again, after it died: `sweep["controller_starts"]` counts the
+        earlier starts); returns the orchestrator's id."""
+
+    def sweep_ended(self, sweep: dict) -> str | None:
+        """Why the controller of `sweep` no longer runs (its orchestrator run ended), or None while it runs or
+        when that cannot be known."""
+
     def close(self) -> None: ...
 
 
@@ -61,6 +69,12 @@ class NoopLauncher:
 
     def observe(self, runs: list[dict]) -> list[Observation]:
         return []
+
+    def submit_sweep(self, sweep: dict) -> str | None:
+        return None  # someone runs the controller flow directly
+
+    def sweep_ended(self, sweep: dict) -> str | None:
+        return None
 
     def close(self) -> None:
         return None

@@ -30,11 +30,16 @@ from ltm.vocabulary import (
     TERMINAL_RUN_STATUSES,
     USER_ROLES,
     ArtifactType,
+    Direction,
     LogLevel,
     ProjectStatus,
+    Pruner,
     Role,
     RunStatus,
+    Sampler,
+    SweepStatus,
     TagValue,
+    TrialState,
     UsageGrouping,
     Visibility,
 )
@@ -49,11 +54,16 @@ __all__ = [
     "MAX_LOG_MESSAGE",
     "TERMINAL_RUN_STATUSES",
     "ArtifactType",
+    "Direction",
     "LogLevel",
     "ProjectStatus",
+    "Pruner",
     "Role",
     "RunStatus",
+    "Sampler",
+    "SweepStatus",
     "TagValue",
+    "TrialState",
     "UsageGrouping",
     "Visibility",
 ]
@@ -433,6 +443,10 @@ class RunOverview(BaseModel):
     )
     queue_position: int | None = Field(None, description="在同一 GPU 型号等待队列中的位置（从 1 开始）；不在等待时为空")
     queue_reason: str | None = Field(None, description="还在等待 GPU 的原因；不在等待时为空")
+    sweep_id: str | None = Field(None, description="运行所属的调参；不属于调参时为空")
+    trial_number: int | None = Field(None, description="在调参中的试验编号（从 0 开始）")
+    rung: int | None = Field(None, description="试验的第几段（0 起）：ASHA 等剪枝器每晋升一层就从检查点续训一段")
+    stop_at_step: int | None = Field(None, description="训练到这一步就保存检查点并结束，等待调参决定；为空表示训练到底")
 
 
 class RunPage(BaseModel):
@@ -847,3 +861,159 @@ class ResourceUsage(BaseModel):
     since: datetime | None = Field(None, description="统计起点；为空表示全部历史")
     until: datetime = Field(description="统计终点（请求时刻）")
     rows: list[UsageRow] = Field(description="按分配的 GPU 小时从多到少排序")
+
+
+MAX_SEARCH_DIMENSIONS = 32
+MAX_CHOICES = 100
+
+
+class SearchDimension(Contract):
+    """One hyperparameter of a sweep's search space: a float or int range (optionally on a log scale), or choices."""
+
+    type: Annotated[str, Field(pattern="^(float|int|choice)$", description="float、int 或 choice")]
+    low: Annotated[float, AfterValidator(_finite)] | None = Field(None, description="下限（含），float 与 int 必填")
+    high: Annotated[float, AfterValidator(_finite)] | None = Field(None, description="上限（含），float 与 int 必填")
+    log: bool = Field(False, description="在对数刻度上采样（下限须大于 0）")
+    values: list[Any] | None = Field(
+        None, min_length=1, max_length=MAX_CHOICES, description="choice 的候选值（JSON 标量），至少 1 个"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchDimension":
+        if self.type == "choice":
+            if self.values is None:
+                raise ValueError("type 为 choice 时必须给出 values（候选值列表）")
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("type 为 choice 时不能给出 low、high 或 log")
+            if any(isinstance(value, (dict, list)) for value in self.values):
+                raise ValueError("values 的每一项必须是数字、字符串、布尔值或 null")
+            encoded = [json.dumps(value, sort_keys=True) for value in self.values]
+            if len(set(encoded)) != len(encoded):
+                raise ValueError("values 中有重复的候选值")
+            return self
+        if self.values is not None:
+            raise ValueError(f"type 为 {self.type} 时不能给出 values（values 只用于 choice）")
+        if self.low is None or self.high is None:
+            raise ValueError(f"type 为 {self.type} 时必须给出 low 与 high")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("type 为 int 时 low 与 high 必须是整数")
+        if self.low >= self.high:
+            raise ValueError(f"low（{self.low:g}）必须小于 high（{self.high:g}）")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log 为 true 时 low 必须大于 0，当前为 {self.low:g}")
+        return self
+
+
+class SweepObjective(Contract):
+    metric: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_strip_nonempty)]
+    direction: Direction = Field(Direction.MINIMIZE, description="minimize 或 maximize")
+
+
+class SweepCreate(Contract):
+    name: Name
+    template: RunCreate = Field(
+        description="每个试验的运行配置（与创建运行的请求体相同）；搜索空间的超参数覆盖其中的值"
+    )
+    space: dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)], SearchDimension] = Field(
+        min_length=1, max_length=MAX_SEARCH_DIMENSIONS, description="超参数名 → 取值范围"
+    )
+    objective: SweepObjective
+    sampler: Sampler = Field(Sampler.TPE, description="random、tpe 或 grid")
+    pruner: Pruner = Field(Pruner.ASHA, description="none、median、asha 或 hyperband")
+    max_trials: int = Field(ge=1, le=1000, description="最多试验数（1–1000）")
+    parallelism: int = Field(1, ge=1, le=64, description="同时进行的试验数（1–64）")
+    reduction_factor: int = Field(3, ge=2, le=8, description="每层保留约 1/reduction_factor 的试验（ASHA、Hyperband）")
+    min_epochs: int = Field(1, ge=1, le=1000, description="第一层训练的轮数；之后每层乘以 reduction_factor")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="采样器的随机种子；相同种子得到相同的试验参数序列")
+
+
+class SweepTrial(BaseModel):
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    objective: float | None = Field(None, description="目标指标的最终值；被剪枝的试验为剪枝时的值")
+    run_id: str | None = Field(None, description="试验最新的一段运行")
+    run_status: RunStatus | None = Field(None, description="最新一段运行的状态")
+    run_ids: list[str] = Field(default_factory=list, description="试验的全部运行，从第一段起")
+    rung: int = Field(0, description="试验到达的层（0 起）")
+    step: int = Field(0, description="试验训练到的步数")
+    pruned_reason: str | None = None
+    message: str | None = Field(None, description="试验失败或取消的原因")
+    steps_trained: int = Field(0, description="试验各段实际训练的步数之和")
+    steps_saved: int = Field(0, description="晋升时从检查点续训而不必重新训练的步数")
+
+
+class SweepBest(BaseModel):
+    number: int
+    run_id: str
+    params: dict[str, Any]
+    objective: float
+    checkpoint_id: str | None = Field(None, description="最佳试验最新的检查点，可直接打标签或恢复")
+
+
+class SweepSummary(BaseModel):
+    id: str
+    project_id: str
+    name: str
+    status: SweepStatus
+    objective: SweepObjective
+    sampler: Sampler
+    pruner: Pruner
+    max_trials: int
+    parallelism: int
+    trial_count: int = Field(description="已开始的试验数")
+    best_objective: float | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    created_by: str | None = None
+
+
+class Sweep(SweepSummary):
+    template: dict[str, Any]
+    space: dict[str, SearchDimension]
+    reduction_factor: int
+    min_epochs: int
+    seed: int | None = None
+    rungs: list[int] = Field(description="每层结束的步数；最后一项是训练总步数。不剪枝时只有一项")
+    total_steps: int | None = Field(None, description="一个试验训练到底的步数")
+    message: str | None = None
+    flow_run_id: str | None = Field(None, description="调参控制器的 Prefect 流程运行")
+    controller_starts: int = Field(0, description="控制器启动过的次数（意外退出后由 API 重新启动）")
+    trials: list[SweepTrial] = Field(default_factory=list, description="按目标指标从好到差排序，没有目标值的在后")
+    best: SweepBest | None = None
+    steps_trained: int = Field(0, description="所有试验实际训练的步数之和")
+    steps_saved: int = Field(0, description="晋升时从检查点续训省下的步数之和")
+    steps_if_complete: int | None = Field(None, description="同样数量的试验都训练到底需要的步数")
+
+
+class SweepUpdate(Contract):
+    """What the controller reports about the sweep as a whole."""
+
+    status: SweepStatus = Field(None, description="新状态；省略表示不变")
+    message: LongText | None = None
+    flow_run_id: ShortText | None = None
+
+
+class JournalEntries(BaseModel):
+    entries: list[dict[str, Any]]
+    next: int = Field(description="下一次读取的起点")
+
+
+class JournalAppend(Contract):
+    entries: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class TrialCreate(Contract):
+    number: int = Field(ge=0, le=1_000_000)
+    params: JsonObject
+
+
+class TrialPromote(Contract):
+    rung: int = Field(ge=1, le=64, description="晋升到的层（1 起）；从上一层运行的检查点续训")
+
+
+class TrialUpdate(Contract):
+    state: TrialState
+    objective: Annotated[float, AfterValidator(_finite)] | None = None
+    reason: LongText | None = Field(None, description="剪枝、失败或取消的原因；剪枝原因也写到试验最新运行的消息上")

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     listen_host: str | None = Field(None, description="Address `ltm api --host` listens on (set by the CLI)")
     launcher: str = Field("none", description="'none' (runs wait for a direct flow call) or 'prefect'")
     deployment: str = Field("training-run/ltm-training", description="Prefect deployment that trains a run")
+    sweep_deployment: str = Field("sweep-controller/ltm-sweep", description="Prefect deployment that drives a sweep")
+    sweep_poll_seconds: float = Field(1.0, gt=0, description="How often a sweep controller looks at its trials")
+    sweep_controller_starts: int = Field(
+        4,
+        ge=1,
+        description="How often the API starts a sweep's controller (again after it died) before the sweep fails",
+    )
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI address, for links from the console")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")

@@ -85,6 +85,46 @@ class Role(Word):
 USER_ROLES = (Role.VIEWER, Role.MEMBER, Role.ADMIN)  # the ones a person's token can have, in rising rank
 
 
+class SweepStatus(Word):
+    RUNNING = "运行中"
+    COMPLETED = "已完成"
+    CANCELLED = "已取消"
+    FAILED = "失败"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self != SweepStatus.RUNNING
+
+
+class TrialState(Word):
+    """A sweep trial across its runs: it trains (运行中), reached the end (已完成), was stopped early by the pruner
+    (已剪枝), or ended without an objective (失败, 已取消)."""
+
+    RUNNING = "运行中"
+    COMPLETED = "已完成"
+    PRUNED = "已剪枝"
+    FAILED = "失败"
+    CANCELLED = "已取消"
+
+
+class Sampler(Word):
+    RANDOM = "random"
+    TPE = "tpe"
+    GRID = "grid"
+
+
+class Pruner(Word):
+    NONE = "none"
+    MEDIAN = "median"
+    ASHA = "asha"
+    HYPERBAND = "hyperband"
+
+
+class Direction(Word):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
 class UsageGrouping(Word):
     """How GPU usage is summed up (`GET /resources/usage?group_by=`)."""
 
@@ -164,8 +204,30 @@ FIELD_LABELS = {
     "memory_mb": "显存（MB）",
     "group_by": "分组方式",
     "body": "请求体",
+    "template": "运行模板",
+    "space": "搜索空间",
+    "low": "下限",
+    "high": "上限",
+    "log": "对数刻度",
+    "values": "候选值",
+    "metric": "指标",
+    "direction": "优化方向",
+    "sampler": "采样器",
+    "pruner": "剪枝器",
+    "max_trials": "最大试验数",
+    "parallelism": "并行数",
+    "reduction_factor": "淘汰比例",
+    "min_epochs": "最少训练轮数",
+    "seed": "随机种子",
+    "entries": "日志条目",
+    "number": "试验编号",
+    "params": "参数",
+    "rung": "层",
+    "state": "状态",
+    "reason": "原因",
 }
-FREE_KEYS = frozenset({"hyperparameters", "default_hyperparameters", "resources"})  # their keys are the user's own
+# Their keys are the user's own.
+FREE_KEYS = frozenset({"hyperparameters", "default_hyperparameters", "resources", "space", "params"})
 
 
 def field_label(path: str | list) -> str:

@@ -249,6 +249,45 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE UNIQUE INDEX ingest_batches_claim ON ingest_batches (claim)",
         ],
     ),
+    (
+        15,
+        [
+            # Sweeps: the request as sent (spec), the Optuna study as its append-only journal, one row per trial.
+            """CREATE TABLE sweeps (
+                id VARCHAR PRIMARY KEY,
+                project_id VARCHAR NOT NULL,
+                name VARCHAR NOT NULL,
+                spec VARCHAR NOT NULL,
+                rungs VARCHAR NOT NULL,
+                total_steps BIGINT,
+                status VARCHAR NOT NULL,
+                message VARCHAR,
+                created_by VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP,
+                flow_run_id VARCHAR,
+                controller_starts INTEGER NOT NULL DEFAULT 0)""",
+            """CREATE TABLE sweep_journal (
+                sweep_id VARCHAR NOT NULL,
+                seq INTEGER NOT NULL,
+                entry VARCHAR NOT NULL)""",
+            """CREATE TABLE sweep_trials (
+                sweep_id VARCHAR NOT NULL,
+                number INTEGER NOT NULL,
+                params VARCHAR NOT NULL,
+                state VARCHAR NOT NULL,
+                objective DOUBLE,
+                pruned_reason VARCHAR,
+                message VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL)""",
+            "ALTER TABLE runs ADD COLUMN sweep_id VARCHAR",
+            "ALTER TABLE runs ADD COLUMN trial_number INTEGER",
+            "ALTER TABLE runs ADD COLUMN rung INTEGER",
+            "ALTER TABLE runs ADD COLUMN stop_at_step BIGINT",
+        ],
+    ),
 ]
 
 

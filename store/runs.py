@@ -41,6 +41,10 @@ COLUMNS = (
     "source",
     "processes",
     "code_version",
+    "sweep_id",
+    "trial_number",
+    "rung",
+    "stop_at_step",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 
@@ -49,7 +53,7 @@ def _encode(values: dict) -> dict:
     return {k: json.dumps(v, ensure_ascii=False) if k in _JSON_COLUMNS else v for k, v in values.items()}
 
 
-def _decode(row: dict) -> dict:
+def decode(row: dict) -> dict:
     for key in _JSON_COLUMNS:
         row[key] = json.loads(row[key])
     for key in _TIME_COLUMNS:
@@ -66,7 +70,7 @@ def insert(db: Database, run: dict) -> None:
 
 def get(db: Database, run_id: str) -> dict | None:
     rows = db.fetch_dicts("SELECT * FROM runs WHERE id = ?", [run_id])
-    return _decode(rows[0]) if rows else None
+    return decode(rows[0]) if rows else None
 
 
 def project_of(db: Database, run_id: str) -> str | None:
@@ -76,13 +80,13 @@ def project_of(db: Database, run_id: str) -> str | None:
 
 def list_for_project(db: Database, project_id: str) -> list[dict]:
     rows = db.fetch_dicts("SELECT * FROM runs WHERE project_id = ? ORDER BY created_at, id", [project_id])
-    return [_decode(row) for row in rows]
+    return [decode(row) for row in rows]
 
 
 def list_by_status(db: Database, statuses: list[str]) -> list[dict]:
     placeholders = ", ".join("?" for _ in statuses)
     rows = db.fetch_dicts(f"SELECT * FROM runs WHERE status IN ({placeholders}) ORDER BY created_at", statuses)
-    return [_decode(row) for row in rows]
+    return [decode(row) for row in rows]
 
 
 def stranded(db: Database, queued: str, created_before) -> list[dict]:
@@ -93,7 +97,7 @@ def stranded(db: Database, queued: str, created_before) -> list[dict]:
         "ORDER BY created_at",
         [queued, created_before],
     )
-    return [_decode(row) for row in rows]
+    return [decode(row) for row in rows]
 
 
 def count_for_project(db: Database, project_id: str) -> int:
@@ -183,4 +187,4 @@ def search(
         f"ORDER BY {key} {direction} NULLS LAST, r.created_at, r.id {page}",
         [*join_params, *params, *sort_params, *([limit, offset] if limit is not None else [])],
     )
-    return [_decode(row) for row in rows], total
+    return [decode(row) for row in rows], total

@@ -3,37 +3,19 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from ltm.api import examples, trainer_catalog
+from ltm.api import examples
 from ltm.api.auth import Caller, record_intervention, require_project_member
 from ltm.api.deps import ProjectRow, RunById, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, responses, unprocessable
+from ltm.api.run_service import run_config
 from ltm.api.trainer_catalog import checked_trainer
 from ltm.limits import MAX_NAME_LENGTH, MAX_PATH_LENGTH
 from ltm.models import Run, RunCreate, RunDraft, RunOverview, RunPreview, RunResume, RunStatus, RunUpdate, TagValue
 from ltm.store import auth as auth_store
 from ltm.store import runs as run_store
-from ltm.trainers import DEFAULT_TRAINER, SCRIPT
 
 router = APIRouter(tags=["运行"], dependencies=[Depends(json_body_only)])
 RUN = "/projects/{project_id}/runs/{run_id}"
-
-
-def _run_config(project: dict, body: RunCreate) -> dict:
-    """A create body as the service takes it: its hyperparameters layered over the project defaults, the trainer
-    and priority filled from the project."""
-    config = body.model_dump()
-    config["layers"] = [
-        trainer_catalog.project_defaults(project["default_hyperparameters"]),
-        trainer_catalog.run_values(body.hyperparameters),
-    ]
-    config["resources"] = body.resources.model_dump(exclude_none=True)
-    if body.entrypoint:
-        config["trainer"] = SCRIPT
-    else:
-        config["trainer"] = checked_trainer(body.trainer or project["default_trainer"] or DEFAULT_TRAINER)
-    if body.priority is None:
-        config["priority"] = project["default_priority"]
-    return config
 
 
 MERGE_RULE = (
@@ -57,7 +39,7 @@ def create_run(
     project: ProjectRow,
     body: Annotated[RunCreate, Body(openapi_examples={"seed": {"value": examples.RUN_CREATE}})],
 ):
-    config = _run_config(project, body)
+    config = run_config(project, body)
     require_project_member(runs.db, caller, project, "创建运行")
     run = runs.create(project, config, caller.user)
     auth_store.record(runs.db, caller.user, "创建运行", project["id"], run["id"], target=run["name"])
@@ -74,7 +56,7 @@ def create_run(
     responses=responses(404, 409, *BODY_ERRORS),
 )
 def preview_run(runs: Runs, project: ProjectRow, body: RunDraft):
-    config = _run_config(project, body)
+    config = run_config(project, body)
     return runs.plan(project, config)
 
 
