@@ -941,6 +941,8 @@ class SweepTrial(BaseModel):
     message: str | None = Field(None, description="试验失败或取消的原因")
     steps_trained: int = Field(0, description="试验各段实际训练的步数之和")
     steps_saved: int = Field(0, description="晋升时从检查点续训而不必重新训练的步数")
+    created_at: datetime
+    updated_at: datetime = Field(description="最近一次状态变化（结束的试验即结束时间）")
 
 
 class SweepBest(BaseModel):
