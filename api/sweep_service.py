@@ -2,6 +2,7 @@
 it died), trials created once each however often the controller asks, promotions resumed from checkpoints, and a
 cancel that stops every active trial with its checkpoint. Optuna itself runs only in the controller flow."""
 
+import json
 import logging
 import math
 import threading
@@ -238,7 +239,7 @@ class SweepService:
             if existing is None:
                 sweep = self.get(project["id"], sweep["id"])
                 self._refuse_ended(sweep, "开始新试验")
-                self._refuse_unknown_params(sweep, params)
+                self._refuse_params_outside_space(sweep, params)
                 if len(sweep_store.trials(self.db, sweep["id"])) >= sweep["spec"]["max_trials"]:
                     raise conflict(
                         f"调参 {sweep['id']} 已开始 {sweep['spec']['max_trials']} 个试验（max_trials），不能再开始"
@@ -262,12 +263,13 @@ class SweepService:
                 )
         return self.runs.with_artifacts(existing)
 
-    def _refuse_unknown_params(self, sweep: dict, params: dict) -> None:
-        unknown = sorted(set(params) - set(sweep["spec"]["space"]))
-        if unknown:
-            raise unprocessable(
-                f"参数 {'、'.join(unknown)} 不在调参 {sweep['id']} 的搜索空间中", f"params.{unknown[0]}"
-            )
+    def _refuse_params_outside_space(self, sweep: dict, params: dict) -> None:
+        """A trial's params name every dimension of the space, each within it."""
+        space = sweep["spec"]["space"]
+        for name in sorted(set(params) | set(space)):
+            problem = _outside(space.get(name), params.get(name)) if name in params else "缺少这个参数"
+            if problem:
+                raise unprocessable(f"参数 {name}：{problem}（调参 {sweep['id']} 的搜索空间）", f"params.{name}")
 
     def _first_run(self, project: dict, sweep: dict, number: int, params: dict) -> dict:
         template = SweepCreate.model_validate(sweep["spec"]).template
@@ -421,6 +423,23 @@ class SweepService:
         status = SweepStatus(sweep["status"])
         if status.is_terminal:
             raise conflict(f"调参 {sweep['id']} 已结束（{status}），不能{doing}")
+
+
+def _outside(dimension: dict | None, value) -> str | None:
+    """Why `value` is not a value of `dimension`, or None when it is."""
+    if dimension is None:
+        return "不在搜索空间中"
+    if dimension["type"] == "choice":
+        shown = json.dumps(value, ensure_ascii=False)
+        choices = [json.dumps(choice, ensure_ascii=False) for choice in dimension["values"]]
+        return None if shown in choices else f"{shown} 不是候选值（{'、'.join(choices)}）之一"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} 不是数值"
+    if dimension["type"] == "int" and value != int(value):
+        return f"{value!r} 不是整数"
+    if not dimension["low"] <= value <= dimension["high"]:
+        return f"{value!r} 不在 {dimension['low']:g}–{dimension['high']:g} 之内"
+    return None
 
 
 def _check_grid(body: SweepCreate) -> None:
