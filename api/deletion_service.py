@@ -10,9 +10,10 @@ from collections.abc import Callable
 from ltm import artifact_paths
 from ltm.api.errors import Refusal, conflict, not_found
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.models import RunStatus
+from ltm.models import RunStatus, SweepStatus
 from ltm.store import lifecycle as lifecycle_store
 from ltm.store import runs as run_store
+from ltm.store import sweeps as sweep_store
 
 # Artifact files
 
@@ -166,6 +167,10 @@ def _project_blockers(db, project_id: str, planned_run_ids: list[str]) -> None:
     active = lifecycle_store.active_runs(db, project_id)
     if active:
         raise conflict(f"项目 {project_id} 还有进行中的运行：{_described(active)}，请先取消或等待其结束再删除")
+    sweeps = [s for s in sweep_store.list_for_project(db, project_id) if s["status"] == SweepStatus.RUNNING.value]
+    if sweeps:
+        names = "、".join(f"{s['name']}（{s['id']}）" for s in sweeps)
+        raise conflict(f"项目 {project_id} 还有进行中的调参：{names}，请先停止调参再删除")
     if lifecycle_store.run_ids_of_project(db, project_id) != planned_run_ids:
         raise conflict(f"项目 {project_id} 在删除过程中新增了运行，未删除项目，请重新预览后再删除")
 

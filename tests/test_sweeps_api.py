@@ -414,6 +414,20 @@ def test_deleting_a_project_removes_its_sweeps(start_api, tmp_path):
         db.close()
 
 
+def test_a_project_with_a_running_sweep_is_not_deleted(shared_client, shared_http):
+    project = shared_client.create_project(unique(), owner=unique("负责人"))
+    sweep = shared_client.create_sweep(project.id, unique("调参"), TEMPLATE, SPACE, {"metric": "eval_loss"}, 4, seed=3)
+
+    refused = shared_http.delete(f"/projects/{project.id}", params={"dry_run": "false"})
+
+    assert (
+        refused.status_code == 409 and sweep.id in refused.json()["detail"] and "停止调参" in refused.json()["detail"]
+    )
+    assert shared_client.get_sweep(project.id, sweep.id).status == "运行中"
+    shared_client.cancel_sweep(project.id, sweep.id)
+    assert shared_http.delete(f"/projects/{project.id}", params={"dry_run": "false"}).status_code == 200
+
+
 @pytest.mark.parametrize("sweep_id", ["sweep_000000000000", "sweep_abc", "run_000000000000", "x" * 300])
 def test_an_unknown_or_malformed_sweep_id_is_a_chinese_404(shared_http, project, sweep_id):
     base = f"/projects/{project['id']}/sweeps/{sweep_id}"
