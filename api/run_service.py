@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ltm import artifact_paths, datasets, gpus
-from ltm.api import admission, trainer_catalog
+from ltm.api import admission, integrity, trainer_catalog
 from ltm.api.auth import hash_token, issue_launch_code, issue_run_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
@@ -156,6 +156,7 @@ class RunService:
                 "source": config.get("source"),
                 "processes": config.get("processes"),
                 "code_version": None,
+                "environment": None,
                 **{key: (config.get("sweep") or {}).get(key) for key in SWEEP_COLUMNS},
             }
             run_store.insert(self.db, run)
@@ -290,6 +291,7 @@ class RunService:
             raise conflict(
                 f"检查点 {artifact_id} 的文件不在运行 {source_run['id']} 自己的目录中，不能从它恢复：{exc}"
             ) from None
+        integrity.verify(self.db, self.settings.artifact_root_url, artifact)
         config = {
             "name": overrides.get("name"),
             "model": overrides.get("model") or source_run["model"],

@@ -14,6 +14,7 @@ from fsspec.implementations.local import LocalFileSystem
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from ltm import checksums
 from ltm.artifact_paths import Location
 
 CHECKPOINT_SUFFIX = ".ckpt"
@@ -27,6 +28,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class WrittenArtifact:
     path: str
     size_bytes: int
+    checksums: dict[str, str] | None = None  # a checkpoint's files, as written
 
 
 def _require_safe_name(kind: str, name: str) -> str:
@@ -55,15 +57,20 @@ class ArtifactWriter:
         return _public_path(self._fs, posixpath.join(self._run_dir, TENSORBOARD_DIR_NAME))
 
     def write_checkpoint(self, name: str, files: dict[str, bytes]) -> WrittenArtifact:
-        """A checkpoint is a folder of the trainer's files, moved into place only once all are written."""
+        """A checkpoint is a folder of the trainer's files and their SHA-256 manifest, moved into place only once all
+        are written."""
         folder = name if name.endswith(CHECKPOINT_SUFFIX) else name + CHECKPOINT_SUFFIX
         final_path = posixpath.join(self._run_dir, _require_safe_name("检查点名称", folder))
         temporary_path = posixpath.join(self._run_dir, f".{folder}.{uuid.uuid4().hex}.tmp")
         self._fs.makedirs(temporary_path, exist_ok=True)
+        digests = {}
         try:
             for file_name, payload in files.items():
                 with self._fs.open(posixpath.join(temporary_path, _require_safe_name("文件名", file_name)), "wb") as f:
                     f.write(payload)
+                digests[file_name] = checksums.of_bytes(payload)
+            with self._fs.open(posixpath.join(temporary_path, checksums.MANIFEST), "wb") as f:
+                f.write(checksums.manifest_bytes(digests))
             if self._fs.exists(final_path):
                 self._fs.rm(final_path, recursive=True)
             self._fs.mv(temporary_path, final_path, recursive=True)
@@ -71,7 +78,7 @@ class ArtifactWriter:
             if self._fs.exists(temporary_path):
                 self._fs.rm(temporary_path, recursive=True)
         size = sum(self._fs.size(posixpath.join(final_path, file_name)) for file_name in files)
-        return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=size)
+        return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=size, checksums=digests)
 
     def write_config(self, config: dict) -> WrittenArtifact:
         return self._write_json(CONFIG_FILE_NAME, config)
@@ -95,10 +102,21 @@ class ArtifactWriter:
         return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=self._fs.size(final_path))
 
 
-def read_checkpoint(location: Location) -> dict[str, bytes]:
-    """The files of a checkpoint folder, by name (`location` as ltm.artifact_paths.checked returns it)."""
+class CorruptCheckpoint(ValueError):
+    """A checkpoint's files no longer match the SHA-256 recorded when they were written."""
+
+
+def read_checkpoint(location: Location, recorded: dict[str, str] | None) -> dict[str, bytes]:
+    """The files of a checkpoint folder, by name (`location` as ltm.artifact_paths.checked returns it), checked
+    against the SHA-256 `recorded` at write time (None: a checkpoint written before checksums were kept)."""
     fs = location.filesystem()
-    return {posixpath.basename(entry): fs.cat_file(entry) for entry in fs.ls(location.path, detail=False)}
+    files = {posixpath.basename(entry): fs.cat_file(entry) for entry in fs.ls(location.path, detail=False)}
+    files.pop(checksums.MANIFEST, None)
+    if recorded is not None:
+        problems = checksums.differences(recorded, {name: checksums.of_bytes(data) for name, data in files.items()})
+        if problems:
+            raise CorruptCheckpoint("；".join(problems))
+    return files
 
 
 class TensorBoardWriter:

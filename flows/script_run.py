@@ -23,7 +23,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled
 
-from ltm import artifact_paths, core
+from ltm import artifact_paths, checksums, core
 from ltm.client import ApiError, Client
 from ltm.flows.artifact_io import ArtifactWriter
 from ltm.flows.credentials import forget
@@ -444,10 +444,15 @@ def _materialise_checkpoint(client: Client, run: Run, settings: Settings, target
             )
         except artifact_paths.OutsideRunFolder as exc:
             raise ScriptConfigError(f"检查点 {run.resumed_from} 不能读取：{exc}") from None
+        fs = location.filesystem()
+        if artifact.checksums is not None:
+            problems = checksums.differences(artifact.checksums, checksums.of_location(fs, location.path))
+            if problems:
+                client.verify_artifact(run.project_id, run.parent_run_id, artifact.id)
+                raise ScriptConfigError(f"检查点 {artifact.id} 已损坏，不能从它恢复：{'；'.join(problems)}")
         step = artifact.step or 0
         if location.protocol is None:
             return Path(location.path), step
-        fs = location.filesystem()
         if fs.isfile(location.path):
             local = target / Path(location.path).name
             target.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ltm import artifact_paths
 from ltm.client import Client
-from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from ltm.flows.artifact_io import ArtifactWriter, CorruptCheckpoint, TensorBoardWriter, read_checkpoint
 from ltm.flows.signals import sigterm_deferred
 from ltm.gpu_telemetry import DeviceTelemetry
 from ltm.models import Run, RunStatus
@@ -52,7 +52,7 @@ class TrainingSession:
         )
         trainer = get_trainer(run.trainer)(config)
         if run.resumed_from:
-            trainer.restore_files(read_checkpoint(_checkpoint(client, run, settings)))
+            trainer.restore_files(_read_resumed(client, run, settings))
         return cls(client, run, trainer, settings)
 
     @property
@@ -140,6 +140,7 @@ class TrainingSession:
             path=written.path,
             size_bytes=written.size_bytes,
             step=self.trainer.step,
+            checksums=written.checksums,
         )
         self.reporter.log(f"已保存检查点（第 {self.trainer.step} 步）：{written.path}")
         return EpochResult(epoch, self.trainer.step, evaluation, written.path)
@@ -155,6 +156,7 @@ class TrainingSession:
             path=written.path,
             size_bytes=written.size_bytes,
             step=self.trainer.step,
+            checksums=written.checksums,
         )
         self.reporter.log(f"已保存检查点 {artifact.id}（第 {self.trainer.step} 步）")
         return artifact.id
@@ -185,14 +187,20 @@ class TrainingSession:
         self._tensorboard_registered = True
 
 
-def _checkpoint(client: Client, run: Run, settings: Settings) -> artifact_paths.Location:
-    """The checkpoint to resume from, read only from inside its own run's folder."""
+def _read_resumed(client: Client, run: Run, settings: Settings) -> dict[str, bytes]:
+    """The files of the checkpoint to resume from, read only from inside its own run's folder and only when they
+    match the SHA-256 recorded as they were written; a mismatch is reported so the API marks the checkpoint."""
     for artifact in client.list_artifacts(run.project_id, run.parent_run_id):
         if artifact.id == run.resumed_from:
             try:
-                return artifact_paths.checked(
+                location = artifact_paths.checked(
                     artifact.path, settings.artifact_root_url, run.project_id, run.parent_run_id
                 )
             except artifact_paths.OutsideRunFolder as exc:
                 raise InvalidConfig(f"检查点 {run.resumed_from} 不能读取：{exc}") from None
+            try:
+                return read_checkpoint(location, artifact.checksums)
+            except CorruptCheckpoint as exc:
+                client.verify_artifact(run.project_id, run.parent_run_id, artifact.id)
+                raise InvalidConfig(f"检查点 {artifact.id} 已损坏，不能从它恢复：{exc}") from None
     raise InvalidConfig(f"找不到要恢复的检查点 {run.resumed_from}")

@@ -332,14 +332,24 @@ class Client:
         path: str,
         size_bytes: int | None = None,
         step: int | None = None,
+        checksums: dict[str, str] | None = None,
     ) -> models.Artifact:
-        body = models.ArtifactCreate(type=type, name=name, path=path, size_bytes=size_bytes, step=step)
+        """`checksums`: the SHA-256 of each file of a checkpoint as it was written (see ltm.checksums)."""
+        body = models.ArtifactCreate(
+            type=type, name=name, path=path, size_bytes=size_bytes, step=step, checksums=checksums
+        )
         return self._send(
             "POST",
             models.Artifact,
             f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts",
             body.model_dump(mode="json"),
         )
+
+    def verify_artifact(self, project_id: str, run_id: str, artifact_id: str) -> models.Artifact:
+        """Compare a checkpoint's files with the SHA-256 recorded as they were written; ApiError 409 (and the
+        checkpoint marked 已损坏) when they differ."""
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/verify"
+        return self._send("POST", models.Artifact, path)
 
     def tag_artifact(
         self,

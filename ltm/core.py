@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fsspec.implementations.local import LocalFileSystem
 
-from ltm import artifact_paths
+from ltm import artifact_paths, checksums
 
 API_URL = "LTM_API_URL"
 TOKEN = "LTM_TOKEN"
@@ -88,9 +89,9 @@ class Checkpoints:
             return None
         stopping = context.stop_agreed
         folder = f"{'stop-' if stopping else ''}step-{int(step):08d}.ckpt"
-        path, size = _store(context.run_folder, folder, _files(source), movable_under=self.dir)
+        path, size, digests = _store(context.run_folder, folder, _files(source), movable_under=self.dir)
         name = STOP_CHECKPOINT_NAMES[context.stop_reason] if stopping else f"第 {step} 步检查点"
-        context.register_checkpoint(name=name, path=path, size=size, step=int(step))
+        context.register_checkpoint(name=name, path=path, size=size, step=int(step), checksums=digests)
         return path
 
 
@@ -163,14 +164,16 @@ class Context:
                 self.log("收到停止请求，在本步结束后停止")
         return wanted
 
-    def register_checkpoint(self, name: str, path: str, size: int, step: int) -> None:
+    def register_checkpoint(
+        self, name: str, path: str, size: int, step: int, checksums: dict[str, str] | None = None
+    ) -> None:
         if not self.attached:
             print(f"已保存检查点（第 {step} 步）：{path}", flush=True)
             return
         from ltm.client import ApiError
 
         sink = self._sink()
-        sink.artifact(type="checkpoint", name=name, path=path, size_bytes=size, step=step)
+        sink.artifact(type="checkpoint", name=name, path=path, size_bytes=size, step=step, checksums=checksums)
         sink.log(f"已保存检查点（第 {step} 步）：{path}")
         try:
             sink.flush()  # registered now, after the metrics that led to it
@@ -269,14 +272,17 @@ def _safe_relative(name: str) -> str:
     return name
 
 
-def _store(run_folder: artifact_paths.Location, folder: str, files, movable_under: Path) -> tuple[str, int]:
-    """Write the files into `<run folder>/<folder>/`, moved into place only once all are there."""
+def _store(
+    run_folder: artifact_paths.Location, folder: str, files, movable_under: Path
+) -> tuple[str, int, dict[str, str]]:
+    """Write the files and their SHA-256 manifest into `<run folder>/<folder>/`, moved into place only once all are
+    there; returns where, the size and each file's SHA-256."""
     fs = run_folder.filesystem()
     local = run_folder.protocol is None
     final = posixpath.join(run_folder.path, folder)
     temporary = posixpath.join(run_folder.path, f".{folder}.{uuid.uuid4().hex}.tmp")
     fs.makedirs(temporary, exist_ok=True)
-    size = 0
+    size, digests = 0, {}
     try:
         for name, content in files:
             target = posixpath.join(temporary, name)
@@ -285,16 +291,20 @@ def _store(run_folder: artifact_paths.Location, folder: str, files, movable_unde
                 with fs.open(target, "wb") as handle:
                     handle.write(content)
                 size += len(content)
+                digests[name] = checksums.of_bytes(content)
                 continue
             size += content.stat().st_size
+            digests[name] = checksums.of_file(LocalFileSystem(), str(content))
             if local and content.resolve().is_relative_to(movable_under):
                 shutil.move(content, target)
             else:
                 fs.put_file(str(content), target)
+        with fs.open(posixpath.join(temporary, checksums.MANIFEST), "wb") as handle:
+            handle.write(checksums.manifest_bytes(digests))
         if fs.exists(final):
             fs.rm(final, recursive=True)
         fs.mv(temporary, final, recursive=True)
     finally:
         if fs.exists(temporary):
             fs.rm(temporary, recursive=True)
-    return artifact_paths.Location(run_folder.protocol, final).url, size
+    return artifact_paths.Location(run_folder.protocol, final).url, size, digests

@@ -19,3 +19,4 @@ MAX_MEMBERS = 500
 MAX_METRIC_NAMES = 100  # names in one metrics query
 MAX_HOST_DEVICES = 256  # GPUs one host registers
 MAX_HOST_NAME_LENGTH = 128
+MAX_CHECKSUM_FILES = 10_000  # files of one checkpoint with a recorded SHA-256

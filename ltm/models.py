@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from ltm.limits import (
     MAX_BATCH_ID_LENGTH,
     MAX_BATCH_ITEMS,
+    MAX_CHECKSUM_FILES,
     MAX_HOST_DEVICES,
     MAX_HOST_NAME_LENGTH,
     MAX_JSON_DEPTH,
@@ -399,6 +400,9 @@ class Artifact(BaseModel):
     size_bytes: int | None = None
     step: int | None = None
     tags: list[TagEvent] = Field(default_factory=list)
+    checksums: dict[str, str] | None = Field(None, description="每个文件写入时的 SHA-256；为空表示写入时没有记录")
+    corrupted_at: datetime | None = Field(None, description="发现文件与写入时不符的时间；为空表示没有发现损坏")
+    corruption: str | None = Field(None, description="已损坏：哪个文件与写入时不符")
 
 
 class RunOverview(BaseModel):
@@ -447,6 +451,7 @@ class RunOverview(BaseModel):
     trial_number: int | None = Field(None, description="在调参中的试验编号（从 0 开始）")
     rung: int | None = Field(None, description="试验的第几段（0 起）：ASHA 等剪枝器每晋升一层就从检查点续训一段")
     stop_at_step: int | None = Field(None, description="训练到这一步就保存检查点并结束，等待调参决定；为空表示训练到底")
+    environment: dict[str, Any] | None = Field(None, description="训练进程上报的环境（版本、设备类型、已安装的包）")
 
 
 class RunPage(BaseModel):
@@ -472,6 +477,9 @@ class RunUpdate(Contract):
     message: LongText | None = None
     flow_run_id: ShortText | None = None
     code_version: ShortText | None = None
+    environment: JsonObject | None = Field(
+        None, description="训练进程的环境：Python、ltm、torch、CUDA 版本，设备类型，已安装的包"
+    )
 
 
 # Logs and metrics
@@ -540,12 +548,21 @@ class MetricSeriesList(BaseModel):
 # Artifacts
 
 
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+RelativeFile = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH), AfterValidator(_no_nul)]
+
+
 class ArtifactCreate(Contract):
     type: ArtifactType
     name: Name
     path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH), AfterValidator(_no_nul)]
     size_bytes: Count | None = None
     step: Count | None = None
+    checksums: dict[RelativeFile, Sha256] | None = Field(
+        None,
+        max_length=MAX_CHECKSUM_FILES,
+        description="检查点每个文件（相对路径，/ 分隔）写入时的 SHA-256；恢复、发布和下载前据此校验",
+    )
 
 
 class ArtifactList(BaseModel):
@@ -1019,3 +1036,8 @@ class TrialUpdate(Contract):
     state: TrialState
     objective: Annotated[float, AfterValidator(_finite)] | None = None
     reason: LongText | None = Field(None, description="剪枝、失败或取消的原因；剪枝原因也写到试验最新运行的消息上")
+
+
+# ---- resume fidelity (issue 15)
+
+# ---- release manifest (issue 15)

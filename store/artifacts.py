@@ -1,14 +1,35 @@
+import json
+
 from ltm.store.db import Database, from_db_time
 from ltm.vocabulary import TagValue
 
-_COLUMNS = ("id", "run_id", "project_id", "name", "type", "path", "size_bytes", "step", "created_at")
+_COLUMNS = ("id", "run_id", "project_id", "name", "type", "path", "size_bytes", "step", "created_at", "checksums")
 
 
 def insert(db: Database, artifact: dict) -> None:
+    values = {**artifact, "checksums": _encoded(artifact.get("checksums"))}
     with db.cursor() as cur:
         cur.execute(
             f"INSERT INTO artifacts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
-            [artifact[c] for c in _COLUMNS],
+            [values[c] for c in _COLUMNS],
+        )
+
+
+def clear_corrupted(db: Database, artifact_id: str) -> None:
+    with db.writing() as cur:
+        cur.execute("UPDATE artifacts SET corrupted_at = NULL, corruption = NULL WHERE id = ?", [artifact_id])
+
+
+def _encoded(checksums: dict | None) -> str | None:
+    return None if checksums is None else json.dumps(checksums, ensure_ascii=False, sort_keys=True)
+
+
+def mark_corrupted(db: Database, artifact_id: str, corruption: str, at) -> None:
+    """The files no longer match what was written: kept as they are, marked so everyone sees it."""
+    with db.writing() as cur:
+        cur.execute(
+            "UPDATE artifacts SET corrupted_at = coalesce(corrupted_at, ?), corruption = ? WHERE id = ?",
+            [at, corruption, artifact_id],
         )
 
 
@@ -88,5 +109,7 @@ def _with_tags(db: Database, rows: list[dict]) -> list[dict]:
         )
     for row in rows:
         row["created_at"] = from_db_time(row["created_at"])
+        row["corrupted_at"] = from_db_time(row["corrupted_at"])
+        row["checksums"] = json.loads(row["checksums"]) if row["checksums"] else None
         row["tags"] = by_artifact.get(row["id"], [])
     return rows

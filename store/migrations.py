@@ -288,6 +288,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE runs ADD COLUMN stop_at_step BIGINT",
         ],
     ),
+    (
+        16,
+        [
+            # Releases one can trust: each checkpoint file's SHA-256 as written, a visible mark when the files no
+            # longer match, what each run ran on, and the release history with its frozen copies.
+            "ALTER TABLE artifacts ADD COLUMN checksums VARCHAR",
+            "ALTER TABLE artifacts ADD COLUMN corrupted_at TIMESTAMP",
+            "ALTER TABLE artifacts ADD COLUMN corruption VARCHAR",
+            "ALTER TABLE runs ADD COLUMN environment VARCHAR",
+            "ALTER TABLE projects ADD COLUMN release_approval BOOLEAN DEFAULT false",
+            """CREATE TABLE releases (
+                id VARCHAR PRIMARY KEY,
+                project_id VARCHAR NOT NULL,
+                number INTEGER NOT NULL,
+                action VARCHAR NOT NULL,
+                state VARCHAR NOT NULL,
+                artifact_id VARCHAR,
+                run_id VARCHAR,
+                run_name VARCHAR,
+                artifact_name VARCHAR,
+                step BIGINT,
+                notes VARCHAR,
+                requested_by VARCHAR NOT NULL,
+                requested_at TIMESTAMP NOT NULL,
+                decided_by VARCHAR,
+                decided_at TIMESTAMP,
+                frozen_path VARCHAR,
+                checksums VARCHAR,
+                manifest VARCHAR)""",
+        ],
+    ),
 ]
 
 

@@ -2,7 +2,7 @@ import json
 
 from ltm.store.db import Database, from_db_time
 
-_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps", "devices")
+_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps", "devices", "environment")
 _TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at", "leased_at", "released_at")
 COLUMNS = (
     "id",
@@ -45,6 +45,7 @@ COLUMNS = (
     "trial_number",
     "rung",
     "stop_at_step",
+    "environment",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

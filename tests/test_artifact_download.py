@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from flows.artifact_io import ArtifactWriter
-from ltm import ApiError, Client
+from ltm import ApiError, Client, checksums
 from tests.conftest import ApiProcess
 from tests.helpers import cli_token, unique
 
@@ -124,9 +124,10 @@ def test_a_folder_checkpoint_downloads_as_a_tar_of_its_files_and_resumes_by_rang
     assert whole.headers["content-type"] == "application/x-tar"
     assert whole.headers["content-length"] == str(len(whole.content))
     assert "step_200.ckpt.tar" in whole.headers["content-disposition"]
+    with_manifest = {**files, checksums.MANIFEST: checksums.manifest_bytes(written.checksums)}
     with tarfile.open(fileobj=io.BytesIO(whole.content)) as archive:
         assert {m.name: archive.extractfile(m).read() for m in archive.getmembers()} == {
-            f"step_200.ckpt/{name}": data for name, data in files.items()
+            f"step_200.ckpt/{name}": data for name, data in with_manifest.items()
         }
     assert [p.status_code for p in pieces] == [206, 206, 206]
     assert b"".join(p.content for p in pieces) == whole.content

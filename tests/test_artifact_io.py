@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 
@@ -5,8 +6,9 @@ import fsspec
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ltm import checksums
 from ltm.artifact_paths import locate
-from ltm.flows.artifact_io import ArtifactWriter, TensorBoardWriter, read_checkpoint
+from ltm.flows.artifact_io import ArtifactWriter, CorruptCheckpoint, TensorBoardWriter, read_checkpoint
 from ltm.trainers import TrainerConfig
 from ltm.trainers.simulated import SimulatedTrainer
 
@@ -21,19 +23,44 @@ def test_checkpoint_round_trip_with_real_size(tmp_path):
 
     assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt")
     assert written.size_bytes == sum(os.path.getsize(os.path.join(written.path, f)) for f in files) > 0
-    assert read_checkpoint(locate(written.path)) == files
+    assert read_checkpoint(locate(written.path), written.checksums) == files
     assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt"]
 
     restored = SimulatedTrainer(TrainerConfig("Qwen2-7B", "news", "文本摘要", {"steps_per_epoch": 10}, {}))
-    restored.restore_files(read_checkpoint(locate(written.path)))
+    restored.restore_files(read_checkpoint(locate(written.path), written.checksums))
     assert restored.state_dict() == trainer.state_dict()
+
+
+def test_a_checkpoint_is_hashed_as_it_is_written_and_a_flipped_byte_is_refused(tmp_path):
+    files = {"state.json": b'{"step": 3}', "weights.bin": bytes(range(256))}
+
+    written = ArtifactWriter(str(tmp_path), "p", "r").write_checkpoint("step-3", files)
+
+    expected = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    assert written.checksums == expected
+    manifest = json.loads((tmp_path / "p" / "r" / "step-3.ckpt" / checksums.MANIFEST).read_text())
+    assert manifest == {"algorithm": "sha256", "files": expected}
+    assert written.size_bytes == sum(len(data) for data in files.values())  # the manifest is not the checkpoint's
+    assert read_checkpoint(locate(written.path), written.checksums) == files
+
+    weights = tmp_path / "p" / "r" / "step-3.ckpt" / "weights.bin"
+    flipped = bytearray(weights.read_bytes())
+    flipped[100] ^= 0x01
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(CorruptCheckpoint, match="weights.bin 的 SHA-256 与写入时不同"):
+        read_checkpoint(locate(written.path), written.checksums)
+    assert read_checkpoint(locate(written.path), None)["weights.bin"] == bytes(flipped)  # no record, no check
+
+    weights.unlink()
+    with pytest.raises(CorruptCheckpoint, match="文件 weights.bin 不见了"):
+        read_checkpoint(locate(written.path), written.checksums)
 
 
 def test_checkpoint_overwrite_replaces_content(tmp_path):
     writer = ArtifactWriter(f"file://{tmp_path}", "p", "r")
     writer.write_checkpoint("latest", {"a.bin": b"1", "old.bin": b"x"})
     written = writer.write_checkpoint("latest.ckpt", {"a.bin": "第二次".encode()})
-    assert read_checkpoint(locate(written.path)) == {"a.bin": "第二次".encode()}
+    assert read_checkpoint(locate(written.path), written.checksums) == {"a.bin": "第二次".encode()}
 
 
 def test_non_local_root_returns_url():
@@ -43,7 +70,7 @@ def test_non_local_root_returns_url():
         assert written.path.startswith("memory://")
         assert written.path.endswith("/artifact-io-test/p/r/c.ckpt")
         assert written.size_bytes == 11
-        assert read_checkpoint(locate(written.path)) == {"state.json": b'{"step": 3}'}
+        assert read_checkpoint(locate(written.path), written.checksums) == {"state.json": b'{"step": 3}'}
         assert writer.tensorboard_dir.endswith("/artifact-io-test/p/r/tensorboard")
     finally:
         fsspec.filesystem("memory").rm("/artifact-io-test", recursive=True)

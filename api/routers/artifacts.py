@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ltm import artifact_paths
-from ltm.api import artifact_files, download_links, examples
+from ltm.api import artifact_files, download_links, examples, integrity
 from ltm.api.auth import Actor, Caller, actor, record_intervention, require_owner, require_project_member
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, not_found, responses, unprocessable
@@ -101,6 +101,7 @@ def register_artifact(db: Db, runs: Runs, settings: CurrentSettings, caller: Cal
 )
 def tag_artifact(
     db: Db,
+    settings: CurrentSettings,
     caller: Caller,
     project: ProjectRow,
     run: RunRow,
@@ -112,6 +113,7 @@ def tag_artifact(
         raise unprocessable(f"工件 {artifact_id} 的类型是 {artifact['type']}，只能为检查点打标签")
     if body.tag == TagValue.RELEASE:
         require_owner(caller, project, "标记发布")
+        integrity.verify(db, settings.artifact_root_url, artifact)
     else:
         require_project_member(db, caller, project, "打标签")
     superseded = None
@@ -139,6 +141,19 @@ def _superseded(db, project_id: str, artifact: dict, run: dict, replaces: str | 
         now = f"{current['run_name']} 的 {current['artifact_name']}（{current_id}）" if current else "没有当前发布"
         raise conflict(f"replaces：确认要取代的是 {replaces}，但项目的当前发布已是 {now}；请刷新后重新确认")
     return current if current and current_id != artifact["id"] else None
+
+
+@router.post(
+    ARTIFACTS + "/{artifact_id}/verify",
+    response_model=Artifact,
+    summary="校验检查点文件",
+    description="把检查点的每个文件与写入时记录的 SHA-256 比较。一致时答复工件（曾标记为已损坏的会去掉标记）；"
+    "不一致时 409 写明哪个文件不同，并把检查点标记为已损坏（corrupted_at、corruption），文件保持原样不删除；"
+    "文件已不存在时 410。恢复、标记发布和下载之前都会自动做同样的校验。",
+    responses={410: {"model": ErrorBody, "description": "检查点的文件已不存在"}, **responses(404, 409, 422, 503)},
+)
+def verify_artifact(db: Db, settings: CurrentSettings, run: RunRow, artifact_id: str):
+    return integrity.verify(db, settings.artifact_root_url, _artifact_of(db, run, artifact_id))
 
 
 @router.get(
@@ -256,6 +271,8 @@ def download_artifact(
             headers={**headers, "Content-Range": f"bytes */{size}"},
         )
     first, last = wanted or (0, size - 1)
+    if first == 0:  # a download starts: its bytes must be the ones written; a resumed one continues what was checked
+        integrity.verify(db, root, artifact)
     if wanted:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     headers["Content-Length"] = str(last - first + 1 if size else 0)
