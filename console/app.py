@@ -24,6 +24,7 @@ pages = [
     st.Page(links.PROJECTS_PAGE, title="项目", icon=":material/folder:", url_path="projects"),
     st.Page(links.PROJECT_PAGE, title="项目详情", icon=":material/folder_open:", url_path="project"),
     st.Page(links.RUN_PAGE, title="运行详情", icon=":material/model_training:", url_path="run"),
+    st.Page(links.SWEEP_PAGE, title="调参", icon=":material/tune:", url_path="sweep"),
     st.Page(links.COMPARE_PAGE, title="对比", icon=":material/compare:", url_path="compare"),
     st.Page(links.RESOURCES_PAGE, title="资源", icon=":material/memory:", url_path="resources"),
 ]

@@ -21,7 +21,11 @@ def header(project: Project) -> None:
         if call(Client.update_project, project.id, status="未归档" if archived else "已归档"):
             ui.flash("success", "项目已恢复" if archived else "项目已归档")
             st.rerun()
-    links.page_link(links.to_projects())
+    back, sweeps, _ = st.columns([1, 1, 4])
+    with back:
+        links.page_link(links.to_projects())
+    with sweeps:
+        links.page_link(links.to_sweeps(project.id, "调参（超参数搜索）"))
 
 
 def overview(project: Project) -> None:

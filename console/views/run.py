@@ -17,6 +17,7 @@ def header(run: Run, project: Project) -> None:
         f" · 优先级 {run.priority} · 创建者 {run.created_by or ui.EMPTY}"
         + (f" · 脚本 `{run.entrypoint}` · 代码版本 {run.code_version or ui.EMPTY}" if run.entrypoint else "")
     )
+    sweep_line(run)
     targets = [links.to_projects()]
     if run.parent_run_id:
         targets.append(links.to_compare(run.project_id, [run.parent_run_id, run.id], "与父运行对比"))
@@ -28,6 +29,16 @@ def header(run: Run, project: Project) -> None:
         columns[-1].link_button(
             "在 Prefect 中查看", links.prefect_flow_run_url(run.flow_run_id), icon=":material/open_in_new:"
         )
+
+
+def sweep_line(run: Run) -> None:
+    """Which trial of which sweep this run trains, with the way to the sweep."""
+    if not run.sweep_id:
+        return
+    sweep = call(Client.get_sweep, run.project_id, run.sweep_id)
+    stop = f"，训练到第 {run.stop_at_step} 步后由调参决定剪枝或晋升" if run.stop_at_step else ""
+    label = f"调参 {sweep.name if sweep else run.sweep_id} 的试验 {run.trial_number}（第 {run.rung} 层{stop}）"
+    links.page_link(links.to_sweep(run.project_id, run.sweep_id, label))
 
 
 def lineage(run: Run) -> None:
