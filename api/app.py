@@ -11,14 +11,18 @@ from ltm.api.group_commit import GroupCommit
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
 from ltm.api.origin_guard import OriginGuard
+from ltm.api.release_service import ReleaseService
 from ltm.api.routers import (
     access,
     admin,
     artifacts,
     deletion,
+    fidelity,
     logs,
+    manifests,
     metrics,
     projects,
+    releases,
     resources,
     retention,
     runs,
@@ -46,6 +50,10 @@ async def _reconcile_forever(service: RunService, sweeps: SweepService, every: f
             await asyncio.to_thread(sweeps.restart_dead_controllers)
         except LauncherUnavailable as exc:
             log.warning("暂时无法与编排服务同步运行状态：%s", exc)
+        except RuntimeError as exc:
+            if "after shutdown" in str(exc):
+                return  # the interpreter is exiting (an embedded API at exit): no more worker threads
+            log.exception("与编排服务同步运行状态失败")
         except Exception:
             log.exception("与编排服务同步运行状态失败")
 
@@ -78,6 +86,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
         app.state.sweeps = SweepService(app.state.runs)
+        app.state.releases = ReleaseService(db, settings.artifact_root_url)
         app.state.group_commit = GroupCommit(
             db, frozenset(status.value for status in TERMINAL_RUN_STATUSES), queued_rows=settings.ingest_queue_rows
         )
@@ -105,10 +114,13 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
     routers = (
         projects,
         runs,
+        fidelity,
         sweeps,
         logs,
         metrics,
         artifacts,
+        manifests,
+        releases,
         trainers,
         resources,
         retention,

@@ -12,6 +12,7 @@ from ltm.api.errors import Refusal, conflict, not_found
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.models import RunStatus, SweepStatus
 from ltm.store import lifecycle as lifecycle_store
+from ltm.store import releases as release_store
 from ltm.store import runs as run_store
 from ltm.store import sweeps as sweep_store
 
@@ -167,6 +168,12 @@ def _project_blockers(db, project_id: str, planned_run_ids: list[str]) -> None:
     active = lifecycle_store.active_runs(db, project_id)
     if active:
         raise conflict(f"项目 {project_id} 还有进行中的运行：{_described(active)}，请先取消或等待其结束再删除")
+    released = release_store.current(db, project_id)
+    if released:
+        raise conflict(
+            f"项目 {project_id} 有当前发布（#{released['number']} {released['run_name']} 的 "
+            f"{released['artifact_name']}），发布的文件受保护：请先由管理员撤销发布再删除项目"
+        )
     sweeps = [s for s in sweep_store.list_for_project(db, project_id) if s["status"] == SweepStatus.RUNNING.value]
     if sweeps:
         names = "、".join(f"{s['name']}（{s['id']}）" for s in sweeps)
@@ -222,4 +229,4 @@ def delete_project(db, files: ArtifactFiles, project_id: str, run_ids: list[str]
         lambda: _project_blockers(db, project_id, run_ids),
         lambda: lifecycle_store.delete_project(db, project_id, run_ids),
     )
-    report["notes"] = files.remove_folder(project_id)
+    report["notes"] = files.remove_folder(project_id) + files.remove_folder(artifact_paths.RELEASES_FOLDER, project_id)

@@ -71,6 +71,7 @@ _DOCUMENTED = {
     403: (ErrorBody, "令牌有效，但其角色或项目成员身份不允许这个操作"),
     404: (ErrorBody, "项目、运行或工件不存在（格式不对的 ID 同样按不存在处理）"),
     409: (ErrorBody, "与当前状态冲突，例如项目名称已存在、运行已结束或项目已归档"),
+    410: (ErrorBody, "工件已登记，但它的文件已不存在"),
     413: (ErrorBody, "请求体过大：日志与指标批量写入上限 16 MiB，其余请求上限 1 MiB"),
     415: (ErrorBody, "请求体不是 JSON（Content-Type 应为 application/json）"),
     422: (ValidationErrorBody, "请求参数有误：detail 与 errors 指出出错的字段"),

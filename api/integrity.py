@@ -56,5 +56,7 @@ def _found(root_url: str, artifact: dict) -> dict[str, str]:
         raise conflict(f"{name} 的文件不在它所属运行的目录中，无法校验：{exc}") from None
     except FileNotFoundError:
         raise Refusal(410, f"{name} 的文件已不存在（{artifact['path']}）：可能已被删除或被保留策略清理") from None
+    except (ImportError, ValueError) as exc:  # no fsspec backend for the scheme in this process
+        raise conflict(f"API 进程无法读取{name}所在的存储，无法校验：{exc}") from None
     except OSError as exc:
         raise Refusal(503, f"暂时无法读取{name}的存储：{exc}") from None

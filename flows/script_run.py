@@ -25,6 +25,7 @@ from prefect.states import Cancelled
 
 from ltm import artifact_paths, checksums, core
 from ltm.client import ApiError, Client
+from ltm.environment import describe as describe_environment
 from ltm.flows.artifact_io import ArtifactWriter
 from ltm.flows.credentials import forget
 from ltm.flows.prefect_state import flow_run_is_cancelling
@@ -192,6 +193,7 @@ class ScriptRun:
             flow_run_id=flow_run_id,
             current_step=start_step,
             code_version=self.code_version,
+            environment=describe_environment(self.run.devices, self.run.resources.get("gpu_type")),
         )
         where = f"从第 {start_step} 步的检查点恢复" if self.resume else "从头开始"
         self.reporter.log(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ltm import artifact_paths
 from ltm.client import Client
+from ltm.environment import describe as describe_environment
 from ltm.flows.artifact_io import ArtifactWriter, CorruptCheckpoint, TensorBoardWriter, read_checkpoint
 from ltm.flows.signals import sigterm_deferred
 from ltm.gpu_telemetry import DeviceTelemetry
@@ -76,6 +77,7 @@ class TrainingSession:
             total_steps=self.trainer.total_steps,
             current_step=self.trainer.step,
             progress=self.trainer.step / self.trainer.total_steps,
+            environment=describe_environment(self.run.devices, self.run.resources.get("gpu_type")),
         )
         where = f"从第 {self.trainer.step} 步恢复" if self.run.resumed_from else "从头开始"
         self.reporter.log(f"训练开始（{where}），共 {self.trainer.total_steps} 步，进程 {os.getpid()}")

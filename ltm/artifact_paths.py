@@ -14,6 +14,7 @@ from fsspec.core import split_protocol
 
 _LOCAL_PROTOCOLS = (None, "file", "local")
 _GLOB_CHARACTERS = "*?["
+RELEASES_FOLDER = "releases"
 
 
 class OutsideRunFolder(ValueError):
@@ -71,6 +72,13 @@ def run_folder(root_url: str, project_id: str, run_id: str) -> Location:
     """Where flows.artifact_io.ArtifactWriter puts a run's files: <root>/<project>/<run>."""
     root = locate(root_url)
     return Location(root.protocol, posixpath.join(root.path, project_id, run_id))
+
+
+def release_folder(root_url: str, project_id: str, release_id: str) -> Location:
+    """Where a release's frozen copy lives: <root>/releases/<project>/<release>, outside every run's folder, so
+    deleting runs, retention and deleting a project's run folders never reach it."""
+    root = locate(root_url)
+    return Location(root.protocol, posixpath.join(root.path, RELEASES_FOLDER, project_id, release_id))
 
 
 def checked(url: str, root_url: str, project_id: str, run_id: str) -> Location:

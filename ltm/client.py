@@ -190,6 +190,11 @@ class Client:
             source_artifact_id=source_artifact_id,
         )
 
+    def resume_fidelity(self, project_id: str, run_id: str) -> models.ResumeFidelity:
+        """A resumed run compared with its parent at every step both trained after the checkpoint: 一致, 不一致 (the
+        first differing point), 无重叠, 不是恢复的运行 or 原运行已删除, with the environment facts that differ."""
+        return self._get(models.ResumeFidelity, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/fidelity")
+
     def report(self, project_id: str, run_id: str, **values: Any) -> models.Run:
         body = models.RunUpdate(**values).model_dump(mode="json", exclude_unset=True)
         return self._send("PATCH", models.Run, f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}", body)
@@ -350,6 +355,12 @@ class Client:
         checkpoint marked 已损坏) when they differ."""
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/verify"
         return self._send("POST", models.Artifact, path)
+
+    def checkpoint_manifest(self, project_id: str, run_id: str, artifact_id: str) -> models.CheckpointManifest:
+        """What a checkpoint is and what produced it: its files' SHA-256, the run, its lineage, the dataset
+        fingerprint, the environment and the final evaluation metrics (ApiError 422 for another kind of artifact)."""
+        path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/{_segment(artifact_id)}/manifest"
+        return self._get(models.CheckpointManifest, path)
 
     def tag_artifact(
         self,

@@ -9,6 +9,7 @@ PREFIXES = {
     "config": "cfg",
     "token": "tok",
     "sweep": "sweep",
+    "release": "rel",
 }
 
 

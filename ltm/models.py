@@ -35,6 +35,8 @@ from ltm.vocabulary import (
     LogLevel,
     ProjectStatus,
     Pruner,
+    ReleaseAction,
+    ReleaseState,
     Role,
     RunStatus,
     Sampler,
@@ -59,6 +61,8 @@ __all__ = [
     "LogLevel",
     "ProjectStatus",
     "Pruner",
+    "ReleaseAction",
+    "ReleaseState",
     "Role",
     "RunStatus",
     "Sampler",
@@ -221,6 +225,7 @@ class ProjectCreate(Contract):
         Visibility.TEAM, description="团队可见：所有令牌可读；私有：只有负责人、项目成员和管理员可见"
     )
     default_priority: Priority = Field(0, description="项目中运行的默认优先级（-100–100，越大越先分配 GPU）")
+    release_approval: bool = Field(False, description="发布须经第二人批准（申请后为待批准，另一位成员批准后才生效）")
 
 
 class ProjectUpdate(Contract):
@@ -238,6 +243,9 @@ class ProjectUpdate(Contract):
     )
     visibility: Visibility = Field(None, description="团队可见 或 私有（只有负责人和管理员可以修改）；省略表示不变")
     default_priority: Priority = Field(None, description="运行的默认优先级（-100–100）；省略表示不变")
+    release_approval: bool = Field(
+        None, description="发布是否须经第二人批准（只有负责人或管理员可以修改）；省略表示不变"
+    )
 
 
 class FieldChange(BaseModel):
@@ -291,6 +299,7 @@ class Project(BaseModel):
     default_trainer: str | None = None
     visibility: Visibility = Visibility.TEAM
     default_priority: int = 0
+    release_approval: bool = False
     version: int
     run_count: int
     runs: list[RunSummary]
@@ -579,23 +588,56 @@ class TagRequest(Contract):
 
 
 class Release(BaseModel):
-    """One 发布 tag event of a project's checkpoint."""
+    """One move of a project's current release: a checkpoint released (发布) or an earlier release restored (回滚)."""
 
+    id: str
+    number: int = Field(description="项目内的发布序号，从 1 起")
+    action: ReleaseAction
+    state: ReleaseState
     artifact_id: str
     artifact_name: str
     step: int | None = None
     run_id: str
     run_name: str | None = None
-    tagged_by: str | None = None
-    tagged_at: datetime
+    tagged_by: str | None = Field(None, description="申请（或直接完成）这次发布的人")
+    tagged_at: datetime = Field(description="申请的时间")
     notes: str | None = None
+    decided_by: str | None = Field(None, description="批准或拒绝的人（项目要求第二人批准时）")
+    decided_at: datetime | None = None
+    decision_notes: str | None = None
+    withdrawn_by: str | None = Field(None, description="撤销这次发布的管理员")
+    withdrawn_at: datetime | None = None
+    frozen: bool = Field(False, description="文件已冻结复制到发布目录：删除运行、保留策略与压缩都不会碰到它")
+    frozen_note: str | None = Field(None, description="没有冻结副本时的原因（例如 API 读不到手工登记的检查点文件）")
+    checksums: dict[str, str] | None = Field(None, description="冻结副本每个文件的 SHA-256")
     latest_tag: TagValue | None = Field(None, description="这个检查点现在的最新标签")
 
 
 class ProjectReleases(BaseModel):
     project_id: str
-    current: Release | None = Field(description="当前发布：最近一次被标记发布、且最新标签仍是发布的检查点")
-    history: list[Release] = Field(description="项目全部发布事件，最新的在前")
+    approval_required: bool = Field(False, description="发布是否须经第二人批准")
+    current: Release | None = Field(description="当前发布（状态为生效的那一次）；没有时为空")
+    pending: list[Release] = Field(default_factory=list, description="等待批准的发布申请")
+    history: list[Release] = Field(description="项目全部发布与回滚，最新的在前")
+
+
+class ReleaseRequest(Contract):
+    artifact_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    notes: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH)] | None = None
+    replaces: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="调用者确认要取代的当前发布检查点 ID；当前发布已不是它时 409"
+    )
+
+
+class RollbackRequest(Contract):
+    release_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="要恢复为当前发布的那一次较早的发布"
+    )
+    notes: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH)] | None = None
+
+
+class ReleaseDecision(Contract):
+    notes: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH)] | None = None
 
 
 class DownloadLink(BaseModel):
@@ -1040,4 +1082,156 @@ class TrialUpdate(Contract):
 
 # ---- resume fidelity (issue 15)
 
+FIDELITY_STATUSES = ("一致", "不一致", "无重叠", "不是恢复的运行", "原运行已删除")
+
+
+class FidelityDifference(BaseModel):
+    metric: str
+    step: int = Field(description="这个指标第一个不同的步")
+    parent_value: float = Field(description="原运行在这一步的值")
+    run_value: float = Field(description="恢复的运行在这一步的值")
+    absolute_difference: float = Field(description="恢复的运行减去原运行")
+    relative_difference: float | None = Field(None, description="差值除以原运行值的绝对值；原运行值为 0 时为空")
+
+
+class EnvironmentDifference(BaseModel):
+    key: str = Field(description="环境中的项，例如 torch、cuda、device_type；packages 为已安装的包")
+    parent: Any = Field(None, description="原运行的值；packages 为前几个不同的包及其版本（没有该包为 null）")
+    run: Any = Field(None, description="恢复的运行的值")
+    summary: str = Field(description="例如 torch 2.13.0 → 2.14.1，或 3 个包版本不同：…")
+
+
+class ResumeFidelity(BaseModel):
+    """A resumed run compared with its parent at every step both trained after the checkpoint, from the store."""
+
+    run_id: str
+    parent_run_id: str | None = None
+    resumed_from: str | None = None
+    start_step: int = Field(0, description="检查点的步数：只比较这一步之后的步")
+    status: Annotated[str, Field(json_schema_extra={"enum": list(FIDELITY_STATUSES)})] = Field(
+        description="一致、不一致、无重叠（原运行没有训练到检查点之后，或没有共同的指标）、不是恢复的运行、原运行已删除"
+    )
+    summary: str = Field(description="一句话结论，例如 与原运行逐步一致（第 11–20 步）")
+    first_step: int | None = Field(None, description="比较的第一步")
+    last_step: int | None = Field(None, description="比较的最后一步（两个运行都有指标的最后一步）")
+    points_compared: int = Field(0, description="比较的指标点数")
+    metrics_compared: list[str] = Field(default_factory=list)
+    metrics_skipped: list[str] = Field(
+        default_factory=list, description="不比较的指标：GPU 监控（gpu/…）与吞吐（…_per_second）衡量机器而非模型"
+    )
+    first_difference: FidelityDifference | None = Field(None, description="最早的不同：步数最小，同一步按指标名")
+    differences: list[FidelityDifference] = Field(default_factory=list, description="每个不同的指标第一个不同的点")
+    environment_compared: bool = Field(False, description="两个运行都上报了环境")
+    environment_differences: list[EnvironmentDifference] = Field(default_factory=list)
+    run_active: bool = Field(False, description="恢复的运行仍在进行：结论只针对至今已有的步")
+
+
 # ---- release manifest (issue 15)
+
+
+class ManifestCheckpoint(BaseModel):
+    id: str
+    name: str
+    step: int | None = None
+    path: str
+    size_bytes: int | None = None
+    created_at: datetime
+    checksums: dict[str, str] | None = Field(None, description="每个文件写入时记录的 SHA-256；为空表示写入时没有记录")
+    corrupted_at: datetime | None = Field(None, description="发现文件与写入时不符的时间；为空表示没有发现损坏")
+    corruption: str | None = None
+
+
+class ManifestRun(BaseModel):
+    id: str
+    name: str
+    status: RunStatus
+    model: str
+    dataset: str
+    trainer: str | None = None
+    entrypoint: str | None = Field(None, description="脚本运行的命令行；训练器运行为空")
+    source: str | None = None
+    processes: int | None = None
+    hyperparameters: dict[str, Any]
+    resources: dict[str, Any]
+    code_version: str | None = Field(None, description="脚本代码的版本；训练器运行为空")
+    environment: dict[str, Any] | None = Field(None, description="训练进程开始时上报的环境；为空表示没有上报")
+    start_step: int = 0
+    current_step: int = 0
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class ResumedCheckpoint(BaseModel):
+    """The checkpoint a run was resumed from."""
+
+    id: str
+    name: str | None = None
+    step: int | None = None
+    missing: bool = Field(False, description="检查点已被删除：名称不再可知，步数取自续训运行的起始步")
+
+
+class LineageRun(BaseModel):
+    run_id: str
+    missing: bool = Field(False, description="运行已被删除：其余字段为空，谱系在此中断")
+    name: str | None = None
+    status: RunStatus | None = None
+    model: str | None = None
+    dataset: str | None = None
+    trainer: str | None = None
+    start_step: int | None = None
+    current_step: int | None = None
+    code_version: str | None = None
+    resumed_from: ResumedCheckpoint | None = Field(None, description="这个运行从上一个运行的哪个检查点续训")
+
+
+class DatasetName(BaseModel):
+    kind: str = Field(pattern=r"^name$", description="name：数据集只是一个名称，由训练器解释，没有文件可计算哈希")
+    name: str
+
+
+class DatasetFile(BaseModel):
+    path: str = Field(description="相对数据集的路径；单个文件为文件名")
+    size_bytes: int
+    sha256: str | None = Field(None, description="为空：超出哈希上限，没有计算")
+
+
+class DatasetFiles(BaseModel):
+    kind: str = Field(pattern=r"^files$", description="files：数据集根目录下的文件或文件夹")
+    dataset: str
+    location: str = Field(description="解析后的位置（与训练时读取的相同）")
+    files: list[DatasetFile]
+    file_count: int
+    total_bytes: int
+    hashed_bytes: int
+    sha256: str | None = Field(
+        None,
+        description="合并哈希：按路径排序、每个文件一行“<sha256>  <相对路径>”的文本的 SHA-256；有文件未计算时为空",
+    )
+    complete: bool = Field(description="每个文件都计算了 SHA-256")
+    note: str | None = None
+
+
+class DatasetUnavailable(BaseModel):
+    kind: str = Field(pattern=r"^unavailable$", description="unavailable：数据集路径无法读取，reason 说明原因")
+    dataset: str
+    reason: str
+
+
+class FinalMetrics(BaseModel):
+    step: int | None = Field(None, description="取值截止的步数（检查点所在步）；为空表示取运行最后记录的值")
+    values: dict[str, float]
+    objective: str | None = Field(None, description="运行所属调参的目标指标")
+    rule: str = Field(description="选取了哪些指标、取哪一步的值")
+
+
+class CheckpointManifest(BaseModel):
+    """What a checkpoint is and what produced it: the document a release keeps and `…/manifest` answers."""
+
+    created_at: datetime = Field(description="生成清单的时间")
+    ltm_version: str = Field(description="生成清单的 ltm 版本")
+    project_id: str
+    checkpoint: ManifestCheckpoint
+    run: ManifestRun
+    lineage: list[LineageRun] = Field(description="本运行在前，依次是它的上一个运行，直到第一个运行")
+    dataset: DatasetName | DatasetFiles | DatasetUnavailable = Field(description="数据集指纹")
+    final_metrics: FinalMetrics

@@ -85,6 +85,22 @@ class Role(Word):
 USER_ROLES = (Role.VIEWER, Role.MEMBER, Role.ADMIN)  # the ones a person's token can have, in rising rank
 
 
+class ReleaseAction(Word):
+    RELEASE = "发布"
+    ROLLBACK = "回滚"
+
+
+class ReleaseState(Word):
+    """A release request: waiting for a second person (待批准), the project's current release (生效), moved away
+    from (已被取代), refused (已拒绝), or taken back by an admin (已撤销)."""
+
+    PENDING = "待批准"
+    CURRENT = "生效"
+    SUPERSEDED = "已被取代"
+    REJECTED = "已拒绝"
+    WITHDRAWN = "已撤销"
+
+
 class SweepStatus(Word):
     RUNNING = "运行中"
     COMPLETED = "已完成"
@@ -204,6 +220,10 @@ FIELD_LABELS = {
     "memory_mb": "显存（MB）",
     "group_by": "分组方式",
     "body": "请求体",
+    "release_approval": "发布须经批准",
+    "artifact_id": "检查点 ID",
+    "release_id": "发布 ID",
+    "replaces": "确认取代的发布",
     "template": "运行模板",
     "space": "搜索空间",
     "low": "下限",

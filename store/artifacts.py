@@ -55,11 +55,16 @@ def add_tag(db: Database, artifact_id: str, value: str, notes: str | None, at, a
 def add_tags(db: Database, tags: list[tuple[str, str, str | None]], at, applied_by: str) -> None:
     """(artifact id, value, notes) events, all or none, in this order."""
     with db.writing(transaction=True) as cur:
-        for artifact_id, value, notes in tags:
-            cur.execute(
-                "INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
-                [artifact_id, value, notes, at, applied_by],
-            )
+        insert_tags(cur, tags, at, applied_by)
+
+
+def insert_tags(cur, tags: list[tuple[str, str, str | None]], at, applied_by: str) -> None:
+    """Inside the caller's transaction."""
+    for artifact_id, value, notes in tags:
+        cur.execute(
+            "INSERT INTO artifact_tags (artifact_id, value, notes, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)",
+            [artifact_id, value, notes, at, applied_by],
+        )
 
 
 def release_events(db: Database, project_id: str) -> list[dict]:

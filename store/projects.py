@@ -37,6 +37,7 @@ def _snapshot(project: dict) -> dict:
         "default_trainer",
         "visibility",
         "default_priority",
+        "release_approval",
         "archived",
     )
     return {k: project[k] for k in keys}
@@ -48,7 +49,7 @@ def insert(db: Database, project: dict) -> None:
         cur.execute(
             "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
             "default_hyperparameters, archived, version, created_at, updated_at, default_trainer, visibility, "
-            "default_priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "default_priority, release_approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 project["id"],
                 project["name"],
@@ -66,6 +67,7 @@ def insert(db: Database, project: dict) -> None:
                 project["default_trainer"],
                 project["visibility"],
                 project.get("default_priority") or 0,
+                bool(project.get("release_approval")),
             ],
         )
         changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
@@ -148,6 +150,7 @@ UPDATABLE_COLUMNS = frozenset(
         "default_trainer",
         "visibility",
         "default_priority",
+        "release_approval",
         "archived",
     }
 )

@@ -56,7 +56,7 @@ def _encode(values: dict) -> dict:
 
 def decode(row: dict) -> dict:
     for key in _JSON_COLUMNS:
-        row[key] = json.loads(row[key])
+        row[key] = None if row[key] is None else json.loads(row[key])  # environment is NULL on older runs
     for key in _TIME_COLUMNS:
         row[key] = from_db_time(row[key])
     return row

@@ -178,8 +178,10 @@ def test_tag_history_is_append_only(shared_http, run):
     assert tags[0] == first.json()["tags"][0]
     assert listed(shared_http, run)[0]["tags"] == tags
 
-    third = tag(shared_http, run, ckpt["id"], tag="候选", notes="再次评估").json()["tags"]
-    assert [t["value"] for t in third] == ["候选", "发布", "候选"]
+    refused = tag(shared_http, run, ckpt["id"], tag="候选", notes="再次评估")
+    assert refused.status_code == 409 and "当前发布" in refused.json()["detail"]  # un-releasing is 归档, by an admin
+    third = tag(shared_http, run, ckpt["id"], tag="归档", notes="再次评估").json()["tags"]
+    assert [t["value"] for t in third] == ["候选", "发布", "归档"]
     assert third[:2] == tags
 
 

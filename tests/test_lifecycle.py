@@ -417,6 +417,12 @@ def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(
     assert all(c["path"].is_dir() for c in ckpts) and sdk.get_project(project_id).run_count == 2
 
     sdk.report(project_id, running, status="已完成")
+    with pytest.raises(ApiError) as released:
+        sdk.delete_project(project_id, dry_run=False)
+    assert released.value.status_code == 409 and "当前发布" in released.value.detail
+    frozen = root / "releases" / project_id
+    assert frozen.is_dir()
+    sdk.tag_artifact(project_id, done, ckpts[0]["id"], "归档", notes="项目下线")  # an admin withdraws the release
     preview = sdk.delete_project(project_id)
     assert (preview.dry_run, preview.deleted) == (True, False)
     assert [run.id for run in preview.runs] == [done, running]
@@ -428,7 +434,7 @@ def test_deleting_a_project_refuses_active_runs_then_removes_everything_it_owns(
     assert freed.deleted is True and freed.model_dump(exclude={"dry_run", "deleted"}) == preview.model_dump(
         exclude={"dry_run", "deleted"}
     )
-    assert not (root / project_id).exists()
+    assert not (root / project_id).exists() and not frozen.exists()
     assert status_of(lambda: sdk.get_project(project_id)) == 404
     assert status_of(lambda: sdk.get_run(project_id, done)) == 404
     assert status_of(lambda: sdk.delete_project(project_id)) == 404

@@ -12,6 +12,7 @@ from ltm.api.auth import Actor, Caller, actor, record_intervention, require_owne
 from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, not_found, responses, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
+from ltm.api.routers.releases import Releases
 from ltm.api.visibility import can_see
 from ltm.ids import new_id
 from ltm.models import (
@@ -20,13 +21,14 @@ from ltm.models import (
     ArtifactList,
     ArtifactType,
     DownloadLinks,
-    ProjectReleases,
+    ReleaseState,
     TagRequest,
     TagValue,
 )
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import projects as project_store
+from ltm.store import releases as release_store
 from ltm.store import runs as run_store
 from ltm.store import utc_now
 
@@ -37,11 +39,13 @@ download_router = APIRouter(tags=["工件"])
 
 TAG_DESCRIPTION = (
     "为检查点追加一条标签事件（候选、发布或归档），记录操作人（applied_by）、时间和备注；历史只增不改。\n\n"
-    "**一个项目只有一个当前发布**：当前发布是最近一次被标记“发布”、且最新标签仍是“发布”的检查点。"
-    "把另一个检查点标记为“发布”时，原来的当前发布会在同一事务中自动追加一条“归档”标签，"
-    "操作人与本次相同，备注为“被 <运行名> 的 <检查点名> 取代”。"
+    "**一个项目只有一个当前发布**：标记“发布”就是发布这个检查点（与 POST /projects/{project_id}/releases 相同）："
+    "先与写入时的 SHA-256 比较（不一致时 409 并标记为已损坏），再冻结复制到发布目录；原来的当前发布在同一事务中"
+    "自动追加一条“归档”标签，操作人与本次相同，备注为“被 <运行名> 的 <检查点名> 取代”。"
     "可选字段 replaces 填写调用者确认要取代的当前发布检查点 ID："
-    "当前发布已不是它（例如有人刚刚发布了别的检查点）时返回 409，不做任何修改。标记发布需要项目负责人或管理员。"
+    "当前发布已不是它（例如有人刚刚发布了别的检查点）时返回 409，不做任何修改。标记发布需要项目负责人或管理员；"
+    "项目要求第二人批准时返回 202，发布申请待另一位成员批准。把当前发布标记为“归档”即撤销发布，只有管理员可以操作；"
+    "当前发布不能改标为“候选”。"
 )
 
 
@@ -97,11 +101,14 @@ def register_artifact(db: Db, runs: Runs, settings: CurrentSettings, caller: Cal
     response_model=Artifact,
     summary="为工件打标签",
     description=TAG_DESCRIPTION,
-    responses=responses(404, 409, *BODY_ERRORS),
+    responses={
+        202: {"model": Artifact, "description": "项目要求第二人批准：已提交发布申请，批准后检查点才标记为发布"},
+        **responses(404, 409, 410, *BODY_ERRORS, 503),
+    },
 )
 def tag_artifact(
     db: Db,
-    settings: CurrentSettings,
+    releases: Releases,
     caller: Caller,
     project: ProjectRow,
     run: RunRow,
@@ -113,34 +120,25 @@ def tag_artifact(
         raise unprocessable(f"工件 {artifact_id} 的类型是 {artifact['type']}，只能为检查点打标签")
     if body.tag == TagValue.RELEASE:
         require_owner(caller, project, "标记发布")
-        integrity.verify(db, settings.artifact_root_url, artifact)
-    else:
-        require_project_member(db, caller, project, "打标签")
-    superseded = None
-    with db.writing():
-        events = [(artifact_id, body.tag.value, body.notes)]
-        if body.tag == TagValue.RELEASE:
-            superseded = _superseded(db, project["id"], artifact, run, body.replaces)
-            if superseded:
-                note = f"被 {run['name']} 的 {artifact['name']} 取代"
-                events.insert(0, (superseded["artifact_id"], TagValue.ARCHIVE.value, note))
-        artifact_store.add_tags(db, events, utc_now(), caller.user)
+        made = releases.release(project, artifact_id, caller, body.notes, body.replaces)
+        if made["state"] == ReleaseState.PENDING:
+            answer = Artifact.model_validate(artifact_store.get(db, artifact_id)).model_dump(mode="json")
+            return JSONResponse(answer, status_code=202)
+        return artifact_store.get(db, artifact_id)
+    current = release_store.current(db, project["id"])
+    if current is not None and current["artifact_id"] == artifact_id:
+        if body.tag != TagValue.ARCHIVE:
+            raise conflict(
+                f"检查点 {artifact['name']} 是项目的当前发布（#{current['number']}），不能改标为{body.tag.value}："
+                "要撤销发布，请由管理员把它标记为归档"
+            )
+        releases.withdraw(project, caller, body.notes)
+        return artifact_store.get(db, artifact_id)
+    require_project_member(db, caller, project, "打标签")
+    artifact_store.add_tags(db, [(artifact_id, body.tag.value, body.notes)], utc_now(), caller.user)
     details = f"{body.tag.value}：{body.notes or '（无备注）'}"
-    if superseded:
-        details += f"；原发布 {superseded['run_name']} 的 {superseded['artifact_name']} 自动改为归档"
     auth_store.record(db, caller.user, "打标签", project["id"], run["id"], target=artifact["name"], details=details)
     return artifact_store.get(db, artifact_id)
-
-
-def _superseded(db, project_id: str, artifact: dict, run: dict, replaces: str | None) -> dict | None:
-    """The current release that tagging `artifact` 发布 retires (None when there is none or it is `artifact`);
-    409 when the caller confirmed replacing another one than the current."""
-    current = artifact_store.current_release(db, project_id)
-    current_id = current["artifact_id"] if current else None
-    if replaces is not None and replaces != current_id:
-        now = f"{current['run_name']} 的 {current['artifact_name']}（{current_id}）" if current else "没有当前发布"
-        raise conflict(f"replaces：确认要取代的是 {replaces}，但项目的当前发布已是 {now}；请刷新后重新确认")
-    return current if current and current_id != artifact["id"] else None
 
 
 @router.post(
@@ -154,20 +152,6 @@ def _superseded(db, project_id: str, artifact: dict, run: dict, replaces: str | 
 )
 def verify_artifact(db: Db, settings: CurrentSettings, run: RunRow, artifact_id: str):
     return integrity.verify(db, settings.artifact_root_url, _artifact_of(db, run, artifact_id))
-
-
-@router.get(
-    "/projects/{project_id}/releases",
-    response_model=ProjectReleases,
-    summary="项目发布：当前发布与发布历史",
-    description="当前发布是最近一次被标记“发布”、且最新标签仍是“发布”的检查点；历史列出每次标记发布的运行、检查点、步数、"
-    "操作人、时间和备注，最新的在前。",
-    responses=responses(404, 422),
-)
-def list_releases(db: Db, project: ProjectRow):
-    history = artifact_store.release_events(db, project["id"])
-    current = next((e for e in history if e["latest_tag"] == TagValue.RELEASE.value), None)
-    return {"project_id": project["id"], "current": current, "history": history}
 
 
 @router.post(

@@ -103,7 +103,12 @@ def get_project(
 def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
     require_project_member(db, caller, project, "修改项目")
     requested = body.model_dump(exclude_unset=True, mode="json")
-    for key, empty in (("tags", []), ("default_hyperparameters", {}), ("default_priority", 0)):
+    for key, empty in (
+        ("tags", []),
+        ("default_hyperparameters", {}),
+        ("default_priority", 0),
+        ("release_approval", False),
+    ):
         if key in requested and requested[key] is None:
             requested[key] = empty
     if "status" in requested:
@@ -124,6 +129,8 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
             require_owner(caller, current, "归档或恢复项目")
         if "visibility" in changes:
             require_owner(caller, current, "修改项目的可见范围")
+        if "release_approval" in changes:
+            require_owner(caller, current, "修改发布是否须经批准")
         version = project_store.update(db, project["id"], changes, utc_now()) if changes else None
         answer = project_view(db, project_store.get(db, project["id"]))
     if version is not None:
