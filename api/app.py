@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
         app.state.sweeps = SweepService(app.state.runs)
-        app.state.releases = ReleaseService(db, settings.artifact_root_url)
+        app.state.releases = ReleaseService(db, settings)
         app.state.group_commit = GroupCommit(
             db, frozenset(status.value for status in TERMINAL_RUN_STATUSES), queued_rows=settings.ingest_queue_rows
         )

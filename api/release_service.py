@@ -6,12 +6,13 @@ and compaction never reach; every move is audited and recorded as tag events on 
 import posixpath
 
 from ltm import artifact_paths, checksums
-from ltm.api import integrity
+from ltm.api import integrity, release_manifest
 from ltm.api.auth import Actor, can_work_on
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
 from ltm.ids import new_id
 from ltm.models import ArtifactType
+from ltm.settings import Settings
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import releases as release_store
@@ -21,9 +22,10 @@ from ltm.vocabulary import ReleaseAction, ReleaseState
 
 
 class ReleaseService:
-    def __init__(self, db, root_url: str) -> None:
+    def __init__(self, db, settings: Settings) -> None:
         self.db = db
-        self.root_url = root_url
+        self.root_url = settings.artifact_root_url
+        self.dataset_roots = settings.dataset_root_urls
 
     # ---- reading
 
@@ -87,6 +89,10 @@ class ReleaseService:
         else:
             frozen_path, digests, note = self._freeze(project, artifact, release_id)
         run = run_store.get(self.db, artifact["run_id"])
+        if run is None:
+            manifest = frozen_from["manifest"]  # the run is gone: what was recorded when it was released
+        else:
+            manifest = release_manifest.manifest(self.db, self.root_url, artifact, self.dataset_roots)
         pending = bool(project.get("release_approval"))
         with self.db.writing():
             release = {
@@ -105,6 +111,7 @@ class ReleaseService:
                 "frozen_path": frozen_path,
                 "frozen_note": note,
                 "checksums": digests,
+                "manifest": manifest,
             }
             if pending:
                 release_store.insert_pending(self.db, release)

@@ -1,8 +1,9 @@
+import json
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
 
 from ltm import artifact_paths
 from ltm.api import artifact_files
@@ -10,7 +11,7 @@ from ltm.api.auth import Caller, require_owner
 from ltm.api.deps import ProjectRow, json_body_only
 from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, responses
 from ltm.api.release_service import ReleaseService
-from ltm.models import ProjectReleases, Release, ReleaseDecision, ReleaseRequest, RollbackRequest
+from ltm.models import CheckpointManifest, ProjectReleases, Release, ReleaseDecision, ReleaseRequest, RollbackRequest
 
 router = APIRouter(tags=["发布"], dependencies=[Depends(json_body_only)])
 RELEASES = "/projects/{project_id}/releases"
@@ -103,6 +104,32 @@ def reject(
     releases: Releases, caller: Caller, project: ProjectRow, release_id: str, body: ReleaseDecision | None = None
 ):
     return releases.reject(project, release_id, caller, body.notes if body else None)
+
+
+@router.get(
+    RELEASE + "/manifest",
+    response_model=CheckpointManifest,
+    summary="发布的清单",
+    description="发布时记录的清单：谱系、数据集指纹、代码版本、环境、超参数、最终评估指标与文件的 SHA-256；"
+    "之后删除运行也不会改变它。download=true 时作为附件 release-<序号>-manifest.json 下载。",
+    responses=responses(404, 409, 422),
+)
+def manifest(
+    releases: Releases,
+    project: ProjectRow,
+    release_id: str,
+    download: Annotated[bool, Query(description="作为附件下载")] = False,
+):
+    release = releases.get(project, release_id)
+    if release["manifest"] is None:
+        raise conflict(f"发布 #{release['number']} 早于清单功能，没有记录清单；请查看它的检查点的清单")
+    if not download:
+        return release["manifest"]
+    return Response(
+        json.dumps(release["manifest"], ensure_ascii=False, indent=2),
+        media_type="application/json",
+        headers={"Content-Disposition": f"attachment; filename=release-{release['number']}-manifest.json"},
+    )
 
 
 @router.get(
