@@ -2,6 +2,7 @@
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -71,6 +72,7 @@ class RunService:
         self.stopping = False
         self._handing_over = ThreadPoolExecutor(max_workers=HAND_OVER_THREADS, thread_name_prefix="hand-over")
         self._cancelling_here: set[str] = set()  # runs a POST …/cancel is stopping right now (audited by its router)
+        self.listeners: list[Callable[[dict, RunStatus | None], None]] = []  # told of every status move
 
     def get(self, project_id: str, run_id: str) -> dict:
         run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
@@ -157,6 +159,14 @@ class RunService:
                 "processes": config.get("processes"),
                 "code_version": None,
                 "environment": None,
+                "max_restarts": config.get("max_restarts"),
+                "restart_of": (config.get("restart") or {}).get("restart_of"),
+                "restarts": (config.get("restart") or {}).get("restarts") or 0,
+                "labels": [],
+                "preempted_by": None,
+                "preempted_at": None,
+                "progressed_at": None,
+                "hung_at": None,
                 **{key: (config.get("sweep") or {}).get(key) for key in SWEEP_COLUMNS},
             }
             run_store.insert(self.db, run)
@@ -435,6 +445,13 @@ class RunService:
             lease_store.release(self.db, [run_id], utc_now())
             self.admit_soon()
         self.watch.notify()
+        if self.listeners:
+            run = run_store.get(self.db, run_id)
+            for listener in self.listeners:
+                try:
+                    listener(run, previous)
+                except Exception:  # a listener (notifications, restarts) must never undo or block a move
+                    log.exception("运行 %s 状态变为 %s 后的处理失败", run_id, new.value)
 
     def _audit_outside_cancel(self, run_id: str, new: RunStatus) -> None:
         """A cancel from the Prefect UI (or the flow's own process) reaches the store as a status it reports or the

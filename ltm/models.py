@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shlex
 import unicodedata
 from datetime import datetime, timezone
@@ -142,6 +143,14 @@ def _visible(value: str) -> str:
     return value
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"不是有效的正则表达式：{exc}") from None
+    return value
+
+
 def _entrypoint(value: str) -> str:
     """A command line starting with `python` (the worker's own interpreter runs it)."""
     value = value.strip()
@@ -208,6 +217,37 @@ class Contract(BaseModel):
 # Projects
 
 
+class MetricThreshold(Contract):
+    """A metric crossing a bound sends metric.threshold (once per run and rule)."""
+
+    metric: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_strip_nonempty)]
+    above: Annotated[float, AfterValidator(_finite)] | None = Field(None, description="高于这个值时通知")
+    below: Annotated[float, AfterValidator(_finite)] | None = Field(None, description="低于这个值时通知")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> "MetricThreshold":
+        if self.above is None and self.below is None:
+            raise ValueError("above 与 below 至少给出一个")
+        return self
+
+
+class LogRule(Contract):
+    """A regular expression over a failed run's log lines, and what a match means for automatic restarts."""
+
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_regex)]
+    action: Annotated[
+        str, Field(pattern="^(不重试|标注)$", description="不重试：匹配时不自动重试；标注：只给运行加标签")
+    ]
+    label: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH)] = Field(
+        description="匹配时加在运行上的标签，例如 显存不足"
+    )
+
+
+MAX_PROJECT_RULES = 50
+Restarts = Annotated[int, Field(ge=0, le=20)]
+HangMinutes = Annotated[float, Field(gt=0, le=10_080)]
+
+
 class ProjectCreate(Contract):
     name: Name
     description: LongText | None = None
@@ -226,6 +266,15 @@ class ProjectCreate(Contract):
     )
     default_priority: Priority = Field(0, description="项目中运行的默认优先级（-100–100，越大越先分配 GPU）")
     release_approval: bool = Field(False, description="发布须经第二人批准（申请后为待批准，另一位成员批准后才生效）")
+    preemption: bool = Field(False, description="允许本项目优先级更高的等待运行抢占低优先级运行的 GPU（负责人设置）")
+    max_restarts: Restarts = Field(0, description="失败的运行从最新检查点自动重试的次数（0–20）")
+    hang_minutes: HangMinutes | None = Field(None, description="进程仍在但这么多分钟没有新步数即判为卡住；为空不检测")
+    metric_thresholds: list[MetricThreshold] = Field(default_factory=list, max_length=MAX_PROJECT_RULES)
+    log_rules: list[LogRule] = Field(
+        default_factory=list,
+        max_length=MAX_PROJECT_RULES,
+        description="失败日志规则；显存不足（CUDA out of memory）规则总是生效",
+    )
 
 
 class ProjectUpdate(Contract):
@@ -246,6 +295,11 @@ class ProjectUpdate(Contract):
     release_approval: bool = Field(
         None, description="发布是否须经第二人批准（只有负责人或管理员可以修改）；省略表示不变"
     )
+    preemption: bool = Field(None, description="是否允许抢占（只有负责人或管理员可以修改）；省略表示不变")
+    max_restarts: Restarts = Field(None, description="失败后自动重试的次数；省略表示不变")
+    hang_minutes: HangMinutes | None = Field(None, description="卡住判定的分钟数；null 表示不检测")
+    metric_thresholds: list[MetricThreshold] | None = Field(None, max_length=MAX_PROJECT_RULES)
+    log_rules: list[LogRule] | None = Field(None, max_length=MAX_PROJECT_RULES)
 
 
 class FieldChange(BaseModel):
@@ -300,6 +354,11 @@ class Project(BaseModel):
     visibility: Visibility = Visibility.TEAM
     default_priority: int = 0
     release_approval: bool = False
+    preemption: bool = False
+    max_restarts: int = 0
+    hang_minutes: float | None = None
+    metric_thresholds: list[MetricThreshold] = Field(default_factory=list)
+    log_rules: list[LogRule] = Field(default_factory=list)
     version: int
     run_count: int
     runs: list[RunSummary]
@@ -338,6 +397,9 @@ class RunCreate(Contract):
     )
     source: SourceFolder | None = Field(
         None, description="脚本代码所在目录：worker 上 LTM_SOURCE_DIR 下的相对目录，缺省为 LTM_SOURCE_DIR 本身"
+    )
+    max_restarts: Restarts | None = Field(
+        None, description="失败后从最新检查点自动重试的次数；缺省为项目的 max_restarts"
     )
     processes: ProcessCount | None = Field(
         None, description="脚本的进程数（>1 时用 torchrun 启动）；缺省为租到的 GPU 数，没有 GPU 时为 1"
@@ -461,6 +523,14 @@ class RunOverview(BaseModel):
     rung: int | None = Field(None, description="试验的第几段（0 起）：ASHA 等剪枝器每晋升一层就从检查点续训一段")
     stop_at_step: int | None = Field(None, description="训练到这一步就保存检查点并结束，等待调参决定；为空表示训练到底")
     environment: dict[str, Any] | None = Field(None, description="训练进程上报的环境（版本、设备类型、已安装的包）")
+    max_restarts: int | None = Field(None, description="运行自己的自动重试次数；为空取项目设置")
+    restart_of: str | None = Field(None, description="这是对哪个失败运行的自动重试（或被抢占运行的重新排队）")
+    restarts: int = Field(0, description="这一串重试中的第几次（原运行为 0）")
+    labels: list[str] = Field(default_factory=list, description="日志规则加上的标签，例如 显存不足")
+    preempted_by: str | None = Field(None, description="抢占了这个运行的 GPU 的运行")
+    preempted_at: datetime | None = None
+    progressed_at: datetime | None = Field(None, description="最近一次步数前进的时间")
+    hung_at: datetime | None = Field(None, description="判定卡住的时间")
 
 
 class RunPage(BaseModel):

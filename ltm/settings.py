@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         ge=1,
         description="How often the API starts a sweep's controller (again after it died) before the sweep fails",
     )
+    preemption_grace_seconds: float = Field(
+        600.0, ge=0, description="A run preempted (or requeued after preemption) is not preempted again for this long"
+    )
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI address, for links from the console")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")

@@ -323,6 +323,50 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 manifest VARCHAR)""",
         ],
     ),
+    (
+        17,
+        [
+            # Runs that survive: preemption, automatic restarts with log rules, hang detection.
+            "ALTER TABLE projects ADD COLUMN preemption BOOLEAN DEFAULT false",
+            "ALTER TABLE projects ADD COLUMN max_restarts INTEGER DEFAULT 0",
+            "ALTER TABLE projects ADD COLUMN hang_minutes DOUBLE",
+            "ALTER TABLE projects ADD COLUMN metric_thresholds VARCHAR DEFAULT '[]'",
+            "ALTER TABLE projects ADD COLUMN log_rules VARCHAR DEFAULT '[]'",
+            "ALTER TABLE runs ADD COLUMN max_restarts INTEGER",
+            "ALTER TABLE runs ADD COLUMN restart_of VARCHAR",
+            "ALTER TABLE runs ADD COLUMN restarts INTEGER DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN labels VARCHAR DEFAULT '[]'",
+            "ALTER TABLE runs ADD COLUMN preempted_by VARCHAR",
+            "ALTER TABLE runs ADD COLUMN preempted_at TIMESTAMP",
+            "ALTER TABLE runs ADD COLUMN progressed_at TIMESTAMP",
+            "ALTER TABLE runs ADD COLUMN hung_at TIMESTAMP",
+        ],
+    ),
+    (
+        18,
+        [
+            # Notifications: each project's webhooks, and every delivery with its attempts.
+            """CREATE TABLE webhooks (
+                project_id VARCHAR PRIMARY KEY,
+                hooks VARCHAR NOT NULL,
+                updated_by VARCHAR,
+                updated_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE webhook_deliveries (
+                id VARCHAR PRIMARY KEY,
+                project_id VARCHAR NOT NULL,
+                run_id VARCHAR,
+                url VARCHAR NOT NULL,
+                format VARCHAR NOT NULL,
+                event VARCHAR NOT NULL,
+                payload VARCHAR NOT NULL,
+                state VARCHAR NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                next_attempt_at TIMESTAMP,
+                delivered_at TIMESTAMP)""",
+        ],
+    ),
 ]
 
 

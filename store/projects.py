@@ -16,8 +16,15 @@ LEFT JOIN (SELECT project_id, count(*) AS run_count,
 """
 
 
+_JSON = ("default_hyperparameters", "metric_thresholds", "log_rules")
+_SETTINGS = ("release_approval", "preemption", "max_restarts", "hang_minutes", "metric_thresholds", "log_rules")
+
+
 def _decode(row: dict) -> dict:
-    row["default_hyperparameters"] = json.loads(row["default_hyperparameters"])
+    for key in _JSON:
+        row[key] = (
+            json.loads(row[key]) if row.get(key) is not None else ([] if key != "default_hyperparameters" else {})
+        )
     row["tags"] = list(row["tags"])
     for key in ("created_at", "updated_at"):
         row[key] = from_db_time(row[key])
@@ -37,40 +44,52 @@ def _snapshot(project: dict) -> dict:
         "default_trainer",
         "visibility",
         "default_priority",
-        "release_approval",
+        *_SETTINGS,
         "archived",
     )
-    return {k: project[k] for k in keys}
+    return {k: project.get(k) for k in keys}
+
+
+_INSERTED = (
+    "id",
+    "name",
+    "description",
+    "objective",
+    "task_type",
+    "base_model",
+    "owner",
+    "tags",
+    "default_hyperparameters",
+    "archived",
+    "version",
+    "created_at",
+    "updated_at",
+    "default_trainer",
+    "visibility",
+    "default_priority",
+    *_SETTINGS,
+)
 
 
 def insert(db: Database, project: dict) -> None:
     """Insert a new project and its version 1 in one transaction."""
+    values = {**project, "version": 1, "default_priority": project.get("default_priority") or 0}
+    for key in _SETTINGS:
+        values.setdefault(key, None)
+    values["release_approval"] = bool(values["release_approval"])
+    values["preemption"] = bool(values["preemption"])
+    values["max_restarts"] = values["max_restarts"] or 0
+    for key in _JSON:
+        default = {} if key == "default_hyperparameters" else []
+        values[key] = json.dumps(values[key] if values[key] is not None else default, ensure_ascii=False)
     with db.transaction() as cur:
         cur.execute(
-            "INSERT INTO projects (id, name, description, objective, task_type, base_model, owner, tags, "
-            "default_hyperparameters, archived, version, created_at, updated_at, default_trainer, visibility, "
-            "default_priority, release_approval) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                project["id"],
-                project["name"],
-                project["description"],
-                project["objective"],
-                project["task_type"],
-                project["base_model"],
-                project["owner"],
-                project["tags"],
-                json.dumps(project["default_hyperparameters"], ensure_ascii=False),
-                project["archived"],
-                1,
-                project["created_at"],
-                project["updated_at"],
-                project["default_trainer"],
-                project["visibility"],
-                project.get("default_priority") or 0,
-                bool(project.get("release_approval")),
-            ],
+            f"INSERT INTO projects ({', '.join(_INSERTED)}) VALUES ({', '.join('?' for _ in _INSERTED)})",
+            [values[c] for c in _INSERTED],
         )
-        changes = {k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False)}
+        changes = {
+            k: {"old": None, "new": v} for k, v in _snapshot(project).items() if v not in (None, [], {}, False, 0)
+        }
         _insert_version(cur, project["id"], 1, project["created_at"], changes, _snapshot(project))
 
 
@@ -150,7 +169,7 @@ UPDATABLE_COLUMNS = frozenset(
         "default_trainer",
         "visibility",
         "default_priority",
-        "release_approval",
+        *_SETTINGS,
         "archived",
     }
 )
@@ -166,9 +185,7 @@ def update(db: Database, project_id: str, changes: dict, at) -> int:
         recorded = {k: {"old": project[k], "new": v} for k, v in changes.items()}
         project.update(changes)
         version = project["version"] + 1
-        stored = {
-            k: json.dumps(v, ensure_ascii=False) if k == "default_hyperparameters" else v for k, v in changes.items()
-        }
+        stored = {k: json.dumps(v, ensure_ascii=False) if k in _JSON else v for k, v in changes.items()}
         assignments = ", ".join(f"{column} = ?" for column in stored)
         cur.execute(
             f"UPDATE projects SET {assignments}, version = ?, updated_at = ? WHERE id = ?",

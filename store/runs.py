@@ -2,8 +2,19 @@ import json
 
 from ltm.store.db import Database, from_db_time
 
-_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps", "devices", "environment")
-_TIME_COLUMNS = ("created_at", "started_at", "updated_at", "finished_at", "cancelled_at", "leased_at", "released_at")
+_JSON_COLUMNS = ("hyperparameters", "resources", "metrics", "metric_steps", "devices", "environment", "labels")
+_TIME_COLUMNS = (
+    "created_at",
+    "started_at",
+    "updated_at",
+    "finished_at",
+    "cancelled_at",
+    "leased_at",
+    "released_at",
+    "preempted_at",
+    "progressed_at",
+    "hung_at",
+)
 COLUMNS = (
     "id",
     "project_id",
@@ -46,6 +57,14 @@ COLUMNS = (
     "rung",
     "stop_at_step",
     "environment",
+    "max_restarts",
+    "restart_of",
+    "restarts",
+    "labels",
+    "preempted_by",
+    "preempted_at",
+    "progressed_at",
+    "hung_at",
 )
 UPDATABLE_COLUMNS = frozenset(COLUMNS) - {"id", "project_id", "created_at"}
 

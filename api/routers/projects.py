@@ -103,12 +103,9 @@ def get_project(
 def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpdate):
     require_project_member(db, caller, project, "修改项目")
     requested = body.model_dump(exclude_unset=True, mode="json")
-    for key, empty in (
-        ("tags", []),
-        ("default_hyperparameters", {}),
-        ("default_priority", 0),
-        ("release_approval", False),
-    ):
+    emptied = {"tags": [], "default_hyperparameters": {}, "default_priority": 0, "release_approval": False}
+    emptied |= {"preemption": False, "max_restarts": 0, "metric_thresholds": [], "log_rules": []}
+    for key, empty in emptied.items():
         if key in requested and requested[key] is None:
             requested[key] = empty
     if "status" in requested:
@@ -131,6 +128,8 @@ def update_project(db: Db, caller: Caller, project: ProjectRow, body: ProjectUpd
             require_owner(caller, current, "修改项目的可见范围")
         if "release_approval" in changes:
             require_owner(caller, current, "修改发布是否须经批准")
+        if "preemption" in changes:
+            require_owner(caller, current, "修改是否允许抢占")
         version = project_store.update(db, project["id"], changes, utc_now()) if changes else None
         answer = project_view(db, project_store.get(db, project["id"]))
     if version is not None:
