@@ -149,3 +149,41 @@ def refusal(gpu_type: str | None, count: int, devices: list[Device]) -> tuple[st
             f"一个运行的 GPU 必须在同一台主机上。现有：{existing}",
         )
     return None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A run holding devices, as preemption weighs it."""
+
+    run_id: str
+    priority: int
+    protected: bool  # preempted (or requeued after a preemption) within the grace time
+    leased_at: datetime
+
+
+def victims(request: Request, priority: int, devices: list[Device], holders: dict[str, Holder]) -> list[str] | None:
+    """The fewest lower-priority, unprotected runs on one host whose devices, with that host's free ones, hold
+    `request`: lowest priority first, then the most recently leased (the least work to redo). None when no host
+    has enough."""
+    best: tuple[tuple, list[str]] | None = None
+    for host in sorted({d.host for d in devices if d.online}):
+        matching = [d for d in devices if d.host == host and d.online and _matches(request, d.gpu_type)]
+        free = sum(d.holder is None for d in matching)
+        held = Counter(d.holder for d in matching if d.holder is not None)
+        candidates = sorted(
+            (holders[run] for run in held if run in holders and holders[run].priority < priority),
+            key=lambda h: (h.priority, -h.leased_at.timestamp()),
+        )
+        chosen, total = [], free
+        for holder in candidates:
+            if total >= request.count:
+                break
+            if holder.protected:
+                continue
+            chosen.append(holder.run_id)
+            total += held[holder.run_id]
+        if total >= request.count and chosen:
+            rank = (len(chosen), sum(holders[r].priority for r in chosen), host)
+            if best is None or rank < best[0]:
+                best = (rank, chosen)
+    return best[1] if best else None

@@ -11,7 +11,9 @@ from ltm.api.group_commit import GroupCommit
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
 from ltm.api.origin_guard import OriginGuard
+from ltm.api.preemption import Preemption
 from ltm.api.release_service import ReleaseService
+from ltm.api.restarts import Restarter
 from ltm.api.routers import (
     access,
     admin,
@@ -85,6 +87,10 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.db = db
         app.state.settings = settings
         app.state.runs = RunService(db, launcher or load_launcher(settings), settings)
+        preemption = Preemption(app.state.runs)
+        app.state.runs.on_waiting = preemption.for_waiting
+        app.state.runs.listeners.append(preemption.requeue)
+        app.state.runs.listeners.append(Restarter(app.state.runs).on_moved)
         app.state.sweeps = SweepService(app.state.runs)
         app.state.releases = ReleaseService(db, settings)
         app.state.group_commit = GroupCommit(

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from ltm import artifact_paths, datasets, gpus
-from ltm.api import admission, integrity, trainer_catalog
+from ltm.api import admission, hang, integrity, trainer_catalog
 from ltm.api.auth import hash_token, issue_launch_code, issue_run_token
 from ltm.api.errors import Refusal, conflict, not_found, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
@@ -73,6 +73,7 @@ class RunService:
         self._handing_over = ThreadPoolExecutor(max_workers=HAND_OVER_THREADS, thread_name_prefix="hand-over")
         self._cancelling_here: set[str] = set()  # runs a POST …/cancel is stopping right now (audited by its router)
         self.listeners: list[Callable[[dict, RunStatus | None], None]] = []  # told of every status move
+        self.on_waiting: Callable[[list, list], None] | None = None  # told of the GPU requests left waiting
 
     def get(self, project_id: str, run_id: str) -> dict:
         run = run_store.get(self.db, run_id) if well_formed(run_id, "run") else None
@@ -210,6 +211,12 @@ class RunService:
             grants, self.waiting = admission.plan(requests, devices)
             leased = lease_store.lease(self.db, [(g.run_id, g.host, g.device_ids) for g in grants])
         self.watch.notify()
+        if self.on_waiting and self.waiting:
+            granted = {g.run_id for g in grants}
+            try:
+                self.on_waiting([r for r in requests if r.run_id in self.waiting], devices if not granted else [])
+            except Exception:  # preemption is a best effort of each cycle: the next cycle tries again
+                log.exception("抢占判断失败")
         if background:
             for run_id in leased:
                 self._handing_over.submit(self._hand_over_leased, run_id)
@@ -286,8 +293,10 @@ class RunService:
         overrides: dict,
         created_by: str,
         sweep: dict | None = None,
+        restart: dict | None = None,
     ) -> dict:
-        """A new run from checkpoint `artifact_id` of `source_run`; `sweep` places it in a sweep's trial."""
+        """A new run from checkpoint `artifact_id` of `source_run`; `sweep` places it in a sweep's trial, `restart`
+        ({"restart_of", "restarts"}) marks it as an automatic restart or requeue of that run."""
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None
         if artifact is None or artifact["run_id"] != source_run["id"]:
             raise not_found("运行 " + source_run["id"] + " 的工件", artifact_id)
@@ -315,6 +324,7 @@ class RunService:
             "priority": overrides.get("priority", source_run["priority"]),
             **{key: overrides.get(key, source_run[key]) for key in ("entrypoint", "source", "processes")},
             "sweep": sweep,
+            "restart": restart,
         }
         if "trainer" in overrides and "entrypoint" not in overrides:
             config.update(entrypoint=None, source=None, processes=None)  # a script run resumed by a trainer
@@ -403,6 +413,8 @@ class RunService:
                 raise conflict(f"运行 {run_id} 已结束（{current.value}），不再接受上报")
             if status is not None:
                 values.update(self._checked_move(run, RunStatus(status)))
+            if values.get("current_step") is not None and values["current_step"] > run["current_step"]:
+                values["progressed_at"] = utc_now()  # hang detection's clock
             run_store.update(self.db, run_id, {**values, "updated_at": utc_now()})
         if status is not None:
             self._moved(run_id, RunStatus(status), current)
@@ -524,4 +536,5 @@ class RunService:
                     self.move(run, observation.status, observation.message)
                 except Refusal:
                     pass
+        hang.check(self)
         return observations
