@@ -1,7 +1,8 @@
 """Preemption: the head of a GPU queue, in a project that allows it, may take the devices of lower-priority runs on
-one host. Each of those runs is cancelled with a checkpoint (reason 被抢占, naming the run that needed the GPUs)
-and queued again as a resume from that checkpoint, lineage kept. A run preempted, or requeued after a preemption,
-within LTM_PREEMPTION_GRACE_SECONDS is not preempted again, so nothing thrashes."""
+one host that are themselves in projects allowing it (both owners agreed). Each of those runs is cancelled with a
+checkpoint (reason 被抢占, naming the run that needed the GPUs) and queued again as a resume from that checkpoint,
+lineage kept. A run preempted, or requeued after a preemption, within LTM_PREEMPTION_GRACE_SECONDS is not
+preempted again, so nothing thrashes."""
 
 import logging
 from datetime import timedelta
@@ -64,8 +65,10 @@ class Preemption:
         return found
 
     def _protected(self, run: dict, now) -> bool:
-        """Preempted already, or a requeue of a run preempted within the grace time."""
-        if run["preempted_by"]:
+        """In a project that does not allow preemption, preempted already, or a requeue of a run preempted within
+        the grace time."""
+        project = project_store.get_row(self.db, run["project_id"])
+        if not project or not project["preemption"] or run["preempted_by"]:
             return True
         origin = run_store.get(self.db, run["restart_of"]) if run["restart_of"] else None
         return bool(origin and origin["preempted_at"] and now - origin["preempted_at"] < self.grace)
