@@ -31,7 +31,7 @@ clean:
 	rm -rf $(VENV) .ltm test-output
 
 BENCHES := bench.bench_ingest bench.bench_store bench.bench_flows bench.bench_console bench.bench_gpus bench.bench_runs \
-	bench.bench_fleet
+	bench.bench_fleet bench.bench_sweeps
 
 bench: $(STAMP)
 	for b in $(BENCHES); do $(PY) -m $$b || exit 1; done
