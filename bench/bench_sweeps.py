@@ -41,7 +41,7 @@ STEPS_TARGET = 0.35
 ENDED_WELL = (TrialState.COMPLETED, TrialState.PRUNED)
 
 FULL = {"trials": 64, "parallelism": 4, "epochs": 27, "baseline_sweep": True}
-SMOKE = {"trials": 4, "parallelism": 2, "epochs": 3, "baseline_sweep": False}  # two rungs; CI only proves it runs
+SMOKE = {"trials": 4, "parallelism": 2, "epochs": 6, "baseline_sweep": False}  # warmup_steps ≤ 50 ≤ 60 steps
 
 
 @dataclass
