@@ -10,6 +10,7 @@ from ltm.api.auth import actor
 from ltm.api.group_commit import GroupCommit
 from ltm.api.ingest_payload import document_ingest_models
 from ltm.api.limits import BodySizeLimit, NoEncodedSlash
+from ltm.api.notifications import Notifications
 from ltm.api.origin_guard import OriginGuard
 from ltm.api.preemption import Preemption
 from ltm.api.release_service import ReleaseService
@@ -30,6 +31,7 @@ from ltm.api.routers import (
     runs,
     sweeps,
     trainers,
+    webhooks,
 )
 from ltm.api.run_service import RunService
 from ltm.api.sweep_service import SweepService
@@ -93,6 +95,9 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         app.state.runs.listeners.append(Restarter(app.state.runs).on_moved)
         app.state.sweeps = SweepService(app.state.runs)
         app.state.releases = ReleaseService(db, settings)
+        app.state.notifications = Notifications(db, settings, app.state.runs.launcher).start()
+        app.state.runs.listeners.append(app.state.notifications.run_moved)
+        app.state.releases.listeners.append(app.state.notifications.released)
         app.state.group_commit = GroupCommit(
             db, frozenset(status.value for status in TERMINAL_RUN_STATUSES), queued_rows=settings.ingest_queue_rows
         )
@@ -110,6 +115,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
             await admitter
             app.state.runs.launcher.close()
             app.state.group_commit.stop()
+            app.state.notifications.stop()
             db.close()
 
     app = FastAPI(title="ltm — LLM 训练管理 API", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
@@ -133,6 +139,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
         deletion,
         admin,
         access,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router, dependencies=[Depends(actor)], responses=errors.responses(401, 403))

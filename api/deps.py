@@ -6,6 +6,7 @@ from ltm.api import media_types
 from ltm.api.auth import Caller
 from ltm.api.errors import Refusal, not_found
 from ltm.api.ids import well_formed
+from ltm.api.release_service import ReleaseService
 from ltm.api.run_service import RunService
 from ltm.api.visibility import can_see
 from ltm.settings import Settings
@@ -20,6 +21,10 @@ async def get_db(request: Request) -> Database:
 
 async def get_runs(request: Request) -> RunService:
     return request.app.state.runs
+
+
+async def get_releases(request: Request) -> ReleaseService:
+    return request.app.state.releases
 
 
 async def get_settings(request: Request) -> Settings:
@@ -39,6 +44,7 @@ async def json_body_only(request: Request) -> None:
 
 Db = Annotated[Database, Depends(get_db)]
 Runs = Annotated[RunService, Depends(get_runs)]
+Releases = Annotated[ReleaseService, Depends(get_releases)]
 CurrentSettings = Annotated[Settings, Depends(get_settings)]
 
 

@@ -112,6 +112,7 @@ async def store_batch(request: Request, caller: Actor, batch: ingest.Batch, what
     except (ingest.UnknownRun, ingest.RunEnded, ingest.BatchConflict) as exc:
         raise refusal(exc, state.db, batch, what) from None
     if not stored.duplicate:
+        state.notifications.ingested(batch)  # thresholds crossed, non-finite values: judged off this request
         run = {"project_id": batch.project_id, "id": batch.run_id}
         record_intervention(state.db, caller, run, f"写入{what}", f"批次 {batch.batch_id}：{batch.rows.num_rows} 条")
     # A Response skips FastAPI's validation of the answer against IngestResult: it is built right here.

@@ -4,6 +4,7 @@ checked against their recorded SHA-256 and copied into the release folder first,
 and compaction never reach; every move is audited and recorded as tag events on the checkpoints."""
 
 import posixpath
+from collections.abc import Callable
 
 from ltm import artifact_paths, checksums
 from ltm.api import integrity, release_manifest
@@ -26,6 +27,7 @@ class ReleaseService:
         self.db = db
         self.root_url = settings.artifact_root_url
         self.dataset_roots = settings.dataset_root_urls
+        self.listeners: list[Callable[[dict], None]] = []  # told of each release that becomes current
 
     # ---- reading
 
@@ -117,6 +119,8 @@ class ReleaseService:
                 release_store.insert_pending(self.db, release)
             else:
                 release_store.make_current(self.db, release, release["requested_at"], caller.user)
+        if not pending:
+            self._became_current(release_id)
         verb = "申请发布" if pending else action.value
         details = f"#{release['number']} {release['run_name']} 的 {artifact['name']}：{notes or '（无备注）'}"
         auth_store.record(self.db, caller.user, verb, project["id"], artifact["run_id"], artifact["name"], details)
@@ -134,6 +138,7 @@ class ReleaseService:
             now = utc_now()
             decided = {"decided_by": caller.user, "decided_at": now, "decision_notes": notes}
             release_store.make_current(self.db, release, now, caller.user, decided)
+        self._became_current(release_id)
         what = f"{release['run_name']} 的 {release['artifact_name']}"
         details = f"#{release['number']} {what}，申请人 {release['requested_by']}"
         auth_store.record(
@@ -171,6 +176,11 @@ class ReleaseService:
         return self.shown(release_store.get(self.db, current["id"]))
 
     # ---- helpers
+
+    def _became_current(self, release_id: str) -> None:
+        release = release_store.get(self.db, release_id)
+        for listener in self.listeners:
+            listener(release)  # notifications only take note: nothing here can fail the release
 
     def _checkpoint(self, project: dict, artifact_id: str) -> dict:
         artifact = artifact_store.get(self.db, artifact_id) if well_formed(artifact_id, *ARTIFACT_KINDS) else None

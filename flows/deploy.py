@@ -7,6 +7,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists
 
+from ltm.flows.automations import ensure_automations
 from ltm.flows.sweep import sweep_controller
 from ltm.flows.training import training_run
 
@@ -35,6 +36,7 @@ def deploy(work_pool: str = WORK_POOL) -> list[str]:
         source = flow.from_source(source=str(SOURCE_DIR), entrypoint=entrypoint)
         source.deploy(name=name, work_pool_name=work_pool, build=False, push=False, print_next_steps=False)
         deployed.append(f"{flow.name}/{name}")
+    ensure_automations()  # ready automations on ltm's events (flows/automations.py)
     return deployed
 
 

@@ -1,5 +1,6 @@
 """The API's launcher backed by Prefect: submit to the training deployment, cancel, and observe states."""
 
+import logging
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
@@ -8,6 +9,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
+from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelled, Cancelling, Crashed
 
@@ -15,6 +17,7 @@ from ltm.launchers import LauncherUnavailable, Observation
 from ltm.models import RunStatus
 from ltm.settings import Settings
 
+log = logging.getLogger("ltm.api")
 _PREFECT_ERRORS = (httpx.HTTPError, PrefectHTTPStatusError, ObjectNotFound, RuntimeError)
 
 TERMINAL = {
@@ -155,8 +158,43 @@ class PrefectLauncher:
             return None
         return f"控制器的流程运行已结束（{state.type.value}：{state.message or '没有信息'}）"
 
+    def emit_event(self, event: dict) -> None:
+        """`run.failed` becomes the Prefect event `ltm.run.failed` about the resource `ltm.run.<run_id>`, related to
+        its project (and its flow run), with the whole notification as its payload."""
+        try:
+            emit_event(
+                event=f"ltm.{event['event']}",
+                resource=_resource(event),
+                related=_related(event),
+                payload=event,
+                occurred=datetime.fromisoformat(event["occurred_at"]),
+            )
+        except Exception:  # an event is a courtesy to automations: it never fails what caused it
+            log.exception("无法向 Prefect 发送事件 %s", event.get("event"))
+
     def close(self) -> None:
         return None
+
+
+def _resource(event: dict) -> dict[str, str]:
+    if event.get("run_id"):
+        return {"prefect.resource.id": f"ltm.run.{event['run_id']}", "prefect.resource.name": event["run_name"] or ""}
+    return {"prefect.resource.id": f"ltm.project.{event['project_id']}", "prefect.resource.name": event["project_name"]}
+
+
+def _related(event: dict) -> list[dict[str, str]]:
+    related = [
+        {
+            "prefect.resource.id": f"ltm.project.{event['project_id']}",
+            "prefect.resource.role": "project",
+            "prefect.resource.name": event.get("project_name") or "",
+        }
+    ]
+    if event.get("flow_run_id"):
+        related.append(
+            {"prefect.resource.id": f"prefect.flow-run.{event['flow_run_id']}", "prefect.resource.role": "flow-run"}
+        )
+    return related
 
 
 def _outage_text(exc: Exception) -> str:

@@ -119,6 +119,7 @@ class ScriptRun:
         self.process: subprocess.Popen | None = None
         self.stop_at: float | None = None
         self.saw_cancelling = False
+        self.hang: str | None = None  # the API found the run hung: why, as it put it
         self.ended_elsewhere: RunStatus | None = None
         self.terminated_after: float | None = None
         self.final_step = 0
@@ -266,9 +267,15 @@ class ScriptRun:
 
     def ending(self, sigterm: _SigtermWatch, flow_run_id: str | None) -> Ending:
         signalled = sigterm.at is not None
+        if self.hang is not None and self.ended_elsewhere is None:
+            current = self._find()  # past LTM_HANG_GRACE_SECONDS the API ends a hung run itself
+            if current is None or current.status.is_terminal:
+                self.ended_elsewhere = current.status if current else RunStatus.FAILED
         if self.ended_elsewhere is not None:
             message = f"运行已在别处结束（{self.ended_elsewhere.value}），脚本已停止"
             return Ending(self.ended_elsewhere, message, signalled)
+        if self.hang is not None and not self.saw_cancelling:
+            return self._hang_ending(signalled)
         if signalled and not self.saw_cancelling:
             self.saw_cancelling = self._cancelling(flow_run_id)
         code = self.process.returncode
@@ -280,6 +287,16 @@ class ScriptRun:
         if code == 0:
             return Ending(RunStatus.COMPLETED, None, False)
         return Ending(RunStatus.FAILED, self._failure_message(code), False)
+
+    def _hang_ending(self, signalled: bool) -> Ending:
+        """The run was found hung and asked to stop: it fails, saying whether the script saved its checkpoint."""
+        checkpoint = self.latest_checkpoint()
+        if self.terminated_after is not None:
+            waited = f"脚本在 {self.terminated_after:.0f} 秒的宽限期内没有退出，已终止它的进程"
+            return Ending(RunStatus.FAILED, f"{self.hang}；{waited}；{_describe(checkpoint)}", signalled)
+        if checkpoint is not None and checkpoint.name == core.STOP_CHECKPOINT_NAMES[core.STOP_TERMINATE]:
+            return Ending(RunStatus.FAILED, f"{self.hang}，已保存检查点", signalled)
+        return Ending(RunStatus.FAILED, f"{self.hang}；脚本停止时没有保存检查点，{_describe(checkpoint)}", signalled)
 
     def finish(self, ending: Ending) -> None:
         ending = Ending(ending.status, _bounded(ending.message), ending.signalled)
@@ -314,6 +331,8 @@ class ScriptRun:
         return max(checkpoints, key=lambda a: (a.step or 0, a.created_at), default=None)
 
     def _deadline(self, sigterm: _SigtermWatch) -> float:
+        if self.hang is not None and self.ended_elsewhere is not None:
+            return self.stop_at  # the API gave the hung script its grace (LTM_HANG_GRACE_SECONDS) and ended the run
         deadline = self.stop_at + self.settings.script_stop_grace_seconds
         if sigterm.at is not None:
             deadline = min(deadline, sigterm.at + PREFECT_KILL_SECONDS - RECORD_MARGIN_SECONDS)
@@ -336,6 +355,9 @@ class ScriptRun:
         if run.status == RunStatus.CANCELLING:
             self.saw_cancelling = True
             self.request_stop("用户取消", cancel=True)
+        elif run.hung_at is not None and self.hang is None:
+            self.hang = run.message or "卡住"
+            self.request_stop(self.hang, cancel=False)
         self.progress.update(run)
 
     def _read_devices(self) -> None:

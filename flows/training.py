@@ -104,7 +104,10 @@ def training_run(run_id: str):
         return Cancelled(message=f"用户取消，已在第 {session.trainer.step} 步保存检查点")
     except TerminationSignal:
         with sigterm_deferred():
-            if flow_run_is_cancelling(flow_run_id) or session.reporter.remote_status == RunStatus.CANCELLING:
+            hung = _found_hung(client, run_id)
+            if hung is not None:
+                _stop_hung(session, hung, logger)
+            elif flow_run_is_cancelling(flow_run_id) or session.reporter.remote_status == RunStatus.CANCELLING:
                 _stop_cancelled(session, logger)
             else:
                 session.save_stop_checkpoint(f"终止前的检查点（第 {session.trainer.step} 步）")
@@ -175,6 +178,24 @@ class ProgressArtifact:
             self.logger.warning("无法更新 Prefect 进度条：%s", exc)
             return
         self.shown = percent
+
+
+def _found_hung(client: Client, run_id: str) -> Run | None:
+    """The run, when the API found it hung (no new step for its project's hang_minutes) and cancelled its flow run
+    to interrupt the step it is stuck in."""
+    try:
+        run = client.find_run(run_id)
+    except (ApiError, httpx.HTTPError):
+        return None
+    return run if run.hung_at is not None else None
+
+
+def _stop_hung(session: TrainingSession, hung: Run, logger) -> None:
+    if hung.status.is_terminal:
+        return  # past LTM_HANG_GRACE_SECONDS the API ended it itself
+    checkpoint = session.save_stop_checkpoint("卡住时的检查点")
+    logger.info("运行卡住：在第 %s 步保存检查点 %s", session.trainer.step, checkpoint)
+    session.finish(RunStatus.FAILED, f"{hung.message or '卡住'}，已保存检查点")
 
 
 def _stop_cancelled(session: TrainingSession, logger) -> None:

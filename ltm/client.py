@@ -6,7 +6,7 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import TypeAdapter
@@ -379,6 +379,61 @@ class Client:
     def list_releases(self, project_id: str) -> models.ProjectReleases:
         return self._get(models.ProjectReleases, f"/projects/{_segment(project_id)}/releases")
 
+    def create_release(
+        self, project_id: str, artifact_id: str, notes: str | None = None, replaces: str | None = None
+    ) -> models.Release:
+        """Make a checkpoint the project's current release (its files checked and frozen first); when the project
+        asks for a second person (release_approval) the release is 待批准 until another member approves it.
+        `replaces`: the current release's checkpoint the caller confirmed replacing (ApiError 409 if it changed)."""
+        body = models.ReleaseRequest(artifact_id=artifact_id, notes=notes, replaces=replaces)
+        path = f"/projects/{_segment(project_id)}/releases"
+        return self._send("POST", models.Release, path, body.model_dump(mode="json", exclude_none=True))
+
+    def rollback_release(self, project_id: str, release_id: str, notes: str | None = None) -> models.Release:
+        """Make an earlier (superseded or withdrawn) release current again from its frozen copy, as a new 回滚."""
+        body = models.RollbackRequest(release_id=release_id, notes=notes).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.Release, f"/projects/{_segment(project_id)}/releases/rollback", body)
+
+    def approve_release(self, project_id: str, release_id: str, notes: str | None = None) -> models.Release:
+        """Approve a pending release (a project member other than the requester); it becomes current."""
+        return self._decide_release(project_id, release_id, "approve", notes)
+
+    def reject_release(self, project_id: str, release_id: str, notes: str | None = None) -> models.Release:
+        return self._decide_release(project_id, release_id, "reject", notes)
+
+    def _decide_release(self, project_id: str, release_id: str, decision: str, notes: str | None) -> models.Release:
+        body = models.ReleaseDecision(notes=notes).model_dump(mode="json", exclude_none=True)
+        path = f"/projects/{_segment(project_id)}/releases/{_segment(release_id)}/{decision}"
+        return self._send("POST", models.Release, path, body)
+
+    def withdraw_release(self, project_id: str, notes: str | None = None) -> models.Release:
+        """Leave the project without a current release (admins only); the release stays in the history as 已撤销."""
+        body = models.ReleaseDecision(notes=notes).model_dump(mode="json", exclude_none=True)
+        return self._send("POST", models.Release, f"/projects/{_segment(project_id)}/releases/withdraw", body)
+
+    def release_manifest(self, project_id: str, release_id: str) -> models.CheckpointManifest:
+        """The manifest recorded when the release was made (it outlives the run); ApiError 409 for a release made
+        before releases recorded one."""
+        path = f"/projects/{_segment(project_id)}/releases/{_segment(release_id)}/manifest"
+        return self._get(models.CheckpointManifest, path)
+
+    def download_release(self, project_id: str, release_id: str, target: str | Path) -> Path:
+        """Stream a release's frozen copy (a folder as a tar) to the file `target`, or into the existing folder
+        `target` under the name the API gives it; ApiError 409 when the copy no longer matches its SHA-256."""
+        target = Path(target)
+        path = f"/projects/{_segment(project_id)}/releases/{_segment(release_id)}/download"
+        with self.http.stream("GET", path, headers=self.headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, _error_detail(response))
+            if target.is_dir():
+                disposition = response.headers.get("content-disposition", "")
+                target = target / (unquote(disposition.partition("filename*=UTF-8''")[2]) or f"{release_id}.tar")
+            with target.open("wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+        return target
+
     def download_links(self, project_id: str, run_id: str) -> models.DownloadLinks:
         """Short-lived signed download URLs (relative to the API) for every artifact of a run."""
         path = f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/artifacts/download-links"
@@ -409,6 +464,19 @@ class Client:
         partial.replace(target)
         etag_file.unlink(missing_ok=True)
         return target
+
+    def get_webhooks(self, project_id: str) -> models.ProjectWebhooks:
+        return self._get(models.ProjectWebhooks, f"/projects/{_segment(project_id)}/webhooks")
+
+    def set_webhooks(self, project_id: str, hooks: list[dict]) -> models.ProjectWebhooks:
+        """Replace the project's webhooks with `hooks`, each {"url", "format", "events"} (an empty list: none)."""
+        body = models.WebhooksUpdate(hooks=hooks).model_dump(mode="json")
+        return self._send("PUT", models.ProjectWebhooks, f"/projects/{_segment(project_id)}/webhooks", body)
+
+    def webhook_deliveries(self, project_id: str, limit: int = 50) -> list[models.WebhookDelivery]:
+        """The latest deliveries first: event, url, state (待发送/已送达/失败), attempts, last_error and times."""
+        path = f"/projects/{_segment(project_id)}/webhooks/deliveries"
+        return self._get(list[models.WebhookDelivery], path, limit=limit)
 
     def list_trainers(self) -> list[models.TrainerInfo]:
         return self._get(list[models.TrainerInfo], "/trainers")

@@ -49,6 +49,10 @@ class Launcher(Protocol):
         """Why the controller of `sweep` no longer runs (its orchestrator run ended), or None while it runs or
         when that cannot be known."""
 
+    def emit_event(self, event: dict) -> None:
+        """Tell the orchestrator that `event` happened (a notification of ltm.api.notifications: its `event` name,
+        project, run and details), so its automations can act on it; best effort, never raises."""
+
     def close(self) -> None: ...
 
 
@@ -75,6 +79,9 @@ class NoopLauncher:
 
     def sweep_ended(self, sweep: dict) -> str | None:
         return None
+
+    def emit_event(self, event: dict) -> None:
+        return None  # no orchestrator to tell; webhooks still deliver
 
     def close(self) -> None:
         return None

@@ -1305,3 +1305,102 @@ class CheckpointManifest(BaseModel):
     lineage: list[LineageRun] = Field(description="本运行在前，依次是它的上一个运行，直到第一个运行")
     dataset: DatasetName | DatasetFiles | DatasetUnavailable = Field(description="数据集指纹")
     final_metrics: FinalMetrics
+
+
+# Notifications
+
+WEBHOOK_FORMATS = ("json", "dingtalk", "feishu", "wecom")
+WEBHOOK_EVENTS = (
+    "run.completed",
+    "run.failed",
+    "run.cancelled",
+    "run.preempted",
+    "run.hung",
+    "metric.nan",
+    "metric.threshold",
+    "release",
+)
+WEBHOOK_EVENT_TITLES = {
+    "run.completed": "运行完成",
+    "run.failed": "运行失败",
+    "run.cancelled": "运行已取消",
+    "run.preempted": "运行被抢占",
+    "run.hung": "运行卡住",
+    "metric.nan": "指标出现 NaN",
+    "metric.threshold": "指标越过阈值",
+    "release": "新的发布",
+}
+DELIVERY_STATES = ("待发送", "已送达", "失败")
+MAX_WEBHOOKS = 20
+# http or https, an ASCII host name or address (IDN hosts in their xn-- form), an optional port, then anything
+# without spaces
+_WEBHOOK_URL = re.compile(
+    r"https?://(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?(?:[/?#]\S*)?",
+    re.IGNORECASE,
+)
+
+
+def _one_of(choices: tuple[str, ...]):
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"必须是 {'、'.join(choices)} 之一")
+        return value
+
+    return check
+
+
+def _webhook_url(value: str) -> str:
+    if not _WEBHOOK_URL.fullmatch(value):
+        raise ValueError(
+            "必须是 http:// 或 https:// 开头、带主机名的地址，且不含空白字符，例如 https://example.com/hook"
+        )
+    return value
+
+
+def _distinct(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+WebhookEvent = Annotated[
+    str, AfterValidator(_one_of(WEBHOOK_EVENTS)), Field(json_schema_extra={"enum": list(WEBHOOK_EVENTS)})
+]
+
+
+class Webhook(Contract):
+    url: Annotated[str, StringConstraints(max_length=MAX_PATH_LENGTH), AfterValidator(_webhook_url)] = Field(
+        description="接收通知的地址（http 或 https）；钉钉、飞书、企业微信填写群机器人的 Webhook 地址"
+    )
+    format: Annotated[str, AfterValidator(_one_of(WEBHOOK_FORMATS))] = Field(
+        "json",
+        description="json：通用 JSON；dingtalk、feishu、wecom：钉钉、飞书、企业微信群机器人的消息格式",
+        json_schema_extra={"enum": list(WEBHOOK_FORMATS)},
+    )
+    events: Annotated[
+        list[WebhookEvent], Field(min_length=1, max_length=len(WEBHOOK_EVENTS)), AfterValidator(_distinct)
+    ] = Field(description="要通知的事件：" + "、".join(WEBHOOK_EVENTS))
+
+
+class WebhooksUpdate(Contract):
+    hooks: list[Webhook] = Field(max_length=MAX_WEBHOOKS, description=f"项目的全部 Webhook（最多 {MAX_WEBHOOKS} 个）")
+
+
+class ProjectWebhooks(BaseModel):
+    project_id: str
+    hooks: list[Webhook]
+    updated_by: str | None = Field(None, description="最近一次修改的人；从未设置时为 null")
+    updated_at: datetime | None = None
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    event: str = Field(description="事件：" + "、".join(WEBHOOK_EVENTS))
+    run_id: str | None = None
+    url: str
+    format: str
+    state: str = Field(description="、".join(DELIVERY_STATES))
+    attempts: int = Field(description="已尝试发送的次数")
+    last_error: str | None = Field(None, description="最近一次发送失败的原因")
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(None, description="下次尝试的时间（待发送时）")
+    delivered_at: datetime | None = None
+    payload: dict[str, Any] = Field(description="发送的请求体")

@@ -56,11 +56,23 @@ class Settings(BaseSettings):
     console_url: str = Field("http://127.0.0.1:8501", description="Console address, for links from Prefect")
     prefect_ui_url: str = Field("http://127.0.0.1:4200", description="Prefect UI address, for links from the console")
     cancel_wait_seconds: float = Field(15.0, ge=0, description="How long POST …/cancel waits for the run to stop")
+    webhook_retry_seconds: list[float] = Field(
+        [5.0, 30.0, 120.0, 600.0],
+        max_length=20,
+        description="Waits before each retry of a failed webhook delivery (a JSON list in LTM_WEBHOOK_RETRY_SECONDS); "
+        "when the last retry fails too, the delivery ends 失败 with its error",
+    )
     reconcile_seconds: float = Field(5.0, gt=0, description="How often the API syncs run status with Prefect")
     step_seconds: float = Field(
         0.2, ge=0, description="Simulated seconds per training step unless a run sets step_seconds"
     )
     stale_after_seconds: float = Field(45.0, gt=0, description="A running run silent this long is checked as lost")
+    hang_grace_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="How long a run found hung (no new step for its project's hang_minutes) may take to save its "
+        "checkpoint and end before the API ends it 失败 and cancels its orchestrator run",
+    )
     source_dir: Path | None = Field(
         None, description="Where script runs' code lives on this worker (a run's source is a folder below it)"
     )

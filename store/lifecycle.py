@@ -154,7 +154,7 @@ def delete_project(db: Database, project_id: str, run_ids: list[str]) -> None:
     that no append to these runs overlaps."""
     with db.removing_runs(run_ids) as cur:
         _delete_run_rows(cur, run_ids)
-        for table in ("project_versions", "project_members", "retention_policies"):
+        for table in ("project_versions", "project_members", "retention_policies", "webhooks", "webhook_deliveries"):
             cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
         sweep_store.delete_for_project(cur, project_id)
         release_store.delete_for_project(cur, project_id)

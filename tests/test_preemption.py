@@ -92,14 +92,15 @@ def test_a_requeued_run_is_not_preempted_again_within_the_grace_time(client):
     assert ended(client, second).status == RunStatus.COMPLETED
 
 
-def test_a_project_that_does_not_allow_preemption_waits(client):
+def test_runs_of_a_project_that_does_not_allow_preemption_are_not_preempted(client):
     project = client.create_project(unique("不抢占"), owner="测试")
     low = client.create_run(
         project.id, "m-7b", "d", name="先来", hyperparameters=HIGH | {"steps_per_epoch": 30}, resources=GPUS
     )
     wait_until(lambda: client.get_run(project.id, low.id).status == RunStatus.RUNNING, timeout=60, message="low")
-    high = client.create_run(project.id, "m-7b", "d", name="后到", hyperparameters=HIGH, resources=GPUS, priority=50)
-    waiting = wait_until(lambda: (r := client.get_run(project.id, high.id)).queue_reason and r, message="high waits")
+    eager = client.create_project(unique("想抢占"), owner="测试", preemption=True)  # cannot consent for the other
+    high = client.create_run(eager.id, "m-7b", "d", name="后到", hyperparameters=HIGH, resources=GPUS, priority=50)
+    waiting = wait_until(lambda: (r := client.get_run(eager.id, high.id)).queue_reason and r, message="high waits")
     assert "等待 2 × A100" in waiting.queue_reason
 
     assert ended(client, low).status == RunStatus.COMPLETED and client.get_run(project.id, low.id).preempted_by is None

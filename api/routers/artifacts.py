@@ -9,10 +9,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ltm import artifact_paths
 from ltm.api import artifact_files, download_links, examples, integrity
 from ltm.api.auth import Actor, Caller, actor, record_intervention, require_owner, require_project_member
-from ltm.api.deps import CurrentSettings, Db, ProjectRow, RunRow, Runs, json_body_only
+from ltm.api.deps import CurrentSettings, Db, ProjectRow, Releases, RunRow, Runs, json_body_only
 from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, not_found, responses, unprocessable
 from ltm.api.ids import ARTIFACT_KINDS, well_formed
-from ltm.api.routers.releases import Releases
 from ltm.api.visibility import can_see
 from ltm.ids import new_id
 from ltm.models import (

@@ -2,15 +2,14 @@ import json
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from ltm import artifact_paths
 from ltm.api import artifact_files
 from ltm.api.auth import Caller, require_owner
-from ltm.api.deps import ProjectRow, json_body_only
+from ltm.api.deps import ProjectRow, Releases, json_body_only
 from ltm.api.errors import BODY_ERRORS, ErrorBody, conflict, responses
-from ltm.api.release_service import ReleaseService
 from ltm.models import CheckpointManifest, ProjectReleases, Release, ReleaseDecision, ReleaseRequest, RollbackRequest
 
 router = APIRouter(tags=["发布"], dependencies=[Depends(json_body_only)])
@@ -21,13 +20,6 @@ MOVES = (
     "发布前检查点的每个文件都与写入时的 SHA-256 比较，不一致时 409 并标记为已损坏；"
     "通过后文件被冻结复制到发布目录，删除运行、保留策略和压缩都不会碰到它。"
 )
-
-
-async def get_releases(request: Request) -> ReleaseService:
-    return request.app.state.releases
-
-
-Releases = Annotated[ReleaseService, Depends(get_releases)]
 
 
 @router.get(

@@ -2,12 +2,12 @@ import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import audit, diffing, links, pickers, releases, run_form, runs_list, ui
+from ltm.console import audit, diffing, links, pickers, releases, run_form, runs_list, ui, webhooks
 from ltm.console.client import call
 from ltm.models import Project, ProjectStatus, Visibility
 from ltm.vocabulary import FIELD_LABELS
 
-TABS = ["概览", "运行", "发起运行", "发布", "版本历史", "编辑", "审计记录"]
+TABS = ["概览", "运行", "发起运行", "发布", "版本历史", "编辑", "通知", "审计记录"]
 
 
 def header(project: Project) -> None:
@@ -184,7 +184,7 @@ if (asked := st.query_params.get("tab")) and asked not in TABS:
     notes.insert(0, f"地址中的 tab={asked} 无效，已打开“{TABS[0]}”")
 for note in notes:
     st.info(note, icon=":material/link_off:")
-tab_overview, tab_runs, tab_start, tab_releases, tab_versions, tab_edit, tab_audit = st.tabs(
+tab_overview, tab_runs, tab_start, tab_releases, tab_versions, tab_edit, tab_notify, tab_audit = st.tabs(
     TABS, default=TABS[0], key="tab", bind="query-params"
 )
 with tab_overview:
@@ -199,5 +199,7 @@ with tab_versions:
     version_history(project)
 with tab_edit:
     edit_form(project)
+with tab_notify:
+    webhooks.webhooks_section(project)
 with tab_audit:
     audit.audit_section(project)

@@ -1,8 +1,9 @@
 import streamlit as st
 
 from ltm import Client
-from ltm.console import links, pickers, run_actions, run_live, run_logs, ui
-from ltm.console.client import call
+from ltm.console import links, pickers, run_actions, run_live, run_logs, run_survival, ui
+from ltm.console.client import call, get_client
+from ltm.console.fidelity import show_fidelity
 from ltm.models import Project, Run
 
 LINEAGE_CHILDREN = 50
@@ -89,7 +90,9 @@ project = pickers.existing_project(project_id)
 run = pickers.existing_run(project_id, run_id)
 header(run, project)
 ui.show_flash()
+show_fidelity(get_client(), run)
 lineage(run)
+run_survival.show_survival(run, project)
 run_actions.cancel_control(run)
 run_live.live_section(project_id, run_id, active=not run.status.is_terminal)
 st.divider()
