@@ -236,9 +236,9 @@ class Client:
     def read_sweep_journal(self, project_id: str, sweep_id: str, start: int = 0) -> models.JournalEntries:
         return self._get(models.JournalEntries, self._sweep_path(project_id, sweep_id) + "/journal", start=start)
 
-    def append_sweep_journal(self, project_id: str, sweep_id: str, entries: list[dict]) -> None:
+    def append_sweep_journal(self, project_id: str, sweep_id: str, entries: list[dict]) -> models.JournalPosition:
         body = models.JournalAppend(entries=entries).model_dump(mode="json")
-        self.request("POST", self._sweep_path(project_id, sweep_id) + "/journal", json=body)
+        return self._send("POST", models.JournalPosition, self._sweep_path(project_id, sweep_id) + "/journal", body)
 
     def start_trial(self, project_id: str, sweep_id: str, number: int, params: dict) -> models.Run:
         """The first run of trial `number` (the existing one when asked again)."""
@@ -260,9 +260,10 @@ class Client:
         state: str,
         objective: float | None = None,
         reason: str | None = None,
-    ) -> None:
+    ) -> models.TrialOutcome:
         body = models.TrialUpdate(state=state, objective=objective, reason=reason).model_dump(mode="json")
-        self.request("PATCH", f"{self._sweep_path(project_id, sweep_id)}/trials/{number}", json=body)
+        path = f"{self._sweep_path(project_id, sweep_id)}/trials/{number}"
+        return self._send("PATCH", models.TrialOutcome, path, body)
 
     @staticmethod
     def _sweep_path(project_id: str, sweep_id: str) -> str:

@@ -1131,6 +1131,16 @@ class JournalEntries(BaseModel):
     next: int = Field(description="下一次读取的起点")
 
 
+class JournalPosition(BaseModel):
+    next: int = Field(description="追加之后，下一次读取的起点")
+
+
+class TrialOutcome(BaseModel):
+    number: int
+    state: TrialState
+    objective: float | None = None
+
+
 class JournalAppend(Contract):
     entries: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
 

@@ -199,7 +199,7 @@ def test_the_releases_section_shows_the_current_release_and_the_history(shared_c
     first = checkpoint(shared_client, run, 100)
     second = checkpoint(shared_client, run, 200)
     empty = section(tmp_path, "releases", run.project_id)
-    assert any("项目目前没有发布的检查点" in t for t in texts(empty.info))
+    assert any("项目目前没有当前发布" in t for t in texts(empty.info))
     shared_client.tag_artifact(run.project_id, run.id, first.id, "发布", notes="第一版")
     shared_client.tag_artifact(run.project_id, run.id, second.id, "发布", notes="第二版")
 
@@ -207,9 +207,9 @@ def test_the_releases_section_shows_the_current_release_and_the_history(shared_c
 
     assert "**当前发布：第 200 步检查点**（运行 基线，第 200 步）" in texts(at.markdown)
     history = table_with(at, "现在的标签")
-    assert history[["运行", "检查点", "步数", "操作人", "备注", "现在的标签"]].values.tolist() == [
-        ["基线", "第 200 步检查点", "200", "本地用户", "第二版", "发布"],
-        ["基线", "第 100 步检查点", "100", "本地用户", "第一版", "归档"],
+    assert history[["序号", "状态", "运行", "检查点", "步数", "申请人", "备注", "现在的标签"]].values.tolist() == [
+        ["#2", "生效", "基线", "第 200 步检查点", "200", "本地用户", "第二版", "发布"],
+        ["#1", "已被取代", "基线", "第 100 步检查点", "100", "本地用户", "第一版", "归档"],
     ]
     assert f"run_id={run.id}" in at.page_link[0].proto.query_string
 

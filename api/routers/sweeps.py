@@ -9,12 +9,14 @@ from ltm.api.sweep_service import SweepService
 from ltm.models import (
     JournalAppend,
     JournalEntries,
+    JournalPosition,
     Run,
     Sweep,
     SweepCreate,
     SweepSummary,
     SweepUpdate,
     TrialCreate,
+    TrialOutcome,
     TrialPromote,
     TrialUpdate,
 )
@@ -105,8 +107,13 @@ def read_journal(sweeps: Sweeps, sweep: SweepRow, start: Annotated[int, Query(ge
     return sweeps.journal(sweep, start)
 
 
-@router.post(SWEEP + "/journal", summary="追加调参日志" + CONTROLLER, responses=responses(404, 409, *BODY_ERRORS))
-def append_journal(sweeps: Sweeps, caller: Caller, project: ProjectRow, sweep: SweepRow, body: JournalAppend) -> dict:
+@router.post(
+    SWEEP + "/journal",
+    response_model=JournalPosition,
+    summary="追加调参日志" + CONTROLLER,
+    responses=responses(404, 409, *BODY_ERRORS),
+)
+def append_journal(sweeps: Sweeps, caller: Caller, project: ProjectRow, sweep: SweepRow, body: JournalAppend):
     require_project_member(sweeps.db, caller, project, "写入调参日志")
     return sweeps.append_journal(sweep, body.entries)
 
@@ -138,11 +145,12 @@ def promote_trial(
 
 
 @router.patch(
-    SWEEP + "/trials/{number}", summary="记录试验结果" + CONTROLLER, responses=responses(404, 409, *BODY_ERRORS)
+    SWEEP + "/trials/{number}",
+    response_model=TrialOutcome,
+    summary="记录试验结果" + CONTROLLER,
+    responses=responses(404, 409, *BODY_ERRORS),
 )
-def update_trial(
-    sweeps: Sweeps, caller: Caller, project: ProjectRow, sweep: SweepRow, number: int, body: TrialUpdate
-) -> dict:
+def update_trial(sweeps: Sweeps, caller: Caller, project: ProjectRow, sweep: SweepRow, number: int, body: TrialUpdate):
     require_project_member(sweeps.db, caller, project, "记录试验结果")
     trial = sweeps.update_trial(sweep, number, body)
     return {"number": trial["number"], "state": trial["state"], "objective": trial["objective"]}
