@@ -1,7 +1,5 @@
 """Retention policies and deleting runs and projects with everything recorded about them."""
 
-from ltm.store import releases as release_store
-from ltm.store import sweeps as sweep_store
 from ltm.store.db import Database, from_db_time, utc_now
 from ltm.vocabulary import ACTIVE_RUN_STATUSES
 
@@ -149,13 +147,26 @@ def delete_runs(db: Database, run_ids: list[str]) -> None:
         _delete_run_rows(cur, run_ids)
 
 
+PROJECT_TABLES = (
+    "project_versions",
+    "project_members",
+    "retention_policies",
+    "webhooks",
+    "webhook_deliveries",
+    "sweeps",
+    "releases",
+)
+
+
 def delete_project(db: Database, project_id: str, run_ids: list[str]) -> None:
     """The project, its versions, members, retention policy, sweeps, releases and all its runs, in one transaction
     that no append to these runs overlaps."""
     with db.removing_runs(run_ids) as cur:
         _delete_run_rows(cur, run_ids)
-        for table in ("project_versions", "project_members", "retention_policies", "webhooks", "webhook_deliveries"):
+        for table in ("sweep_journal", "sweep_trials"):
+            cur.execute(
+                f"DELETE FROM {table} WHERE sweep_id IN (SELECT id FROM sweeps WHERE project_id = ?)", [project_id]
+            )
+        for table in PROJECT_TABLES:
             cur.execute(f"DELETE FROM {table} WHERE project_id = ?", [project_id])
-        sweep_store.delete_for_project(cur, project_id)
-        release_store.delete_for_project(cur, project_id)
         cur.execute("DELETE FROM projects WHERE id = ?", [project_id])

@@ -103,8 +103,3 @@ def _insert(cur, release: dict) -> None:
         f"INSERT INTO releases ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
         [values[c] for c in columns],
     )
-
-
-def delete_for_project(cur, project_id: str) -> None:
-    """Inside the caller's transaction: the releases of a project being deleted."""
-    cur.execute("DELETE FROM releases WHERE project_id = ?", [project_id])

@@ -124,11 +124,3 @@ def trial_run(db: Database, sweep_id: str, number: int, rung: int) -> dict | Non
         "SELECT * FROM runs WHERE sweep_id = ? AND trial_number = ? AND rung = ?", [sweep_id, number, rung]
     )
     return run_store.decode(rows[0]) if rows else None
-
-
-def delete_for_project(cur, project_id: str) -> None:
-    """Inside the caller's transaction: the project's sweeps, journals and trials."""
-    ids = "SELECT id FROM sweeps WHERE project_id = ?"
-    cur.execute(f"DELETE FROM sweep_journal WHERE sweep_id IN ({ids})", [project_id])
-    cur.execute(f"DELETE FROM sweep_trials WHERE sweep_id IN ({ids})", [project_id])
-    cur.execute("DELETE FROM sweeps WHERE project_id = ?", [project_id])

@@ -59,7 +59,9 @@ def create_sweep(sweeps: Sweeps, caller: Caller, project: ProjectRow, body: Swee
     return sweeps.shown(sweep)
 
 
-@router.get(SWEEPS, response_model=list[SweepSummary], summary="列出项目的调参（新的在前）", responses=responses(404))
+@router.get(
+    SWEEPS, response_model=list[SweepSummary], summary="列出项目的调参（新的在前）", responses=responses(404, 422)
+)
 def list_sweeps(sweeps: Sweeps, project: ProjectRow):
     return sweeps.summaries(project["id"])
 
@@ -68,7 +70,7 @@ def list_sweeps(sweeps: Sweeps, project: ProjectRow):
     SWEEP,
     response_model=Sweep,
     summary="获取调参详情：试验（按目标从好到差）、最佳试验、节省的步数",
-    responses=responses(404),
+    responses=responses(404, 422),
 )
 def get_sweep_detail(sweeps: Sweeps, sweep: SweepRow):
     return sweeps.shown(sweep)
@@ -79,7 +81,7 @@ def get_sweep_detail(sweeps: Sweeps, sweep: SweepRow):
     response_model=Sweep,
     summary="停止调参",
     description="不再开始新试验；进行中的试验的运行被取消，各自保存检查点。",
-    responses=responses(404, 409, 503),
+    responses=responses(404, 409, 422, 503),
 )
 def cancel_sweep(sweeps: Sweeps, caller: Caller, project: ProjectRow, sweep: SweepRow):
     require_project_member(sweeps.db, caller, project, "停止调参")
