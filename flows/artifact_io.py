@@ -77,7 +77,7 @@ class ArtifactWriter:
         finally:
             if self._fs.exists(temporary_path):
                 self._fs.rm(temporary_path, recursive=True)
-        size = sum(self._fs.size(posixpath.join(final_path, file_name)) for file_name in files)
+        size = sum(self._fs.size(posixpath.join(final_path, name)) for name in [*files, checksums.MANIFEST])
         return WrittenArtifact(path=_public_path(self._fs, final_path), size_bytes=size, checksums=digests)
 
     def write_config(self, config: dict) -> WrittenArtifact:

@@ -299,8 +299,10 @@ def _store(
                 shutil.move(content, target)
             else:
                 fs.put_file(str(content), target)
+        manifest = checksums.manifest_bytes(digests)
         with fs.open(posixpath.join(temporary, checksums.MANIFEST), "wb") as handle:
-            handle.write(checksums.manifest_bytes(digests))
+            handle.write(manifest)
+        size += len(manifest)
         if fs.exists(final):
             fs.rm(final, recursive=True)
         fs.mv(temporary, final, recursive=True)

@@ -22,7 +22,8 @@ def test_checkpoint_round_trip_with_real_size(tmp_path):
     written = ArtifactWriter(str(tmp_path), "proj-1", "run-1").write_checkpoint("step-10", files)
 
     assert written.path == str(tmp_path / "proj-1" / "run-1" / "step-10.ckpt")
-    assert written.size_bytes == sum(os.path.getsize(os.path.join(written.path, f)) for f in files) > 0
+    on_disk = [os.path.join(written.path, name) for name in os.listdir(written.path)]
+    assert written.size_bytes == sum(os.path.getsize(path) for path in on_disk) > 0
     assert read_checkpoint(locate(written.path), written.checksums) == files
     assert sorted(os.listdir(tmp_path / "proj-1" / "run-1")) == ["step-10.ckpt"]
 
@@ -40,7 +41,8 @@ def test_a_checkpoint_is_hashed_as_it_is_written_and_a_flipped_byte_is_refused(t
     assert written.checksums == expected
     manifest = json.loads((tmp_path / "p" / "r" / "step-3.ckpt" / checksums.MANIFEST).read_text())
     assert manifest == {"algorithm": "sha256", "files": expected}
-    assert written.size_bytes == sum(len(data) for data in files.values())  # the manifest is not the checkpoint's
+    folder = tmp_path / "p" / "r" / "step-3.ckpt"
+    assert written.size_bytes == sum(f.stat().st_size for f in folder.iterdir())  # the manifest included: bytes on disk
     assert read_checkpoint(locate(written.path), written.checksums) == files
 
     weights = tmp_path / "p" / "r" / "step-3.ckpt" / "weights.bin"
@@ -69,7 +71,7 @@ def test_non_local_root_returns_url():
         written = writer.write_checkpoint("c", {"state.json": b'{"step": 3}'})
         assert written.path.startswith("memory://")
         assert written.path.endswith("/artifact-io-test/p/r/c.ckpt")
-        assert written.size_bytes == 11
+        assert written.size_bytes == 11 + len(checksums.manifest_bytes(written.checksums))
         assert read_checkpoint(locate(written.path), written.checksums) == {"state.json": b'{"step": 3}'}
         assert writer.tensorboard_dir.endswith("/artifact-io-test/p/r/tensorboard")
     finally:
