@@ -59,7 +59,10 @@ def test_a_higher_priority_run_preempts_with_a_checkpoint_and_the_preempted_run_
 
     assert ended(client, low).status == RunStatus.CANCELLED
     again = requeued(client, low)
-    stopped = client.get_run(project.id, low.id)
+    stopped = wait_until(  # the requeue names the new run on the preempted one right after creating it
+        lambda: (r := client.get_run(project.id, low.id)).message.startswith("被抢占") and r,
+        message="the preempted run to say why",
+    )
     assert stopped.preempted_by == high.id and stopped.preempted_at
     assert stopped.message.startswith("被抢占：运行 高优先级") and again.id in stopped.message
     checkpoint = next(a for a in stopped.artifacts if a.name == "取消前的检查点")
