@@ -192,3 +192,38 @@ def test_what_cannot_be_released_is_refused_in_chinese(team):
     assert post(li, base + "/rollback", {"release_id": "rel_000000000000"}).status_code == 404
     assert post(clients["小张"], base, {"artifact_id": first.id}).status_code == 403  # a member is not the owner
     assert li.list_releases(project.id).history == []
+
+
+def test_retention_never_reaches_a_released_checkpoint_or_its_frozen_copy(team):
+    clients, root, project, _ = team
+    li, admin = clients["小李"], clients["管理员"]
+    run = li.create_run(project.id, "qwen-7b", "语料", name="保留策略")
+    checkpoints = {}
+    for step in (50, 100, 200):
+        written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint(
+            f"step-{step:08d}", {"state.json": f'{{"step": {step}}}'.encode()}
+        )
+        checkpoints[step] = admin.register_artifact(
+            project.id,
+            run.id,
+            "checkpoint",
+            f"第 {step} 步检查点",
+            written.path,
+            written.size_bytes,
+            step,
+            written.checksums,
+        )
+    admin.report(project.id, run.id, status="运行中")
+    admin.report(project.id, run.id, status="已完成")
+    release = post(li, f"/projects/{project.id}/releases", {"artifact_id": checkpoints[100].id}).json()
+    li.set_retention(project.id, 1)
+
+    preview = li.retention_preview(project.id)
+    assert [item.artifact_id for item in preview.items] == [checkpoints[50].id]  # the released one is never a candidate
+    for item in preview.items:  # what the retention flow does with each candidate
+        admin.delete_artifact(project.id, run.id, item.artifact_id, dry_run=False)
+
+    assert not Path(checkpoints[50].path).exists() and Path(checkpoints[100].path).is_dir()
+    frozen = root / "releases" / project.id / release["id"]
+    assert next(frozen.rglob("state.json")).read_bytes() == b'{"step": 100}'
+    assert li.list_releases(project.id).current.id == release["id"]
