@@ -75,7 +75,13 @@ def test_flow_runs_get_distinct_devices_wait_their_turn_and_cpu_runs_are_not_hel
         logs = client.get_logs(project.id, run.id, q="CUDA_VISIBLE_DEVICES").items
         index = run.devices[0].rsplit("-", 1)[1]
         assert logs and f"CUDA_VISIBLE_DEVICES={index}" in logs[0].message, "the flow process sees its device"
-    assert done[2].devices and done[2].leased_at >= min(done[0].released_at, done[1].released_at)
+
+    def released():
+        runs = [client.get_run(project.id, run.id) for run in done]
+        return all(run.released_at for run in runs) and runs
+
+    freed = wait_until(released, message="the leases of the finished runs to be released")  # right after each end
+    assert done[2].devices and done[2].leased_at >= min(freed[0].released_at, freed[1].released_at)
     series = client.get_metrics(project.id, first.id, names=["gpu/0/utilization"]).series
     assert series and all(0 <= p.last <= 1 for p in series[0].points)
     assert all(r.gpu_utilization is None for r in done), "a finished run shows no live figure"
