@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from ltm.api import errors
+from ltm.api import errors, ingest_route
 from ltm.api.auth import actor
 from ltm.api.group_commit import GroupCommit
 from ltm.api.ingest_payload import document_ingest_models
@@ -118,8 +118,16 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
             app.state.notifications.stop()
             db.close()
 
-    app = FastAPI(title="ltm — LLM 训练管理 API", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="ltm — LLM 训练管理 API",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        # Off: no OpenTelemetry provider is set up, and asking whether one is costs ~0.1 ms on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     errors.install(app)
+    app.add_middleware(ingest_route.IngestRoutes)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(NoEncodedSlash)
     app.add_middleware(OriginGuard, settings=settings)

@@ -1,5 +1,6 @@
 """Who is calling, and what they may do. Off on loopback by default; on whenever the API listens beyond it."""
 
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -114,10 +115,17 @@ def arrived_over_network(scope: dict) -> bool:
     """Tokens are required beyond loopback whatever LTM_AUTH says: the socket's own address decides, so an app
     served by any server (not only `ltm api`) holds the rule. In-process transports name no IP address."""
     server = scope.get("server")
+    return bool(server) and not _is_loopback_ip(server[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_ip(address: str) -> bool:
+    """True for a loopback address, and for a name that is no IP address (an in-process transport); asked on
+    every request, so cached."""
     try:
-        return bool(server) and not ipaddress.ip_address(server[0]).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
-        return False
+        return True
 
 
 def _runner_may(request: Request, route: tuple[str, str], run_id: str) -> bool:

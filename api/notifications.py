@@ -27,8 +27,10 @@ from ltm.store import Database, ingest, utc_now
 from ltm.store import projects as project_store
 from ltm.store import runs as run_store
 from ltm.store import webhooks as webhook_store
+from ltm.vocabulary import TERMINAL_RUN_STATUSES
 
 log = logging.getLogger("ltm.api")
+_ENDED = frozenset(status.value for status in TERMINAL_RUN_STATUSES)
 PENDING, DELIVERED, FAILED = DELIVERY_STATES
 TIMEOUT_SECONDS = 5.0
 SENDERS = 4  # deliveries posted at once, so one slow receiver holds back no other
@@ -89,7 +91,9 @@ class Notifications:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._told: set[tuple] = set()  # (run, rule) pairs whose first crossing was settled in this process
+        self._told: dict[str, set[tuple]] = {}  # per live run: rules whose first crossing was settled here
+        self._thresholds: dict[str, list[dict]] = {}  # per project, as of project update `_thresholds_as_of`
+        self._thresholds_as_of = -1
         self._http = httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False)
         self._senders = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="notify-post")
         self._threads = [
@@ -108,6 +112,8 @@ class Notifications:
         """A RunService listener."""
         if run_event_name(run, previous):
             self._inbox.put(("run", run, previous))
+        if run["status"] in _ENDED:
+            self._inbox.put(("ended", run["id"]))
 
     def ingested(self, batch: ingest.Batch) -> None:
         """A batch of metrics or logs is in the store."""
@@ -139,6 +145,9 @@ class Notifications:
 
     def _events_of(self, note: tuple) -> list[dict]:
         kind = note[0]
+        if kind == "ended":
+            self._told.pop(note[1], None)  # no batch of an ended run is stored again
+            return []
         if kind == "run":
             _, run, previous = note
             return [self._run_event(run, run_event_name(run, previous))]
@@ -200,15 +209,14 @@ class Notifications:
         return self._event("release", release["project_id"], run, message, details)
 
     def _threshold_events(self, batch: ingest.Batch) -> list[dict]:
-        project = project_store.get_row(self.db, batch.project_id) if batch.project_id else None
-        rules = (project or {}).get("metric_thresholds") or []
         events = []
-        for rule in rules:
-            key = (batch.run_id, "threshold", rule["metric"], rule.get("above"), rule.get("below"))
-            first = None if key in self._told else _first_beyond(batch.rows, rule)
+        told = self._told.setdefault(batch.run_id, set())
+        for rule in self._project_thresholds(batch.project_id):
+            key = ("threshold", rule["metric"], rule.get("above"), rule.get("below"))
+            first = None if key in told else _first_beyond(batch.rows, rule)
             if first is None:
                 continue
-            self._told.add(key)
+            told.add(key)
             stored = webhook_store.first_beyond(
                 self.db, batch.run_id, rule["metric"], rule.get("above"), rule.get("below")
             )
@@ -219,13 +227,26 @@ class Notifications:
             events.append(self._metric_event("metric.threshold", batch, details, threshold_message(rule, step, value)))
         return events
 
+    def _project_thresholds(self, project_id: str | None) -> list[dict]:
+        """Read once per project and project update: metric batches arrive at fleet rates."""
+        if project_id is None:
+            return []
+        if self._thresholds_as_of != project_store.updates():
+            self._thresholds_as_of = project_store.updates()
+            self._thresholds.clear()
+        if project_id not in self._thresholds:
+            project = project_store.get_row(self.db, project_id)
+            self._thresholds[project_id] = (project or {}).get("metric_thresholds") or []
+        return self._thresholds[project_id]
+
     def _non_finite_events(self, batch: ingest.Batch) -> list[dict]:
         events = []
+        told = self._told.setdefault(batch.run_id, set())
         for metric, line in _first_non_finite_lines(batch.rows).items():
-            key = (batch.run_id, "nan", metric)
-            if key in self._told:
+            key = ("nan", metric)
+            if key in told:
                 continue
-            self._told.add(key)
+            told.add(key)
             prefix = f"指标 {metric} 在第 "
             stored = webhook_store.first_line(self.db, batch.run_id, LogLevel.WARNING.value, prefix, _NON_FINITE_SUFFIX)
             if stored != line["timestamp"]:

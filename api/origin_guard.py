@@ -7,6 +7,7 @@ without one, a `Referer`) must come from the API itself or from the console. Req
 from programs (SDK, flows, curl), which no web page controls.
 """
 
+import functools
 import ipaddress
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 
 
+@functools.lru_cache(maxsize=256)  # the helpers below are asked on every request, with few distinct values
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -30,6 +32,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=256)
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -39,6 +42,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
 def _host(header: str) -> tuple[str, int | None] | None:
     """(name, port) named by a Host header; None when it is not a plain host[:port]."""
     if not header or any(char in header for char in "@/?#\\"):

@@ -175,9 +175,26 @@ UPDATABLE_COLUMNS = frozenset(
 )
 
 
+_updates = 0
+
+
 def update(db: Database, project_id: str, changes: dict, at) -> int:
     """Apply `changes` ({column: new value}) and record them as the next version; returns it."""
     assert changes and set(changes) <= UPDATABLE_COLUMNS, changes
+    try:
+        return _update(db, project_id, changes, at)
+    finally:
+        global _updates
+        _updates += 1
+
+
+def updates() -> int:
+    """How many project updates this process has made: a reader caching project settings reads again after it
+    changes."""
+    return _updates
+
+
+def _update(db: Database, project_id: str, changes: dict, at) -> int:
     with db.writing(transaction=True) as cur:
         current = cur.execute("SELECT * FROM projects WHERE id = ?", [project_id])
         columns = [d[0] for d in current.description]

@@ -15,7 +15,10 @@ DEFAULT_TRAINER = "simulated"
 SCRIPT = "script"  # the `trainer` of a run that has an entrypoint: its own script trains, no Trainer class
 
 
+@functools.cache
 def _entry_points() -> dict:
+    """Read once per process, like the trainers loaded from it: reading package metadata costs milliseconds, and
+    every run created asks."""
     return {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
 
 
