@@ -53,14 +53,16 @@ class _Table:
         return [struct.unpack_from(fmt, self.data, vector + 4 + i * size) for i in range(count)]
 
 
-def _batch_size(batch: _Table, body: bytes) -> tuple[int, int]:
+def _batch_size(batch: _Table, message_body: pa.Buffer | None) -> tuple[int, int]:
     """Rows and decoded bytes of one RecordBatch table (format/Message.fbs: length, nodes, buffers, compression)."""
-    compressed = batch.table(3) is not None
+    if batch.table(3) is None:  # not compressed: its buffers lie within the message body
+        return batch.scalar(0, "<q"), message_body.size if message_body else 0
+    body = message_body.to_pybytes() if message_body else b""
     decoded = 0
     for offset, length in batch.structs(2, "<qq"):
         if offset < 0 or length < 0 or offset + length > len(body):
             raise ValueError("buffer outside the message body")
-        if compressed and length >= 8:
+        if length >= 8:
             declared = struct.unpack_from("<q", body, offset)[0]
             decoded += length - 8 if declared == _NOT_COMPRESSED else declared
         else:
@@ -80,7 +82,7 @@ def stream_size(body: bytes) -> StreamSize:
                 kind, content = _RECORD_BATCH, content.table(1)
             if kind != _RECORD_BATCH or content is None:
                 continue
-            batch_rows, batch_bytes = _batch_size(content, message.body.to_pybytes() if message.body else b"")
+            batch_rows, batch_bytes = _batch_size(content, message.body)
             rows, decoded = rows + max(batch_rows, 0), decoded + batch_bytes
     except struct.error as exc:
         raise ValueError(f"malformed message metadata: {exc}") from None
