@@ -14,6 +14,7 @@ from ltm.models import RunStatus
 from ltm.store import artifacts as artifact_store
 from ltm.store import auth as auth_store
 from ltm.store import projects as project_store
+from ltm.store import restarts as restart_store
 from ltm.store import runs as run_store
 from ltm.store import utc_now
 
@@ -95,7 +96,7 @@ class Preemption:
         (from scratch when it saved none), once."""
         if run is None or run["status"] != RunStatus.CANCELLED.value or not run["preempted_by"]:
             return
-        if any(r["restart_of"] == run["id"] for r in run_store.list_for_project(self.db, run["project_id"])):
+        if restart_store.restart_of(self.db, run["id"]):
             return
         project = project_store.get_row(self.db, run["project_id"])
         checkpoints = [a for a in artifact_store.list_for_run(self.db, run["id"]) if a["type"] == "checkpoint"]

@@ -233,6 +233,35 @@ def test_a_metric_crossing_a_threshold_is_told_once_per_run_and_rule(client, rec
     assert sorted(later) == ["metric.threshold"] * 3 + ["run.completed"], "a crossing is told once per run and rule"
 
 
+def test_thresholds_changed_during_a_run_judge_its_next_batch(client, receiver):
+    """The API keeps each project's thresholds in memory (metric batches arrive at fleet rates): a change must
+    reach the very next batch."""
+    to = paths("changed")
+    project = project_with_hooks(
+        client,
+        receiver,
+        [(to["json"], "json", ["metric.threshold"])],
+        metric_thresholds=[{"metric": "loss", "above": 5.0}],
+    )
+    run = running(client, project.id, "改阈值")
+    at = "2026-01-01T00:00:0{}Z"
+    client.send_metrics(
+        project.id,
+        run.id,
+        MetricBatch(batch_id="a", points=[MetricPoint(name="loss", step=1, value=1.0, timestamp=at.format(1))]),
+    )
+    client.update_project(project.id, metric_thresholds=[{"metric": "loss", "above": 2.0}])
+    client.send_metrics(
+        project.id,
+        run.id,
+        MetricBatch(batch_id="b", points=[MetricPoint(name="loss", step=2, value=3.5, timestamp=at.format(2))]),
+    )
+
+    settled(client, project.id, 1)
+    [body] = receiver.taken[to["json"]]
+    assert (body["details"]["step"], body["details"]["value"], body["details"]["above"]) == (2, 3.5, 2.0)
+
+
 def test_a_nan_the_sdk_reporter_could_not_store_is_told_once(client, receiver):
     """The API stores finite values only; ltm.reporter turns a NaN into a WARNING line, which is the metric.nan."""
     to = paths("nan")
