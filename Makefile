@@ -19,7 +19,7 @@ install: $(STAMP)
 PYTEST_WORKERS ?= 3
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --durations=25
 
 up: $(STAMP)
 	$(VENV)/bin/ltm up

@@ -247,11 +247,7 @@ def withdraw_control(project: Project, current: Release, me: Identity) -> None:
         "（状态为已撤销），检查点追加“归档”标签。"
     )
     notes = st.text_input("撤销原因（必填，记入审计记录）", key="withdraw_notes", placeholder="例如 发现评估数据泄漏")
-    confirm, back, _ = st.columns([1, 1, 4])
-    if back.button("暂不撤销", key="withdraw_back"):
-        st.session_state.pop(WITHDRAW_KEY)
-        st.rerun()
-    if not confirm.button("确认撤销", key="withdraw_confirm", type="primary"):
+    if not ui.confirmed(WITHDRAW_KEY, "确认撤销", "暂不撤销", "withdraw"):
         return
     try:
         reason = ui.required_text(notes, "撤销原因")
@@ -398,13 +394,9 @@ def confirm_rollback(project: Project, releases: ProjectReleases, target: Releas
     replaced = f"当前发布 {release_label(current)} 将变为“已被取代”" if current else "项目目前没有当前发布"
     approval = "；项目要求第二人批准，回滚先成为待批准的申请" if releases.approval_required else ""
     st.warning(f"确认回滚到发布 {release_label(target)}？它的冻结副本将重新成为当前发布，{replaced}{approval}。")
-    confirm, back, _ = st.columns([1, 1, 4])
-    if back.button("暂不回滚", key="rollback_back"):
-        st.session_state.pop(ROLLBACK_KEY)
-        # The form was not drawn while confirming: give back what was chosen and typed.
-        st.session_state.update(rollback_target=target.id, rollback_notes=notes)
-        st.rerun()
-    if not confirm.button("确认回滚", key="rollback_confirm", type="primary"):
+    # The form is not drawn while confirming: 暂不 gives back what was chosen and typed.
+    restore = {"rollback_target": target.id, "rollback_notes": notes}
+    if not ui.confirmed(ROLLBACK_KEY, "确认回滚", "暂不回滚", "rollback", restore):
         return
     st.session_state.pop(ROLLBACK_KEY)
     made = call(Client.rollback_release, project.id, target.id, notes=ui.optional_text(notes))

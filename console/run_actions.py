@@ -130,11 +130,7 @@ def cancel_control(run: Run) -> None:
             st.rerun()
         return
     st.warning(f"确认取消运行 {run.name}？训练会停止，并保留最新检查点。")
-    confirm, back, _ = st.columns([1, 1, 4])
-    if back.button("暂不取消", key="cancel_back"):
-        st.session_state.pop(CONFIRM_KEY)
-        st.rerun()
-    if confirm.button("确认取消", key="cancel_confirm", type="primary"):
+    if ui.confirmed(CONFIRM_KEY, "确认取消", "暂不取消", "cancel"):
         st.session_state.pop(CONFIRM_KEY)
         cancelled = call(Client.cancel_run, run.project_id, run.id)
         if cancelled:
@@ -260,11 +256,7 @@ def _confirm_release(run: Run, artifact: Artifact, pending: dict) -> None:
         st.warning(f"确认将 {artifact.name} 标记为发布？项目目前没有发布的检查点，它将成为当前发布。")
     if pending.get("approval"):
         st.info("项目要求第二人批准：确认后提交发布申请，由另一位项目成员在项目页“发布”中批准后才生效。")
-    confirm, back, _ = st.columns([1, 1, 4])
-    if back.button("暂不发布", key="release_back"):
-        st.session_state.pop(RELEASE_KEY)
-        st.rerun()
-    if confirm.button("确认发布", key="release_confirm", type="primary"):
+    if ui.confirmed(RELEASE_KEY, "确认发布", "暂不发布", "release"):
         st.session_state.pop(RELEASE_KEY)
         _release(run, artifact, pending["notes"], replaces)
 

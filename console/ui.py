@@ -130,3 +130,14 @@ def show_flash() -> None:
         getattr(st, kind)(message)
         if link:
             st.page_link(**link)
+
+
+def confirmed(pending_key: str, confirm: str, back: str, key: str, restore: dict | None = None) -> bool:
+    """The 确认 / 暂不 pair under a question: 暂不 forgets the pending action (`restore` puts back what the hidden
+    form held) and reruns; True on the click that confirms, with the action still pending for the caller."""
+    confirm_column, back_column, _ = st.columns([1, 1, 4])
+    if back_column.button(back, key=f"{key}_back"):
+        st.session_state.pop(pending_key, None)
+        st.session_state.update(restore or {})
+        st.rerun()
+    return confirm_column.button(confirm, key=f"{key}_confirm", type="primary")

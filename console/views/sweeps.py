@@ -374,11 +374,7 @@ def stop_control(sweep: Sweep) -> None:
             st.rerun()
         return
     st.warning(f"确认停止调参 {sweep.name}？不再开始新试验；进行中的试验会被取消，各自保留最新检查点。")
-    confirm, back, _ = st.columns([1, 1, 4])
-    if back.button("暂不停止", key="stop_sweep_back"):
-        st.session_state.pop(STOP_KEY)
-        st.rerun()
-    if confirm.button("确认停止", key="stop_sweep_confirm", type="primary"):
+    if ui.confirmed(STOP_KEY, "确认停止", "暂不停止", "stop_sweep"):
         st.session_state.pop(STOP_KEY)
         if call(Client.cancel_sweep, sweep.project_id, sweep.id):
             ui.flash("success", "调参已停止：进行中的试验已取消并保留检查点。")
