@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 
+from ltm.flows.artifact_io import ArtifactWriter
 from ltm.testing import ROOT
 
 
@@ -64,3 +65,13 @@ def cli_token(home, user: str, role: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+def stored_checkpoint(client, root, project_id: str, run_id: str, step: int, files: dict[str, bytes]):
+    """A checkpoint `step-<step>` written under artifact root `root` as a training flow writes it (files and their
+    SHA-256 manifest), and registered by `client` as `第 <step> 步检查点`."""
+    written = ArtifactWriter(str(root), project_id, run_id).write_checkpoint(f"step-{step:08d}", files)
+    name = f"第 {step} 步检查点"
+    return client.register_artifact(
+        project_id, run_id, "checkpoint", name, written.path, written.size_bytes, step, written.checksums
+    )

@@ -9,7 +9,7 @@ import pytest
 from ltm import ApiError, Client
 from ltm.flows.artifact_io import ArtifactWriter
 from tests.conftest import ApiProcess
-from tests.helpers import unique
+from tests.helpers import stored_checkpoint, unique
 
 FILES = {"state.json": b'{"step": 20}', "weights.bin": bytes(range(256)) * 64}
 
@@ -29,11 +29,8 @@ def checkpoint(server):
     client, root = server
     project = client.create_project(unique("校验"), owner="小李")
     run = client.create_run(project.id, "qwen-7b", "语料", hyperparameters={"num_epochs": 2, "steps_per_epoch": 10})
-    written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint("step-00000020", FILES)
-    artifact = client.register_artifact(
-        project.id, run.id, "checkpoint", "第 20 步检查点", written.path, written.size_bytes, 20, written.checksums
-    )
-    return client, run, artifact, Path(written.path)
+    artifact = stored_checkpoint(client, root, project.id, run.id, 20, FILES)
+    return client, run, artifact, Path(artifact.path)
 
 
 def flip_a_byte(path: Path) -> bytes:

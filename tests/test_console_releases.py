@@ -15,11 +15,10 @@ from streamlit.testing.v1 import AppTest
 from ltm import Client
 from ltm.console.client import TOKEN_KEY
 from ltm.console.ui import fmt_size
-from ltm.flows.artifact_io import ArtifactWriter
 from ltm.models import MetricBatch, MetricPoint
 from tests.conftest import ApiProcess
 from tests.console_helpers import APP, texts
-from tests.helpers import cli_token, unique
+from tests.helpers import cli_token, stored_checkpoint, unique
 
 PEOPLE = (("管理员", "admin"), ("小李", "member"), ("小张", "member"))
 
@@ -55,21 +54,8 @@ def finished_run(clients, root, project, name: str, steps=(200,), weights: bytes
     run = clients["小李"].create_run(project.id, "qwen-7b", "语料", name=name)
     checkpoints = []
     for step in steps:
-        written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint(
-            f"step-{step:08d}", {"state.json": b'{"step": %d}' % step, "weights.bin": weights}
-        )
-        checkpoints.append(
-            admin.register_artifact(
-                project.id,
-                run.id,
-                "checkpoint",
-                f"第 {step} 步检查点",
-                written.path,
-                written.size_bytes,
-                step,
-                written.checksums,
-            )
-        )
+        files = {"state.json": b'{"step": %d}' % step, "weights.bin": weights}
+        checkpoints.append(stored_checkpoint(admin, root, project.id, run.id, step, files))
     admin.report(project.id, run.id, status="运行中")
     admin.report(project.id, run.id, status="已完成")
     return run, checkpoints

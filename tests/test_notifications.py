@@ -16,14 +16,13 @@ import pytest
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter, EventResourceFilter
 
 from ltm import ApiError, Client
-from ltm.flows.artifact_io import ArtifactWriter
 from ltm.flows.automations import READY, automation_name
 from ltm.gpus import parse_declared
 from ltm.models import MetricBatch, MetricPoint, RunStatus
 from ltm.reporter import RunReporter
 from tests.conftest import ApiProcess, free_port, wait_until
 from tests.console_helpers import open_console
-from tests.helpers import cli_token, unique
+from tests.helpers import cli_token, stored_checkpoint, unique
 from tests.test_flows_e2e import prefect_client
 
 CONSOLE = "http://console.example:8501"
@@ -289,12 +288,8 @@ def test_a_checkpoint_becoming_the_current_release_is_told(server, receiver):
         client, receiver, [(to["dingtalk"], "dingtalk", ["release"]), (to["json"], "json", ["release"])]
     )
     run = running(client, project.id, "基线")
-    written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint(
-        "step-00000200", {"state.json": b'{"step": 200}', "weights.bin": b"\x01" * 4096}
-    )
-    checkpoint = client.register_artifact(
-        project.id, run.id, "checkpoint", "第 200 步检查点", written.path, written.size_bytes, 200, written.checksums
-    )
+    files = {"state.json": b'{"step": 200}', "weights.bin": b"\x01" * 4096}
+    checkpoint = stored_checkpoint(client, root, project.id, run.id, 200, files)
     client.report(project.id, run.id, status="已完成")
     client.tag_artifact(project.id, run.id, checkpoint.id, "发布", notes="BLEU 33.1")
 

@@ -18,10 +18,9 @@ from streamlit.testing.v1 import AppTest
 from ltm import ApiError, Client
 from ltm.api import release_manifest
 from ltm.environment import describe
-from ltm.flows.artifact_io import ArtifactWriter
 from ltm.models import MetricBatch, MetricPoint, RunStatus
 from tests.conftest import ApiProcess, wait_until
-from tests.helpers import unique
+from tests.helpers import stored_checkpoint, unique
 
 CORPUS = b'{"text": "\xe7\xa5\x9e\xe7\xbb\x8f\xe7\xbd\x91\xe7\xbb\x9c"}\n' * 200
 BASE = {"num_epochs": 3, "steps_per_epoch": 10, "learning_rate": 0.001, "seed": 7}
@@ -63,17 +62,7 @@ def send_metrics(client: Client, run, points: list[tuple[str, int, float]]) -> N
 
 
 def checkpoint(server: Server, run, step: int, files: dict[str, bytes]):
-    written = ArtifactWriter(str(server.artifacts), run.project_id, run.id).write_checkpoint(f"step-{step:08d}", files)
-    return server.client.register_artifact(
-        run.project_id,
-        run.id,
-        "checkpoint",
-        f"第 {step} 步检查点",
-        written.path,
-        written.size_bytes,
-        step,
-        written.checksums,
-    )
+    return stored_checkpoint(server.client, server.artifacts, run.project_id, run.id, step, files)
 
 
 def finish(client: Client, run) -> None:

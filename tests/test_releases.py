@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from ltm import ApiError, Client
-from ltm.flows.artifact_io import ArtifactWriter
 from tests.conftest import ApiProcess
-from tests.helpers import cli_token, unique
+from tests.helpers import cli_token, stored_checkpoint, unique
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,8 @@ def team(server):
     checkpoints = []
     for name, weights in (("基线", b"\x01" * 4096), ("加大学习率", b"\x02" * 4096)):
         run = li.create_run(project.id, "qwen-7b", "语料", name=name)
-        written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint(
-            "step-00000200", {"state.json": b'{"step": 200}', "weights.bin": weights}
-        )
-        checkpoints.append(
-            admin.register_artifact(
-                project.id,
-                run.id,
-                "checkpoint",
-                "第 200 步检查点",
-                written.path,
-                written.size_bytes,
-                200,
-                written.checksums,
-            )
-        )
+        files = {"state.json": b'{"step": 200}', "weights.bin": weights}
+        checkpoints.append(stored_checkpoint(admin, root, project.id, run.id, 200, files))
         admin.report(project.id, run.id, status="运行中")
         admin.report(project.id, run.id, status="已完成")
     return clients, root, project, checkpoints
@@ -200,19 +186,8 @@ def test_retention_never_reaches_a_released_checkpoint_or_its_frozen_copy(team):
     run = li.create_run(project.id, "qwen-7b", "语料", name="保留策略")
     checkpoints = {}
     for step in (50, 100, 200):
-        written = ArtifactWriter(str(root), project.id, run.id).write_checkpoint(
-            f"step-{step:08d}", {"state.json": f'{{"step": {step}}}'.encode()}
-        )
-        checkpoints[step] = admin.register_artifact(
-            project.id,
-            run.id,
-            "checkpoint",
-            f"第 {step} 步检查点",
-            written.path,
-            written.size_bytes,
-            step,
-            written.checksums,
-        )
+        files = {"state.json": f'{{"step": {step}}}'.encode()}
+        checkpoints[step] = stored_checkpoint(admin, root, project.id, run.id, step, files)
     admin.report(project.id, run.id, status="运行中")
     admin.report(project.id, run.id, status="已完成")
     release = post(li, f"/projects/{project.id}/releases", {"artifact_id": checkpoints[100].id}).json()
