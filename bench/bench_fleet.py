@@ -6,17 +6,21 @@
 17  N simulated live runs, each sending a 20-line log batch and a 10-point metric batch (Arrow, as the SDK does) once
     a second: requests acknowledged per second, acknowledgement p50/p99, GET run p50 during the load, and every
     acknowledged line and point counted in the store file afterwards (exactly once).
+17b during that load, the Streamlit console's page of one of those live runs in headless Chromium (as
+    bench_console's 10b), until its two charts are drawn; the browser shares the machine with the load.
 18  50 real RunReporters (SDK threads) driving the simulated trainer at 10 steps/s each: acknowledgement p99 and the
     most rows any reporter held buffered.
 19  the API process's resident memory after the load.
 
-Run with `python -m bench.bench_fleet [--runs N] [--seconds S] [--shards K]`; `--smoke` uses tiny sizes for CI. It
-starts its own API processes (no Prefect). `--shards 2` runs two API processes, each owning its own DuckDB file, and
-routes each run to one of them: the measurement behind docs/scaling.md.
+Run with `python -m bench.bench_fleet [--runs N] [--seconds S] [--shards K] [--page-loads N]`; `--smoke` uses tiny
+sizes for CI, `--page-loads 0` leaves the console out. It starts its own API processes (no Prefect) and console.
+`--shards 2` runs two API processes, each owning its own DuckDB file, and routes each run to one of them: the
+measurement behind docs/scaling.md.
 """
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,14 +32,18 @@ from pathlib import Path
 
 import duckdb
 import httpx
+from playwright.sync_api import sync_playwright
 
+from bench.bench_console import CHROMIUM_ARGS, load_seconds
 from bench.common import figure
 from ltm import Client, arrow_batches
 from ltm.reporter import RunReporter
-from ltm.testing import ApiProcess, free_port, wait_until
+from ltm.testing import ROOT, ApiProcess, answers, free_port, wait_until
 from ltm.trainers import TrainerConfig, get_trainer
 
 LINES, POINTS = 20, 10
+KINDS = ("logs", "metrics")  # the order of the batches in templates()
+SERIES = ("train_loss", "learning_rate")
 ID_WIDTH = 24
 PLACEHOLDER = "Q" * ID_WIDTH
 TRIVIAL_SERVER = """
@@ -88,6 +96,15 @@ def address(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def second_points(second: int) -> tuple[list[str], list[int], list[float]]:
+    """Names, steps and values of the 10 metric points a run sends in second `second` of the load."""
+    return (
+        [SERIES[i % 2] for i in range(POINTS)],
+        [second * 5 + i // 2 for i in range(POINTS)],
+        [2.0 / (1 + second + i) for i in range(POINTS)],
+    )
+
+
 def templates(seconds: int) -> list[tuple[bytes, bytes]]:
     """Per second of load: an Arrow log batch and an Arrow metric batch whose batch id is a placeholder, replaced
     per run and second (the same length, so the stream stays valid); steps advance with the second."""
@@ -100,12 +117,7 @@ def templates(seconds: int) -> list[tuple[bytes, bytes]]:
             ["INFO"] * LINES,
             [f"step {second * 10 + i // 2} loss={2.0 / (1 + second + i):.4f} lr=3.0e-04" for i in range(LINES)],
         )
-        points = arrow_batches.metric_table(
-            [("train_loss", "learning_rate")[i % 2] for i in range(POINTS)],
-            [second * 5 + i // 2 for i in range(POINTS)],
-            [2.0 / (1 + second + i) for i in range(POINTS)],
-            [base + i for i in range(POINTS)],
-        )
+        points = arrow_batches.metric_table(*second_points(second), [base + i for i in range(POINTS)])
         bodies.append((arrow_batches.encode(lines, PLACEHOLDER), arrow_batches.encode(points, PLACEHOLDER)))
     return bodies
 
@@ -125,19 +137,51 @@ def prepare(client: Client, runs: int) -> tuple[str, list[str]]:
     return project.id, ids
 
 
-async def offered_load(
-    urls: list[str], project_ids: list[str], run_ids: list[list[str]], seconds: int, connections: int
-) -> dict:
-    """Every run sends its two batches once a second, runs spread evenly over the second; requests are queued to
-    `connections` keep-alive connections per API. Latency is measured from the moment a request is written."""
-    flat = [(shard, run_id) for shard, ids in enumerate(run_ids) for run_id in ids]
+def ltm_batches(project_ids: list[str], seconds: int, kinds: tuple[str, ...] = KINDS):
+    """What one run sends to ltm in one second of load: its Arrow batches of `kinds`, each named uniquely."""
     bodies = templates(seconds)
+
+    def requests(shard: int, index: int, run_id: str, second: int) -> list[tuple[str, str, bytes, str]]:
+        base = f"/projects/{project_ids[shard]}/runs/{run_id}"
+        return [
+            (
+                kind,
+                f"{base}/{kind}",
+                named(bodies[second][KINDS.index(kind)], index, second, kind[0]),
+                arrow_batches.MEDIA_TYPE,
+            )
+            for kind in kinds
+        ]
+
+    return requests
+
+
+async def offered_requests(
+    urls: list[str],
+    run_ids: list[list[str]],
+    seconds: int,
+    connections: int,
+    requests,
+    read_path=None,
+    started: float | None = None,
+    deadline: float | None = None,
+    errors_counted: bool = False,
+) -> dict:
+    """Every run sends `requests(shard, index, run_id, second)` once a second, runs spread evenly over the second;
+    requests are queued to `connections` keep-alive connections per server (`urls`, one per shard). Latency is
+    measured from the moment a request is written. `read_path(i)`, if given, is read from the first server every
+    0.2 s during the load. The load starts at `started` (a `time.perf_counter()` value; default 0.5 s from now);
+    requests still queued `deadline` seconds after it are not sent but counted as unsent. A 503 is retried after its
+    Retry-After; any other answer but 200 fails the load, or with `errors_counted` is counted and not retried."""
+    flat = [(shard, run_id) for shard, ids in enumerate(run_ids) for run_id in ids]
     queues = [asyncio.Queue() for _ in urls]
     latencies: list[float] = []
     lateness: list[float] = []
     refused: dict[int, int] = {}
-    acknowledged = {run_id: [0, 0] for _, run_id in flat}
-    started = time.perf_counter() + 0.5
+    failed: dict[str, int] = {}
+    acknowledged = {run_id: {} for _, run_id in flat}
+    unsent = 0
+    started = time.perf_counter() + 0.5 if started is None else started
 
     async def schedule() -> None:
         total = len(flat) * seconds
@@ -148,48 +192,47 @@ async def offered_load(
             if delay > 0:
                 await asyncio.sleep(delay)
             shard, run_id = flat[index]
-            log_body, metric_body = bodies[second]
-            base = f"/projects/{project_ids[shard]}/runs/{run_id}"
-            queues[shard].put_nowait((due, run_id, 0, base + "/logs", named(log_body, index, second, "l")))
-            queues[shard].put_nowait(
-                (
-                    due,
-                    run_id,
-                    1,
-                    base + "/metrics",
-                    named(metric_body, index, second, "m"),
-                )
-            )
+            for kind, path, body, media in requests(shard, index, run_id, second):
+                queues[shard].put_nowait((due, run_id, kind, path, body, media))
         for queue in queues:
             for _ in range(connections):
                 queue.put_nowait(None)
 
     async def work(shard: int) -> None:
+        nonlocal unsent
         connection = Connection(*address(urls[shard]))
         while (item := await queues[shard].get()) is not None:
-            due, run_id, kind, path, body = item
+            due, run_id, kind, path, body, media = item
+            if deadline is not None and time.perf_counter() > started + deadline:
+                unsent += 1
+                continue
             while True:
                 sent = time.perf_counter()
-                status, headers, answer = await connection.request("POST", path, body, arrow_batches.MEDIA_TYPE)
-                if status == 200:
+                status, headers, answer = await connection.request("POST", path, body, media)
+                if status == 200 or (errors_counted and status != 503):
                     break
                 assert status == 503, (status, answer[:300])
                 refused[status] = refused.get(status, 0) + 1
                 await asyncio.sleep(float(headers.get("retry-after", 1)))
             done = time.perf_counter()
+            if status != 200:
+                error = f"{status} {answer[:160].decode(errors='replace')}"
+                failed[error] = failed.get(error, 0) + 1
+                continue
             latencies.append(done - sent)
             lateness.append(sent - due)
-            acknowledged[run_id][kind] += 1
+            acknowledged[run_id][kind] = acknowledged[run_id].get(kind, 0) + 1
         connection.close()
 
     reads: list[float] = []
 
     async def read_runs() -> None:
+        if read_path is None:
+            return
         connection = Connection(*address(urls[0]))
         while time.perf_counter() < started + seconds:
-            run_id = run_ids[0][len(reads) % len(run_ids[0])]
             sent = time.perf_counter()
-            status, _, _ = await connection.request("GET", f"/projects/{project_ids[0]}/runs/{run_id}")
+            status, _, _ = await connection.request("GET", read_path(len(reads)))
             assert status == 200
             reads.append(time.perf_counter() - sent)
             await asyncio.sleep(0.2)
@@ -206,7 +249,82 @@ async def offered_load(
         "reads": reads,
         "refused": refused,
         "acknowledged": acknowledged,
+        "unsent": unsent,
+        "failed": failed,
     }
+
+
+async def offered_load(
+    urls: list[str],
+    project_ids: list[str],
+    run_ids: list[list[str]],
+    seconds: int,
+    connections: int,
+    started: float | None = None,
+) -> dict:
+    """Figure 17: every run sends its log and metric batch once a second, while GET run is read beside them."""
+    return await offered_requests(
+        urls,
+        run_ids,
+        seconds,
+        connections,
+        ltm_batches(project_ids, seconds),
+        read_path=lambda i: f"/projects/{project_ids[0]}/runs/{run_ids[0][i % len(run_ids[0])]}",
+        started=started,
+    )
+
+
+def start_console(api_url: str) -> tuple[subprocess.Popen, str]:
+    """The Streamlit console against `api_url`, started as bench_console's 10c starts it; returns it and its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
+    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false"]
+    console = subprocess.Popen(
+        command, env={**os.environ, "LTM_API_URL": api_url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return console, f"http://127.0.0.1:{port}"
+
+
+def with_run_pages(load, console_url: str, project_id: str, run_id: str, pages: int, after: float, seconds: int):
+    """Runs `load(started)` on a thread while headless Chromium opens the console's page of live run `run_id` until
+    its two charts are drawn (as bench_console's 10b): `pages` times one after the other, the first `after` s into
+    the load, the others only while the load lasts. Returns the load's result, the page timings and how many of
+    them ended within the load."""
+    url = f"{console_url}/run?project_id={project_id}&run_id={run_id}"
+    outcome: dict = {}
+
+    def run_load(started: float) -> None:
+        try:
+            outcome["result"] = load(started)
+        except BaseException as error:  # noqa: BLE001 - re-raised on the main thread
+            outcome["error"] = error
+
+    def charts_ready(page) -> None:
+        page.locator(".vega-embed").nth(1).wait_for(timeout=60_000)
+
+    def page_ready(page) -> None:
+        page.get_by_text("指标曲线", exact=True).wait_for(timeout=60_000)
+
+    wait_until(lambda: answers(f"{console_url}/_stcore/health"), timeout=60, message="the console to answer")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        load_seconds(browser, url, page_ready)  # warm-up before the load: Streamlit's first script run
+        started = time.perf_counter() + 0.5
+        thread = threading.Thread(target=run_load, args=(started,))
+        thread.start()
+        try:
+            time.sleep(max(0.0, started + after - time.perf_counter()))
+            samples, within = [], 0
+            while len(samples) < pages and (not samples or time.perf_counter() < started + seconds):
+                samples.append(load_seconds(browser, url, charts_ready))
+                within += time.perf_counter() <= started + seconds
+            browser.close()
+        finally:
+            thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"], samples, within
 
 
 def stored_counts(db_path: Path) -> dict[str, tuple[int, int]]:
@@ -362,29 +480,44 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=256, help="keep-alive connections per API")
     parser.add_argument("--shards", type=int, default=1, help="API processes, each owning one DuckDB file")
     parser.add_argument("--reporters", type=int, default=50)
+    parser.add_argument(
+        "--page-loads", type=int, default=5, help="console run page loads during the load (17b); 0: no console"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.seconds, args.reporters, args.connections = 20, 3, 4, 8
+        args.page_loads = min(args.page_loads, 1)
+    page_after = min(10.0, args.seconds / 3)  # seconds of load before the first page load: the run has metrics
     with tempfile.TemporaryDirectory() as tmp:
         apis = [ApiProcess(Path(tmp) / f"home-{shard}", LTM_LAUNCHER="none").start() for shard in range(args.shards)]
+        console = None
         try:
             clients = [Client(api.url, timeout=120) for api in apis]
             seq_project, (seq_run,) = prepare(clients[0], 1)
             timings = sequential(apis[0].url, seq_project, seq_run, 30 if args.smoke else 300)
+            if args.page_loads:  # started after 15, so its start-up does not share the cores with those timings
+                console, console_url = start_console(apis[0].url)
             shards = [prepare(client, args.runs // args.shards) for client in clients]
             client_alone = trivial_rate(2 if args.smoke else 5, args.connections)
-            result = asyncio.run(
-                offered_load(
-                    [api.url for api in apis],
-                    [project for project, _ in shards],
-                    [ids for _, ids in shards],
-                    args.seconds,
-                    args.connections,
+
+            def load(started: float | None = None) -> dict:
+                urls, project_ids = [api.url for api in apis], [project for project, _ in shards]
+                run_ids = [ids for _, ids in shards]
+                return asyncio.run(offered_load(urls, project_ids, run_ids, args.seconds, args.connections, started))
+
+            if console is None:
+                result = load()
+            else:
+                project_id, run_ids = shards[0]
+                result, pages, pages_within = with_run_pages(
+                    load, console_url, project_id, run_ids[0], args.page_loads, page_after, args.seconds
                 )
-            )
             fleet = reporters(apis[0].url, args.reporters, 3 if args.smoke else 30)
             memory = [resident_mb(api.process.pid) for api in apis]
         finally:
+            if console is not None:
+                console.terminate()
+                console.wait(timeout=30)
             for api in apis:
                 api.stop()
         stored: dict[str, tuple[int, int]] = {}
@@ -397,8 +530,8 @@ def main() -> None:
     latencies = result["latencies"]
     wrong = [
         run_id
-        for run_id, (logs, metrics) in result["acknowledged"].items()
-        if stored.get(run_id, (0, 0)) != (logs * LINES, metrics * POINTS)
+        for run_id, acks in result["acknowledged"].items()
+        if stored.get(run_id, (0, 0)) != (acks.get("logs", 0) * LINES, acks.get("metrics", 0) * POINTS)
     ]
     print(
         f"17 {args.runs} live runs × (log + metric batch)/s for {args.seconds} s on {args.shards} API node(s): "
@@ -410,6 +543,13 @@ def main() -> None:
         flush=True,
     )
     figure("17 GET run during the load", [r * 1000 for r in result["reads"]], "≤ 10 ms", unit="ms")
+    if console is not None:
+        figure(
+            f"17b console run page (运行) of one live run during the load, headless Chromium, 2 charts drawn "
+            f"(first {page_after:.0f} s in; {pages_within} of {len(pages)} ended within the load)",
+            pages,
+            "≤ 3 s",
+        )
     print(
         f"18 {args.reporters} RunReporters at 10 steps/s: ack p50 {percentile(fleet['latencies'], 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(fleet['latencies'], 0.99) * 1000:.1f} ms (target ≤ 250), most rows buffered by one reporter "

@@ -1,13 +1,16 @@
 """MLflow side by side: the same workloads against MLflow's tracking server and ltm's API, in one run.
 
 M1 metric points stored/s from 8 clients, M2 GET run latency, M3 reading back one metric series, M4 each
-server's resident memory. MLflow runs from its own virtual env and is spoken to over its REST API only; only the
-server under test is busy, the other one idles.
+server's resident memory, M5 bench_fleet's small-batch scenario (figure 17) on both: N live runs each sending a
+10-point metric batch once a second. MLflow runs from its own virtual env and is spoken to over its REST API only;
+only the server under test is busy, the other one idles.
 Run with `make bench-mlflow` (creates .venv-mlflow; `ARGS=--smoke` for tiny sizes) or
-`python -m bench.bench_mlflow --mlflow-venv .venv-mlflow [--smoke]`.
+`python -m bench.bench_mlflow --mlflow-venv .venv-mlflow [--smoke] [--fleet-runs N] [--fleet-seconds S]
+[--only-fleet]`.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench_fleet import POINTS, ltm_batches, offered_requests, percentile, prepare, second_points
+from bench.bench_fleet import SERIES as FLEET_SERIES
 from bench.bench_ingest import SERIES, reporters_rate, step_values
 from bench.bench_store import latencies
 from bench.common import figure, on_threads
@@ -32,6 +37,7 @@ LOG_BATCH = 1000
 SERIES_NAME = "train_loss"
 BUCKETS = 1000
 T0_US = arrow_batches.micros(datetime(2026, 1, 1, tzinfo=timezone.utc))
+FLEET_GRACE = 10  # seconds after the offered load's last second during which queued requests are still sent
 
 
 @dataclass
@@ -44,6 +50,9 @@ class Scale:
     series_points: int
     full_reads: int
     sampled_reads: int
+    fleet_runs: int
+    fleet_seconds: int
+    fleet_connections: int
 
 
 FULL = Scale(
@@ -55,6 +64,9 @@ FULL = Scale(
     series_points=1_000_000,
     full_reads=3,
     sampled_reads=5,
+    fleet_runs=200,
+    fleet_seconds=30,
+    fleet_connections=64,
 )
 SMOKE = Scale(
     clients=8,
@@ -65,6 +77,9 @@ SMOKE = Scale(
     series_points=20_000,
     full_reads=1,
     sampled_reads=3,
+    fleet_runs=10,
+    fleet_seconds=2,
+    fleet_connections=4,
 )
 
 
@@ -504,11 +519,121 @@ def compare_series_read(
     ratio_line("M3 MLflow bulk-interval / ltm buckets, time", sampled, buckets)
 
 
+def mlflow_batches(seconds: int):
+    """What one run sends to MLflow in one second of load: one runs/log-batch (JSON) of the 10 points ltm's metric
+    batch holds in that second (bench_fleet's `second_points`), timestamps in ms."""
+    t0_ms = T0_US // 1000
+
+    def requests(shard: int, index: int, run_id: str, second: int) -> list[tuple[str, str, bytes, str]]:
+        names, steps, values = second_points(second)
+        metrics = [
+            {"key": name, "value": value, "timestamp": t0_ms + second * 1000 + i, "step": step}
+            for i, (name, step, value) in enumerate(zip(names, steps, values))
+        ]
+        body = json.dumps({"run_id": run_id, "metrics": metrics}).encode()
+        return [("metrics", "/api/2.0/mlflow/runs/log-batch", body, "application/json")]
+
+    return requests
+
+
+def fleet_load(url: str, run_ids: list[str], scale: Scale, requests) -> dict:
+    """bench_fleet's offered load on one server: queued requests still unsent FLEET_GRACE s after the last second
+    are dropped and counted, so a server that cannot keep up costs the grace, not the whole backlog. Error answers
+    are counted, not retried (MLflow answers an overload with 400 "QueuePool limit … reached")."""
+    return asyncio.run(
+        offered_requests(
+            [url],
+            [run_ids],
+            scale.fleet_seconds,
+            scale.fleet_connections,
+            requests,
+            deadline=scale.fleet_seconds + FLEET_GRACE,
+            errors_counted=True,
+        )
+    )
+
+
+def check_fleet_counts(result: dict, stored) -> None:
+    """Each run's points per series, as `stored(run_id)` reads them back, equal 5 per acknowledged metric batch."""
+    wrong = []
+    with ThreadPoolExecutor(8) as pool:
+        for run_id, counts in zip(result["acknowledged"], pool.map(stored, result["acknowledged"])):
+            expected = result["acknowledged"][run_id].get("metrics", 0) * POINTS // len(FLEET_SERIES)
+            if any(counts.get(name, 0) != expected for name in FLEET_SERIES):
+                wrong.append((run_id, counts, expected))
+    assert not wrong, f"{len(wrong)} runs whose stored points differ from the acknowledged ones, e.g. {wrong[:3]}"
+
+
+def fleet_line(label: str, result: dict, offered: int) -> dict:
+    latencies = result["latencies"]
+    shown = {
+        "rate": result["requests"] / result["elapsed"],
+        "p50": percentile(latencies, 0.5) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+    }
+    print(
+        f"M5 {label}: {shown['rate']:,.0f} requests/s acknowledged (offered {offered:,}/s); ack p50 "
+        f"{shown['p50']:.1f} ms, p99 {shown['p99']:.1f} ms; client lateness p99 "
+        f"{percentile(result['lateness'], 0.99) * 1000:,.0f} ms; unsent after the {FLEET_GRACE} s grace "
+        f"{result['unsent']:,}; 503 answers {result['refused'] or 0}; error answers "
+        f"{sum(result['failed'].values()):,}; stored points = acknowledged (exact)",
+        flush=True,
+    )
+    for error, count in result["failed"].items():
+        print(f"M5   {count:,} × {error}", flush=True)
+    return shown
+
+
+def compare_fleet(
+    mlflow: MlflowRest, server: MlflowServer, experiment_id: str, client: Client, api: ApiProcess, scale: Scale
+) -> None:
+    """M5: N live runs, each sending one small metric request a second, against each server in turn."""
+    runs, seconds = scale.fleet_runs, scale.fleet_seconds
+    print(
+        f"M5 {runs} live runs × one small request/s for {seconds} s, {scale.fleet_connections} keep-alive "
+        "connections (bench_fleet's client). MLflow has no log-line API, so ltm's 20-line log batch has no MLflow "
+        "counterpart: the ratio compares the 10-point metric request alone; ltm's log + metric batch pair "
+        "(figure 17's scenario) follows for reference.",
+        flush=True,
+    )
+
+    def ltm_stored(project_id: str):
+        def stored(run_id: str) -> dict[str, int]:
+            series = client.get_metrics(project_id, run_id, max_points=1).series
+            return {s.name: s.total_points for s in series}
+
+        return stored
+
+    def mlflow_stored(run_id: str) -> dict[str, int]:
+        return {name: mlflow.history_length(run_id, name) for name in FLEET_SERIES}
+
+    project_id, ltm_runs = prepare(client, runs)
+    ltm = fleet_load(api.url, ltm_runs, scale, ltm_batches([project_id], seconds, ("metrics",)))
+    check_fleet_counts(ltm, ltm_stored(project_id))
+    both_project, both_runs = prepare(client, runs)
+    both = fleet_load(api.url, both_runs, scale, ltm_batches([both_project], seconds))
+    check_fleet_counts(both, ltm_stored(both_project))
+    with ThreadPoolExecutor(8) as pool:
+        mlflow_runs = list(pool.map(lambda _: mlflow.create_run(experiment_id), range(runs)))
+    theirs = fleet_load(server.url, mlflow_runs, scale, mlflow_batches(seconds))
+    check_fleet_counts(theirs, mlflow_stored)
+    a = fleet_line("MLflow runs/log-batch, 10 metrics (JSON)", theirs, runs)
+    b = fleet_line("ltm metric batch, 10 points (Arrow)", ltm, runs)
+    kept_up = " (ltm kept up with the offered load: a lower bound, more --fleet-runs raise it)"
+    print(
+        f"M5 ltm/MLflow, metric request alone: requests/s {b['rate'] / a['rate']:,.1f}×"
+        f"{kept_up if b['rate'] >= 0.95 * runs else ''}; ack p50 MLflow/ltm {a['p50'] / b['p50']:,.1f}×, p99 "
+        f"{a['p99'] / b['p99']:,.1f}×",
+        flush=True,
+    )
+    fleet_line("ltm log batch (20 lines) + metric batch (10 points), both requests", both, 2 * runs)
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def compare(server: MlflowServer, api: ApiProcess, scale: Scale) -> None:
+def compare(server: MlflowServer, api: ApiProcess, scale: Scale, only_fleet: bool = False) -> None:
     print(f"load average (1, 5, 15 min) before: {load_average()} on {os.cpu_count()} cores", flush=True)
     memory_figures("idle after start", server.process.pid, api.process.pid)
     mlflow = MlflowRest(server.url)
@@ -516,9 +641,12 @@ def compare(server: MlflowServer, api: ApiProcess, scale: Scale) -> None:
         with Client(api.url, timeout=600) as client:
             experiment_id = mlflow.create_experiment("bench-mlflow")
             project_id = client.create_project(name="bench-mlflow", owner="bench").id
-            mlflow_run, ltm_run = compare_ingest(mlflow, server, experiment_id, client, project_id, scale)
-            compare_get_run(server, mlflow_run, api, project_id, ltm_run, scale)
-            compare_series_read(mlflow, server, experiment_id, client, api, project_id, scale)
+            if not only_fleet:
+                mlflow_run, ltm_run = compare_ingest(mlflow, server, experiment_id, client, project_id, scale)
+                compare_get_run(server, mlflow_run, api, project_id, ltm_run, scale)
+                compare_series_read(mlflow, server, experiment_id, client, api, project_id, scale)
+            print(f"load average (1, 5, 15 min) before M5: {load_average()}", flush=True)
+            compare_fleet(mlflow, server, experiment_id, client, api, scale)
     finally:
         mlflow.close()
     memory_figures("idle after the tests", server.process.pid, api.process.pid)
@@ -538,10 +666,17 @@ def main() -> None:
         "--mlflow-workers", type=int, help="mlflow server --workers; default 4 (MLflow's own default), 1 with --smoke"
     )
     parser.add_argument("--samples", type=int, help="samples of the ingest figures (M1)")
+    parser.add_argument("--fleet-runs", type=int, help="live runs of M5, the same on both servers (default 200)")
+    parser.add_argument("--fleet-seconds", type=int, help="seconds of offered load in M5 (default 30)")
+    parser.add_argument("--fleet-connections", type=int, help="keep-alive connections in M5 (default 64)")
+    parser.add_argument("--only-fleet", action="store_true", help="M5 alone (with M4's memory figures)")
     args = parser.parse_args()
     scale = SMOKE if args.smoke else FULL
     if args.samples:
         scale = replace(scale, samples=args.samples)
+    for name in ("fleet_runs", "fleet_seconds", "fleet_connections"):
+        if getattr(args, name):
+            scale = replace(scale, **{name: getattr(args, name)})
     assert (args.mlflow_venv / "bin" / "mlflow").exists(), f"no mlflow in {args.mlflow_venv}: run make bench-mlflow"
     with tempfile.TemporaryDirectory() as tmp:
         server = MlflowServer(args.mlflow_venv, Path(tmp), args.mlflow_workers or (1 if args.smoke else 4))
@@ -558,7 +693,7 @@ def main() -> None:
                 f"{' '.join(server.command()[1:])}",
                 flush=True,
             )
-            compare(server, api, scale)
+            compare(server, api, scale, args.only_fleet)
         except Exception:
             print("--- mlflow server log\n" + server.log_tail(), flush=True)
             raise
