@@ -1,9 +1,10 @@
 """Console benchmarks in headless Chromium: first page load, a run page whose series hold 1M points each, and a
 project page holding 10,000 runs.
 
-Run with `python -m bench.bench_console [--points N] [--series N] [--loads N] [--runs N]`; `--smoke` uses tiny sizes
-for CI. It starts its own `ltm up`; the project page's runs are generated straight into the DuckDB file of an API
-and a console of their own (as bench_runs does), since 10,000 runs through `ltm up` would each start a flow.
+Run with `python -m bench.bench_console [--points N] [--series N] [--loads N] [--runs N] [--only 10c]`; `--smoke`
+uses tiny sizes for CI, `--only` runs the named figures alone. It starts its own `ltm up`; the project page's runs
+are generated straight into the DuckDB file of an API and a console of their own (as bench_runs does), since 10,000
+runs through `ltm up` would each start a flow.
 """
 
 import argparse
@@ -82,36 +83,47 @@ def main() -> None:
     parser.add_argument("--series", type=int)
     parser.add_argument("--loads", type=int, help="samples per figure")
     parser.add_argument("--runs", type=int, help="runs in the project whose page 10c loads")
+    parser.add_argument("--only", nargs="+", choices=["10a", "10b", "10c"], help="figures to run (default: all)")
     args = parser.parse_args()
     for key, value in (SMOKE if args.smoke else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    only = set(args.only or ["10a", "10b", "10c"])
     with tempfile.TemporaryDirectory() as tmp:
-        system = LtmSystem(Path(tmp) / "home").start()
-        try:
+        if only & {"10a", "10b"}:
+            first_pages(Path(tmp) / "home", args, only)
+        if "10c" in only:
+            project_page(Path(tmp) / "runs-home", args.runs, args.loads)
+
+
+def first_pages(home: Path, args: argparse.Namespace, only: set[str]) -> None:
+    """10a: the console's first page; 10b: a run page whose series hold many points, until its charts are drawn."""
+    system = LtmSystem(home).start()
+    try:
+        if "10b" in only:
             with Client(system.api_url, timeout=120) as api:
                 project_id, run_id, seeded = seed_run(api, args.points, args.series)
             print(f"seeded {args.series} × {args.points:,} points in {seeded:.1f} s", flush=True)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
 
-                def projects_ready(page):
-                    return page.get_by_role("button", name="创建项目").wait_for(timeout=30_000)
+            def projects_ready(page):
+                return page.get_by_role("button", name="创建项目").wait_for(timeout=30_000)
 
-                run_url = f"{system.console_url}/run?project_id={project_id}&run_id={run_id}"
+            def charts_ready(page):
+                page.locator(".vega-embed").nth(args.series - 1).wait_for(timeout=60_000)
 
-                def charts_ready(page):
-                    page.locator(".vega-embed").nth(args.series - 1).wait_for(timeout=60_000)
-
-                load_seconds(browser, system.console_url, projects_ready)  # warm-up: Streamlit's first script run
+            load_seconds(browser, system.console_url, projects_ready)  # warm-up: Streamlit's first script run
+            if "10a" in only:
                 first = [load_seconds(browser, system.console_url, projects_ready) for _ in range(args.loads)]
                 figure("10a console first page (项目) in headless Chromium", first, "≤ 3 s")
+            if "10b" in only:
+                run_url = f"{system.console_url}/run?project_id={project_id}&run_id={run_id}"
                 runs = [load_seconds(browser, run_url, charts_ready) for _ in range(args.loads)]
                 figure(f"10b run page, {args.series} series × {args.points:,} points, charts drawn", runs, "≤ 3 s")
-                browser.close()
-        finally:
-            system.stop()
-        project_page(Path(tmp) / "runs-home", args.runs, args.loads)
+            browser.close()
+    finally:
+        system.stop()
 
 
 def project_page(home: Path, runs: int, loads: int) -> None:

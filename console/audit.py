@@ -20,7 +20,7 @@ def audit_section(project: Project) -> None:
         st.caption("还没有审计记录。")
         return
     actions = sorted({e.action for e in events})
-    chosen = st.multiselect("操作", actions, key="audit_actions", placeholder="全部操作")
+    chosen = st.multiselect("操作", actions, key="audit_actions", persist_state="page", placeholder="全部操作")
     shown = [e for e in events if not chosen or e.action in chosen]
     st.dataframe(
         pd.DataFrame(

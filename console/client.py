@@ -1,5 +1,7 @@
 """The console's only way to the API: one cached SDK client and helpers that turn failures into Chinese messages."""
 
+import functools
+import os
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -51,8 +53,21 @@ VALIDATION_MESSAGES = {
 }
 
 
+def settings() -> Settings:
+    """The console's LTM_* settings, read again only when those variables change: a read costs about 1.5 ms, and each
+    API call of a script run asks for them."""
+    return _settings(
+        tuple(sorted((name, value) for name, value in os.environ.items() if name.upper().startswith("LTM_")))
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _settings(environment: tuple[tuple[str, str], ...]) -> Settings:
+    return Settings()
+
+
 def api_url() -> str:
-    return Settings().api_url or DEFAULT_API_URL
+    return settings().api_url or DEFAULT_API_URL
 
 
 TOKEN_KEY = "ltm_token"
@@ -65,7 +80,7 @@ def _client(url: str, token: str | None) -> Client:
 
 def get_client() -> Client:
     """Each browser session calls with its own token (typed in the sidebar), else the console's LTM_TOKEN."""
-    return _client(api_url(), st.session_state.get(TOKEN_KEY) or Settings().token)
+    return _client(api_url(), st.session_state.get(TOKEN_KEY) or settings().token)
 
 
 def sign_in() -> None:

@@ -246,7 +246,12 @@ def withdraw_control(project: Project, current: Release, me: Identity) -> None:
         f"确认撤销发布 {release_label(current)}？项目将没有当前发布；这次发布和它的冻结副本保留在历史中"
         "（状态为已撤销），检查点追加“归档”标签。"
     )
-    notes = st.text_input("撤销原因（必填，记入审计记录）", key="withdraw_notes", placeholder="例如 发现评估数据泄漏")
+    notes = st.text_input(
+        "撤销原因（必填，记入审计记录）",
+        key="withdraw_notes",
+        persist_state="page",
+        placeholder="例如 发现评估数据泄漏",
+    )
     if not ui.confirmed(WITHDRAW_KEY, "确认撤销", "暂不撤销", "withdraw"):
         return
     try:
@@ -283,7 +288,9 @@ def pending_request(project: Project, release: Release, me: Identity, member: bo
     frozen_line(release)
     manifest_expander(project.id, release)
     reason = approval_refused(release, me, member)
-    notes = st.text_input("批准或拒绝的说明（可选）", key=f"decision_notes_{release.id}", disabled=not member)
+    notes = st.text_input(
+        "批准或拒绝的说明（可选）", key=f"decision_notes_{release.id}", persist_state="page", disabled=not member
+    )
     approve, reject, _ = st.columns([1, 1, 4])
     approved = approve.button("批准", key=f"approve_{release.id}", type="primary", disabled=bool(reason), help=reason)
     rejected = reject.button("拒绝", key=f"reject_{release.id}", disabled=not member)
@@ -381,9 +388,12 @@ def rollback_control(project: Project, releases: ProjectReleases, me: Identity) 
         list(targets),
         format_func=lambda i: f"{release_label(targets[i])}，{targets[i].state.value}",
         key="rollback_target",
+        persist_state="page",
         help="只能回滚到已被取代或已撤销的发布；它的冻结副本重新成为当前发布，记录为一次“回滚”",
     )
-    notes = st.text_input("回滚原因（可选）", key="rollback_notes", placeholder="例如 新版本线上指标回退")
+    notes = st.text_input(
+        "回滚原因（可选）", key="rollback_notes", persist_state="page", placeholder="例如 新版本线上指标回退"
+    )
     if st.button("回滚到此发布", key="rollback_submit", icon=":material/history:"):
         st.session_state[ROLLBACK_KEY] = {"project_id": project.id, "release_id": chosen, "notes": notes}
         st.rerun()

@@ -40,9 +40,16 @@ def gpu_request(version: str, problems: Problems) -> dict:
     st.markdown("**GPU 资源**")
     kind, count = st.columns(2)
     if not found:
-        gpu_type = kind.selectbox("GPU 类型", GPU_TYPES, key=f"run_gpu_type_{version}")
+        gpu_type = kind.selectbox("GPU 类型", GPU_TYPES, key=f"run_gpu_type_{version}", persist_state="page")
         gpu_count = whole_number(
-            count, "GPU 数量", "resources", 1, (0, MAX_GPUS), problems, key=f"run_gpu_count_{version}"
+            count,
+            "GPU 数量",
+            "resources",
+            1,
+            (0, MAX_GPUS),
+            problems,
+            key=f"run_gpu_count_{version}",
+            persist_state="page",
         )
         st.caption("还没有登记 GPU 主机：运行不排队等待 GPU，资源请求只记录在运行上。")
         return {"gpu_type": gpu_type, "gpu_count": gpu_count}
@@ -51,6 +58,7 @@ def gpu_request(version: str, problems: Problems) -> dict:
         list(found),
         format_func=lambda t: f"{t}（空闲 {found[t].free} / 共 {found[t].total}）",
         key=f"run_gpu_type_{version}",
+        persist_state="page",
     )
     chosen: Capacity = found[gpu_type]
     gpu_count = int(
@@ -60,6 +68,7 @@ def gpu_request(version: str, problems: Problems) -> dict:
             step=1,
             help=f"0 到 {chosen.largest_host}：一个运行的 GPU 都在同一台主机上，最多为单台主机上该型号的数量",
             key=f"run_gpu_count_{version}_{gpu_type}",
+            persist_state="page",
         )
     )
     if not 0 <= gpu_count <= chosen.largest_host:
@@ -84,6 +93,7 @@ def script_fields(version: str, problems: Problems) -> dict:
         placeholder="python train.py --epochs 3",
         help="以 python 开头，由 worker 自己的解释器运行；脚本通过 ltm.core 上报指标、保存检查点（见 docs/scripts.md）",
         key=f"run_entrypoint_{version}",
+        persist_state="page",
     )
     folder, processes = st.columns([3, 1])
     source = folder.text_input(
@@ -91,6 +101,7 @@ def script_fields(version: str, problems: Problems) -> dict:
         placeholder="examples/hf_tiny_gpt2",
         help="worker 上 LTM_SOURCE_DIR 下的相对目录；留空为 LTM_SOURCE_DIR 本身",
         key=f"run_source_{version}",
+        persist_state="page",
     )
     count = whole_number(
         processes,
@@ -101,6 +112,7 @@ def script_fields(version: str, problems: Problems) -> dict:
         problems,
         help="0 到 64；大于 1 时用 torchrun 启动；自动为租到的 GPU 数，没有 GPU 时为 1",
         key=f"run_processes_{version}",
+        persist_state="page",
     )
     return {"entrypoint": entrypoint.strip(), "source": source.strip() or None, "processes": count or None}
 
@@ -177,7 +189,9 @@ def start_run_form(project: Project) -> None:
     trainers = {t.name: t for t in call(Client.list_trainers) or []}
     default_trainer = project.default_trainer or "simulated"
     resources = gpu_request(version, problems)
-    kind = st.radio("训练方式", [TRAINER_KIND, SCRIPT_KIND], horizontal=True, key=f"run_kind_{version}")
+    kind = st.radio(
+        "训练方式", [TRAINER_KIND, SCRIPT_KIND], horizontal=True, key=f"run_kind_{version}", persist_state="page"
+    )
     script: dict = {}
     trainer = None
     if kind == SCRIPT_KIND:
@@ -191,12 +205,13 @@ def start_run_form(project: Project) -> None:
             format_func=lambda n: f"{n} — {trainers[n].description}" if n in trainers else n,
             help="训练器只在这里选择；超参数里不要写 trainer",
             key=f"run_trainer_{version}",
+            persist_state="page",
         )
     left, right = st.columns(2)
-    name = left.text_input("运行名称（可选）", key=f"run_name_{version}")
-    model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}")
+    name = left.text_input("运行名称（可选）", key=f"run_name_{version}", persist_state="page")
+    model = right.text_input("模型 *", value=project.base_model or "", key=f"run_model_{version}", persist_state="page")
     data, rank = st.columns([3, 1])
-    dataset = data.text_input("数据集 *", key=f"run_dataset_{version}")
+    dataset = data.text_input("数据集 *", key=f"run_dataset_{version}", persist_state="page")
     priority = whole_number(
         rank,
         "优先级",
@@ -206,6 +221,7 @@ def start_run_form(project: Project) -> None:
         problems,
         help=ui.PRIORITY_HELP,
         key=f"run_priority_{version}",
+        persist_state="page",
     )
     box, shown = st.columns([1, 2])
     text = box.text_area(
@@ -214,6 +230,7 @@ def start_run_form(project: Project) -> None:
         height=260,
         help="改动或新增的键覆盖项目默认值；删去的键不再使用项目默认值，改用训练器默认值",
         key=f"run_hp_{version}",
+        persist_state="page",
     )
     try:
         hyperparameters = run_values(ui.parse_json_object(text, "超参数"), project.default_hyperparameters)

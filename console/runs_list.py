@@ -252,13 +252,16 @@ def _query(view: View) -> dict | None:
     }
 
 
-def runs_tab(project: Project, shown: bool = True) -> None:
-    """`shown`: whether the tab is the open one; a hidden list does not refresh itself."""
+def runs_tab(project: Project) -> None:
+    """The filters above one page of runs. The page is sent first and the filters after it, into their place above:
+    the browser starts loading the grid's code sooner, and the look-up of metric names to sort by waits until the
+    runs are on their way."""
     _seed(project.id)
-    filters(project.id)
+    controls = st.container()
     ticking = st.session_state.get("runs_ticking", project.status == ProjectStatus.ACTIVE)
-    refresh = REFRESH_SECONDS if ticking and shown else None
-    st.fragment(run_every=refresh)(_runs)(project, ticking)
+    st.fragment(run_every=REFRESH_SECONDS if ticking else None)(_runs)(project, ticking)
+    with controls:
+        filters(project.id)
 
 
 def _runs(project: Project, ticking: bool) -> None:

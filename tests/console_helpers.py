@@ -19,6 +19,16 @@ def open_console(view: str | None = None, /, **params: str) -> AppTest:
     return at
 
 
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """The project page with another of its tabs chosen, as a click on it does: the tab and the address change, and
+    the page runs again and draws only that tab."""
+    at.session_state["tab"] = tab
+    at.query_params["tab"] = tab
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def labelled(widgets, label: str):
     found = [w for w in widgets if w.label == label]
     assert found, f"no widget labelled {label!r} among {[w.label for w in widgets]}"

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from tests.conftest import ApiProcess
-from tests.console_helpers import labelled, open_console, texts
+from tests.console_helpers import labelled, open_console, open_tab, texts
 from tests.helpers import unique
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
@@ -194,10 +194,11 @@ def test_too_long_name_is_refused_in_chinese(console_env, shared_client):
 
 def test_project_detail_shows_versions_and_the_edit_form_creates_version_2(console_env, shared_client):
     project = make_project(shared_client, description="旧描述")
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="版本历史")
     assert at.title[0].value == project.name
     assert list(labelled_table(at, "版本")["版本"]) == [1]
 
+    open_tab(at, "编辑")
     labelled(at.text_area, "描述").set_value("新描述")
     labelled(at.text_area, "默认超参数（JSON 对象）").set_value('{"learning_rate": 1e-4, "batch_size": 16}')
     at.button(key="edit_project_submit").click().run()
@@ -207,6 +208,8 @@ def test_project_detail_shows_versions_and_the_edit_form_creates_version_2(conso
     assert updated.description == "新描述"
     assert updated.default_hyperparameters == {"learning_rate": 1e-4, "batch_size": 16}
     assert "已保存，当前为版本 2" in texts(at.success)
+    assert at.session_state["tab"] == "编辑", "a save keeps its tab open"
+    open_tab(at, "版本历史")
     assert list(labelled_table(at, "版本")["版本"]) == [2, 1]
     diff = labelled_table(at, "字段")
     assert diff.to_dict("records") == [
@@ -217,7 +220,7 @@ def test_project_detail_shows_versions_and_the_edit_form_creates_version_2(conso
 
 def test_edit_without_changes_creates_no_version(console_env, shared_client):
     project = make_project(shared_client)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="编辑")
     at.button(key="edit_project_submit").click().run()
     assert "没有修改，未生成新版本。" in texts(at.info)
     assert shared_client.get_project(project.id).version == 1
@@ -227,7 +230,7 @@ def test_edit_form_sets_the_default_trainer_that_the_run_form_then_offers(consol
     project = make_project(shared_client, default_hyperparameters={})
     at = open_console("project", project_id=project.id)
     assert "没有默认超参数" in " ".join(texts(at.caption))
-    trainer = labelled(at.selectbox, "默认训练器")
+    trainer = labelled(open_tab(at, "编辑").selectbox, "默认训练器")
     assert trainer.value is None and trainer.options[0] == "不设置（使用 simulated）"
     trainer.select("simulated")
     at.button(key="edit_project_submit").click().run()
@@ -235,10 +238,10 @@ def test_edit_form_sets_the_default_trainer_that_the_run_form_then_offers(consol
     updated = shared_client.get_project(project.id)
     assert (updated.version, updated.default_trainer) == (2, "simulated")
     assert updated.versions[-1].changes["default_trainer"].model_dump() == {"old": None, "new": "simulated"}
-    assert "默认训练器" in list(labelled_table(at, "变更")["变更"])[0]
-    assert labelled(at.selectbox, "训练器").value == "simulated"
+    assert "默认训练器" in list(labelled_table(open_tab(at, "版本历史"), "变更")["变更"])[0]
+    assert labelled(open_tab(at, "发起运行").selectbox, "训练器").value == "simulated"
 
-    labelled(at.selectbox, "默认训练器").select_index(0)
+    labelled(open_tab(at, "编辑").selectbox, "默认训练器").select_index(0)
     at.button(key="edit_project_submit").click().run()
     assert shared_client.get_project(project.id).default_trainer is None
 
@@ -253,7 +256,7 @@ def test_visibility_is_chosen_at_creation_and_changed_in_the_edit_form(console_e
 
     at = open_console("project", project_id=created.id)
     assert "**可见范围**：私有" in [m.value for m in at.markdown]
-    visibility = labelled(at.selectbox, "可见范围")
+    visibility = labelled(open_tab(at, "编辑").selectbox, "可见范围")
     assert (visibility.value, visibility.options) == ("私有", ["团队可见", "私有"])
     visibility.select("团队可见")
     at.button(key="edit_project_submit").click().run()
@@ -261,7 +264,7 @@ def test_visibility_is_chosen_at_creation_and_changed_in_the_edit_form(console_e
     updated = shared_client.get_project(created.id)
     assert (updated.version, updated.visibility.value) == (2, "团队可见")
     assert updated.versions[-1].changes["visibility"].model_dump() == {"old": "私有", "new": "团队可见"}
-    assert "可见范围" in list(labelled_table(at, "变更")["变更"])[0]
+    assert "可见范围" in list(labelled_table(open_tab(at, "版本历史"), "变更")["变更"])[0]
 
 
 def labelled_table(at: AppTest, column: str):
@@ -272,7 +275,7 @@ def labelled_table(at: AppTest, column: str):
 
 def test_start_run_form_creates_a_run_with_the_merged_hyperparameters(console_env, shared_client):
     project = make_project(shared_client)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="发起运行")
     hyperparameters = labelled(at.text_area, "超参数（JSON 对象，已填入项目默认值）")
     assert json.loads(hyperparameters.value) == {"learning_rate": 3e-5, "batch_size": 16}
     assert labelled(at.text_input, "模型 *").value == "llama-2-13b"
@@ -292,23 +295,37 @@ def test_start_run_form_creates_a_run_with_the_merged_hyperparameters(console_en
     assert (run.model, run.dataset, run.status.value) == ("llama-2-13b", "中文科技论文语料", "排队中")
     assert f"已创建运行 {run.name}（排队中）" in texts(at.success)
     assert f"project_id={project.id}&run_id={run.id}" in page_link_queries(at)
-    runs = labelled_table(at, "进度")
+    runs = labelled_table(open_tab(at, "运行"), "进度")
     [link] = runs["名称"]  # the name is the link to the run page: its text follows the #
     assert link.startswith(f"run?project_id={project.id}&run_id={run.id}#")
 
 
 def test_start_run_form_requires_a_dataset(console_env, shared_client):
     project = make_project(shared_client)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="发起运行")
     at.button(key="start_run_submit").click().run()
     assert "请填写数据集" in texts(at.error)
     assert shared_client.list_runs(project.id) == []
 
 
+def test_only_the_open_tab_is_drawn_and_the_launch_form_keeps_its_input_meanwhile(console_env, shared_client):
+    project = make_project(shared_client)
+    at = open_console("project", project_id=project.id, tab="发起运行")
+    labelled(at.text_input, "数据集 *").set_value("中文科技论文语料").run()
+    labelled(at.text_area, "超参数（JSON 对象，已填入项目默认值）").set_value('{"learning_rate": 1e-4}').run()
+
+    open_tab(at, "运行")
+    assert not [w for w in at.text_input if w.label == "数据集 *"], "the hidden launch form is not drawn"
+    assert not [d for d in at.dataframe if "版本" in d.value.columns], "nor the hidden version history"
+    open_tab(at, "发起运行")
+    assert labelled(at.text_input, "数据集 *").value == "中文科技论文语料"
+    assert labelled(at.text_area, "超参数（JSON 对象，已填入项目默认值）").value == '{"learning_rate": 1e-4}'
+
+
 def test_project_runs_table_shows_progress_metrics_and_gpu(console_env, shared_client):
     project = make_project(shared_client)
     run, _ = seed_run(shared_client, project, lines=4)
-    row = labelled_table(open_console("project", project_id=project.id), "进度").iloc[0]
+    row = labelled_table(open_console("project", project_id=project.id, tab="运行"), "进度").iloc[0]
     shown_name = unquote(row["名称"].partition("#")[2])
     assert (shown_name, row["状态"], row["进度"], row["GPU 利用率"]) == (run.name, "运行中", 0.4, 0.83)
     assert row["train_loss"] == pytest.approx(run.metrics["train_loss"])
@@ -531,7 +548,7 @@ def test_project_audit_tab_lists_who_did_what(console_env, shared_client):
     project = make_project(shared_client)
     run = shared_client.create_run(project.id, model="m", dataset="d")
     shared_client.cancel_run(project.id, run.id)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="审计记录")
     audit = labelled_table(at, "操作者")
     assert {"创建项目", "创建运行", "取消运行"} <= set(audit["操作"])
     assert set(audit["操作者"]) == {"本地用户"}

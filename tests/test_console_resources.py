@@ -15,7 +15,7 @@ from ltm import Client
 from ltm.gpus import parse_declared
 from ltm.models import MetricBatch, MetricPoint
 from tests.conftest import ApiProcess, wait_until
-from tests.console_helpers import labelled, open_console, texts
+from tests.console_helpers import labelled, open_console, open_tab, texts
 from tests.helpers import unique
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
@@ -237,7 +237,7 @@ def test_run_form_offers_the_registered_gpu_types_and_the_largest_host(client):
     register(client, small, model, 2)
     register(client, large, model, 3)
     project = client.create_project(unique("GPU 项目"), "平台组", base_model="llama-2-7b", default_priority=7)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="发起运行")
 
     kind = labelled(at.selectbox, "GPU 类型")
     assert f"{model}（空闲 5 / 共 5）" in kind.options
@@ -264,13 +264,13 @@ def test_run_form_tells_a_waiting_run_its_place(client):
     register(client, unique("gpu-q"), model, 1)
     project = client.create_project(unique("GPU 项目"), "平台组", base_model="llama-2-7b")
     client.create_run(project.id, "llama-2-7b", "语料", resources=gpu(model, 1))
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="发起运行")
     labelled(at.selectbox, "GPU 类型").select(model).run()
     labelled(at.text_input, "数据集 *").set_value("语料")
     at.button(key="start_run_submit").click().run()
     waiting = next(r for r in client.list_runs(project.id) if r.queue_position)
     assert f"已创建运行 {waiting.name}（排队中），等待 GPU：同型号队列第 1 位" in texts(at.success)
-    runs = table_with(at, "GPU 排队")
+    runs = table_with(open_tab(at, "运行"), "GPU 排队")
     assert runs[runs["名称"].str.contains(f"run_id={waiting.id}#")]["GPU 排队"].tolist() == ["第 1 位"]
 
 
@@ -286,11 +286,13 @@ def test_project_forms_set_the_default_priority(client):
 
     at = open_console("project", project_id=created.id)
     assert "**默认优先级**：30（越大越先分配 GPU）" in texts(at.markdown)
-    labelled(at.number_input, "默认优先级").set_value(-5)
+    labelled(open_tab(at, "编辑").number_input, "默认优先级").set_value(-5)
     at.button(key="edit_project_submit").click().run()
     updated = client.get_project(created.id)
     assert (updated.version, updated.default_priority) == (2, -5)
-    assert labelled(at.number_input, "优先级").value == -5, "the run form starts from the new default"
+    assert labelled(open_tab(at, "发起运行").number_input, "优先级").value == -5, (
+        "the run form starts from the new default"
+    )
 
 
 # 脚本运行
@@ -298,7 +300,7 @@ def test_project_forms_set_the_default_priority(client):
 
 def test_run_form_starts_a_script_run_and_the_run_page_shows_its_command(client):
     project = client.create_project(unique("脚本项目"), "平台组", base_model="tiny-gpt2")
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="发起运行")
     labelled(at.radio, "训练方式").set_value("自己的脚本").run()
     labelled(at.text_input, "数据集 *").set_value("内置语料")
     labelled(at.text_input, "启动命令 *").set_value("bash train.sh")

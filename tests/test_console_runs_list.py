@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from ltm import Client
 from ltm.models import MetricBatch, MetricPoint
 from tests.conftest import ROOT, answers, free_port, wait_until
-from tests.console_helpers import APP, labelled, open_console, texts
+from tests.console_helpers import APP, labelled, open_console, open_tab, texts
 from tests.helpers import unique
 
 pytestmark = pytest.mark.usefixtures("fresh_cache")
@@ -84,7 +84,7 @@ def test_runs_tab_lists_newest_first_one_page_at_a_time_with_the_name_as_the_lin
 
 def test_filters_and_metric_sort_are_done_by_the_api_and_kept_in_the_address(console_env, many_runs):
     client, project, runs = many_runs
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="运行")
     labelled(at.multiselect, "状态").set_value(["失败"]).run()
     assert shown_names(at) == ["运行-03"]
     assert param(at, "status") == ["失败"]
@@ -147,10 +147,11 @@ def test_a_copied_address_opens_the_same_view_and_bad_values_fall_back_with_a_no
     notes = " ".join(texts(at.info))
     for expected in ("tab=乱写", "sort=bogus", "size=7", "page=abc", "status=飞行中", "tag=金标", "hp=seed"):
         assert expected in notes, notes
-    assert shown_names(at)[:2] == ["运行-24", "运行-23"], "the default view"
+    assert at.session_state["tab"] == "概览"
+    assert shown_names(open_tab(at, "运行"))[:2] == ["运行-24", "运行-23"], "the default view"
     assert not at.error
 
-    at = open_console("project", project_id=project.id, page="9")
+    at = open_console("project", project_id=project.id, tab="运行", page="9")
     assert "地址中的页码 9 超出范围（共 1 页），已显示第 1 页" in texts(at.info)
     assert shown_names(at)[0] == "运行-24"
 
@@ -161,7 +162,7 @@ def test_selected_runs_are_compared_or_deleted_after_a_dry_run_confirmation(cons
     runs = [client.create_run(project.id, "m", "d", name=f"运行-{index:02d}") for index in range(3)]
     for run in runs:
         client.cancel_run(project.id, run.id)
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="运行")
     labelled(at.multiselect, "选择本页的运行（对比或删除）").set_value([runs[2].id, runs[1].id]).run()
     assert f"project_id={project.id}&runs={runs[2].id}%2C{runs[1].id}" in [
         link.proto.query_string for link in at.page_link
@@ -183,7 +184,7 @@ def test_an_active_run_refuses_deletion_and_the_failure_is_shown(console_env, sh
     project = shared_client.create_project(unique("进行中"), "小李")
     run = shared_client.create_run(project.id, "m", "d", name="还在跑")
     shared_client.report(project.id, run.id, status="运行中")
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="运行")
     assert any("自动刷新" in caption for caption in texts(at.caption))
     labelled(at.multiselect, "选择本页的运行（对比或删除）").set_value([run.id]).run()
     at.button(key="runs_delete").click().run()

@@ -476,7 +476,7 @@ def test_only_the_owner_or_an_admin_sets_webhooks_and_only_members_read_them(sec
 def test_the_console_adds_and_removes_webhooks_and_shows_deliveries(console_env, shared_client, receiver):
     to = paths("console")
     project = shared_client.create_project(unique("通知"), owner="测试")
-    at = open_console("project", project_id=project.id)
+    at = open_console("project", project_id=project.id, tab="通知")
     assert "还没有设置 Webhook" in " ".join(str(i.value) for i in at.info)
 
     new = {w.key.rsplit("_", 1)[-1]: w for w in [*at.text_input, *at.selectbox, *at.multiselect] if "hook_new" in w.key}

@@ -79,8 +79,12 @@ def version_history(project: Project) -> None:
         return
     numbers = sorted(versions)
     older, newer = st.columns(2)
-    old = older.selectbox("从版本", numbers, index=len(numbers) - 2, key=f"diff_old_{project.version}")
-    new = newer.selectbox("到版本", numbers, index=len(numbers) - 1, key=f"diff_new_{project.version}")
+    old = older.selectbox(
+        "从版本", numbers, index=len(numbers) - 2, key=f"diff_old_{project.version}", persist_state="page"
+    )
+    new = newer.selectbox(
+        "到版本", numbers, index=len(numbers) - 1, key=f"diff_new_{project.version}", persist_state="page"
+    )
     rows = diffing.side_by_side(
         {
             f"版本 {old}": diffing.flatten(versions[old].snapshot),
@@ -184,22 +188,20 @@ if (asked := st.query_params.get("tab")) and asked not in TABS:
     notes.insert(0, f"地址中的 tab={asked} 无效，已打开“{TABS[0]}”")
 for note in notes:
     st.info(note, icon=":material/link_off:")
-tab_overview, tab_runs, tab_start, tab_releases, tab_versions, tab_edit, tab_notify, tab_audit = st.tabs(
-    TABS, default=TABS[0], key="tab", bind="query-params"
-)
-with tab_overview:
-    overview(project)
-with tab_runs:
-    runs_list.runs_tab(project, shown=tab_runs.open is not False)
-with tab_start:
-    run_form.start_run_form(project)
-with tab_releases:
-    releases.releases_section(project)
-with tab_versions:
-    version_history(project)
-with tab_edit:
-    edit_form(project)
-with tab_notify:
-    webhooks.webhooks_section(project)
-with tab_audit:
-    audit.audit_section(project)
+# Only the open tab is drawn. Its name is in the address, so switching tabs reruns the page anyway, and drawing the
+# hidden tabs (the launch form, three more grids, the edit and webhook forms) made every run of the page — the runs
+# list's first drawing included — wait on their API calls and on the browser's drawing of them.
+sections = [
+    overview,
+    runs_list.runs_tab,
+    run_form.start_run_form,
+    releases.releases_section,
+    version_history,
+    edit_form,
+    webhooks.webhooks_section,
+    audit.audit_section,
+]
+for tab, section in zip(st.tabs(TABS, default=TABS[0], key="tab", bind="query-params"), sections, strict=True):
+    if tab.open is not False:
+        with tab:
+            section(project)
