@@ -103,7 +103,11 @@ def test_priority_decides_who_gets_a_freed_device_and_cancels_release_theirs(gpu
             **fields,
         )
 
-    holders = [gpu_run("占用一", {**STEADY, "steps_per_epoch": 400}), gpu_run("占用二")]
+    # Both hold their devices until cancelled: a holder ending by itself first would free the other device.
+    holders = [
+        gpu_run("占用一", {**STEADY, "steps_per_epoch": 400}),
+        gpu_run("占用二", {**STEADY, "steps_per_epoch": 400}),
+    ]
     assert all(run.devices for run in holders)
     early = gpu_run("先到", QUICK)
     urgent = gpu_run("加急", QUICK, priority=10)
@@ -116,8 +120,9 @@ def test_priority_decides_who_gets_a_freed_device_and_cancels_release_theirs(gpu
     done = _ended(client, urgent)
     assert done.status == RunStatus.COMPLETED and done.devices == holders[0].devices, "the freed device, by priority"
     assert client.get_run(project.id, early.id).devices == []
+    client.cancel_run(project.id, holders[1].id)
     _ended(client, holders[1])
-    assert _leases(client) == {}
+    wait_until(lambda: _leases(client) == {}, message="every lease released after the runs ended")
 
 
 def test_the_run_form_limits_are_enforced_against_the_declared_gpus(gpu_system):
