@@ -65,6 +65,18 @@ def seed_run(api: Client, points: int, series: int) -> tuple[str, str, float]:
     return project.id, run.id, elapsed
 
 
+def start_console(api_url: str) -> tuple[subprocess.Popen, str]:
+    """The Streamlit console against `api_url`, in its own process; returns it and its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
+    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
+    command += ["--browser.gatherUsageStats", "false"]
+    console = subprocess.Popen(
+        command, env={**os.environ, "LTM_API_URL": api_url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return console, f"http://127.0.0.1:{port}"
+
+
 def load_seconds(browser, url: str, ready) -> float:
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
@@ -132,14 +144,7 @@ def project_page(home: Path, runs: int, loads: int) -> None:
     project_id = fill(home, runs)
     print(f"{runs:,} runs generated in {time.perf_counter() - started:.1f} s", flush=True)
     api = ApiProcess(home).start()
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
-    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
-    command += ["--browser.gatherUsageStats", "false"]
-    console = subprocess.Popen(
-        command, env={**os.environ, "LTM_API_URL": api.url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    console_url = f"http://127.0.0.1:{port}"
+    console, console_url = start_console(api.url)
     try:
         wait_until(lambda: answers(f"{console_url}/_stcore/health"), timeout=60, message="the console to answer")
         newest = f"run-{runs - 1:06d}"  # fill() names run i run-%06d, created in order

@@ -20,7 +20,6 @@ measurement behind docs/scaling.md.
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,11 +33,11 @@ import duckdb
 import httpx
 from playwright.sync_api import sync_playwright
 
-from bench.bench_console import CHROMIUM_ARGS, load_seconds
+from bench.bench_console import CHROMIUM_ARGS, load_seconds, start_console
 from bench.common import figure
 from ltm import Client, arrow_batches
 from ltm.reporter import RunReporter
-from ltm.testing import ROOT, ApiProcess, answers, free_port, wait_until
+from ltm.testing import ApiProcess, answers, free_port, wait_until
 from ltm.trainers import TrainerConfig, get_trainer
 
 LINES, POINTS = 20, 10
@@ -272,18 +271,6 @@ async def offered_load(
         read_path=lambda i: f"/projects/{project_ids[0]}/runs/{run_ids[0][i % len(run_ids[0])]}",
         started=started,
     )
-
-
-def start_console(api_url: str) -> tuple[subprocess.Popen, str]:
-    """The Streamlit console against `api_url`, started as bench_console's 10c starts it; returns it and its URL."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "console" / "app.py"), "--server.address"]
-    command += ["127.0.0.1", "--server.port", str(port), "--server.headless", "true"]
-    command += ["--browser.gatherUsageStats", "false"]
-    console = subprocess.Popen(
-        command, env={**os.environ, "LTM_API_URL": api_url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return console, f"http://127.0.0.1:{port}"
 
 
 def with_run_pages(load, console_url: str, project_id: str, run_id: str, pages: int, after: float, seconds: int):

@@ -53,5 +53,5 @@ def get_logs(
     responses=responses(404, 409, *BODY_ERRORS),
 )
 async def ingest_logs(request: Request, project_id: str, run_id: str):
-    """Served by `ingest_route.ROUTES`, ahead of this declaration, which documents the operation."""
+    """Documents the operation; `ingest_route.IngestRoutes` serves it before FastAPI's routing is reached."""
     return await ingest_route.ingest(request, ingest.LOGS)

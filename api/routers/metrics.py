@@ -46,5 +46,5 @@ def get_metrics(
     responses=responses(404, 409, *BODY_ERRORS),
 )
 async def ingest_metrics(request: Request, project_id: str, run_id: str):
-    """Served by `ingest_route.ROUTES`, ahead of this declaration, which documents the operation."""
+    """Documents the operation; `ingest_route.IngestRoutes` serves it before FastAPI's routing is reached."""
     return await ingest_route.ingest(request, ingest.METRICS)
