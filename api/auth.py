@@ -27,6 +27,7 @@ RUN_REPORTS = frozenset(
         ("PATCH", RUN_PATH),
         ("POST", RUN_PATH + "/logs"),
         ("POST", RUN_PATH + "/metrics"),
+        ("POST", RUN_PATH + "/report"),
         ("POST", RUN_PATH + "/artifacts"),
     }
 )

@@ -1,4 +1,4 @@
-"""Group commit: log and metric batches from many requests share one store transaction.
+"""Group commit: log and metric batches and reports from many requests share one store transaction.
 
 One thread drains the queue: it takes every batch waiting (up to a group's worth of rows), stores them with
 `store.ingest.append` in one transaction, and only then resolves each request's future, so a request is
@@ -35,7 +35,7 @@ class GroupCommit:
         self.terminal = terminal
         self.group_rows = group_rows
         self.queued_rows = queued_rows
-        self._pending: deque[tuple[ingest.Batch, Future]] = deque()
+        self._pending: deque[tuple[ingest.Batch | ingest.Report, Future]] = deque()
         self._rows = 0
         self._changed = threading.Condition()
         self._stopping = False
@@ -48,17 +48,18 @@ class GroupCommit:
     def queued_batches(self) -> int:
         return len(self._pending)
 
-    def submit(self, batch: ingest.Batch) -> Future:
-        """A future that resolves to the batch's `ingest.Stored` once committed, or to the exception refusing it.
-        Raises Overloaded when the queue is full (a batch larger than the whole queue is taken when it is empty)."""
+    def submit(self, item: ingest.Batch | ingest.Report) -> Future:
+        """A future that resolves to what `ingest.append` makes of the item once committed, or to the exception
+        refusing it. Raises Overloaded when the queue is full (an item larger than the whole queue is taken when it
+        is empty)."""
         future: Future = Future()
-        rows = max(1, batch.rows.num_rows)
+        rows = _rows(item)
         with self._changed:
             if self._stopping:
                 raise Overloaded("API 正在停止")
             if self._pending and self._rows + rows > self.queued_rows:
                 raise Overloaded(f"写入队列已满（{self._rows} 行待写入）")
-            self._pending.append((batch, future))
+            self._pending.append((item, future))
             self._rows += rows
             self._changed.notify()
         return future
@@ -70,17 +71,17 @@ class GroupCommit:
             self._changed.notify()
         self._thread.join(timeout)
 
-    def _take(self) -> list[tuple[ingest.Batch, Future]]:
+    def _take(self) -> list[tuple[ingest.Batch | ingest.Report, Future]]:
         with self._changed:
             while not self._pending and not self._stopping:
                 self._changed.wait()
             group, rows = [], 0
-            while self._pending and (not group or rows + self._pending[0][0].rows.num_rows <= self.group_rows):
-                batch, future = self._pending.popleft()
-                size = max(1, batch.rows.num_rows)
+            while self._pending and (not group or rows + _rows(self._pending[0][0]) <= self.group_rows):
+                item, future = self._pending.popleft()
+                size = _rows(item)
                 rows += size
                 self._rows -= size
-                group.append((batch, future))
+                group.append((item, future))
             return group
 
     def _drain(self) -> None:
@@ -90,9 +91,9 @@ class GroupCommit:
                 return  # stopping, and nothing is left
             self._commit(group)
 
-    def _commit(self, group: list[tuple[ingest.Batch, Future]]) -> None:
+    def _commit(self, group: list[tuple[ingest.Batch | ingest.Report, Future]]) -> None:
         try:
-            outcomes = ingest.append(self.db, [batch for batch, _ in group], self.terminal)
+            outcomes = ingest.append(self.db, [item for item, _ in group], self.terminal)
         except Exception as exc:
             if len(group) > 1:
                 log.warning("一组 %d 个批次写入失败，逐个重试：%s", len(group), exc)
@@ -107,3 +108,8 @@ class GroupCommit:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _rows(item: ingest.Batch | ingest.Report) -> int:
+    batches = item.batches if isinstance(item, ingest.Report) else [item]
+    return max(1, sum(batch.rows.num_rows for batch in batches))

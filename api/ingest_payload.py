@@ -28,7 +28,7 @@ from ltm.limits import (
     MAX_NAME_LENGTH,
     MIB,
 )
-from ltm.models import LogBatch, LogLevel, MetricBatch
+from ltm.models import LogBatch, LogLevel, MetricBatch, ProgressReport, RunReport
 from ltm.store import Database, ingest
 from ltm.store import projects as project_store
 
@@ -60,6 +60,51 @@ async def ingest_payload(request: Request) -> Payload:
             f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}",
         )
     return Payload(media_type, await request.body())
+
+
+async def report_payload(request: Request) -> Payload:
+    media_type = media_types.media_type(request)
+    if media_type not in (media_types.JSON, arrow_batches.REPORT_MEDIA_TYPE):
+        raise Refusal(
+            415,
+            f"请求体必须是 JSON，Content-Type 应为 application/json，"
+            f"或 ltm 报告（{arrow_batches.REPORT_MEDIA_TYPE}）{media_types.received(request)}",
+        )
+    return Payload(media_type, await request.body())
+
+
+@dataclass
+class ReportParts:
+    logs: tuple[str, pa.Table] | None
+    metrics: tuple[str, pa.Table] | None
+    progress: dict
+
+
+def report_parts(payload: Payload) -> ReportParts:
+    """A report's batches, checked as the logs and metrics endpoints check them, and its progress fields."""
+    if payload.media_type == media_types.JSON:
+        report = _parse_json(RunReport, payload.body)
+        return ReportParts(
+            (report.logs.batch_id, _stored(arrow_batches.lines_table(report.logs.lines))) if report.logs else None,
+            (report.metrics.batch_id, _stored(arrow_batches.points_table(report.metrics.points)))
+            if report.metrics
+            else None,
+            report.progress.model_dump(exclude_none=True) if report.progress else {},
+        )
+    try:
+        progress, logs, metrics = arrow_batches.decode_report(payload.body)
+    except ValueError as exc:
+        raise unprocessable(f"请求体不是有效的 ltm 报告：{exc}", "body") from None
+    try:
+        progress = ProgressReport.model_validate(progress).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", "progress", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
+    return ReportParts(
+        log_rows(Payload(arrow_batches.MEDIA_TYPE, logs)) if logs else None,
+        metric_rows(Payload(arrow_batches.MEDIA_TYPE, metrics)) if metrics else None,
+        progress,
+    )
 
 
 def log_rows(payload: Payload) -> tuple[str, pa.Table]:
@@ -100,9 +145,35 @@ def metric_rows(payload: Payload) -> tuple[str, pa.Table]:
 async def store_batch(request: Request, caller: Actor, batch: ingest.Batch, what: str) -> JSONResponse:
     """Queue the batch for the next group commit and answer once that commit holds it: 503 with Retry-After when
     the queue is full, 404 or 409 when the store refuses it."""
+    stored = await _committed(request, batch, what)
+    if not stored.duplicate:
+        _ingested(request, caller, batch, what)
+    # A Response skips FastAPI's validation of the answer against IngestResult: it is built right here.
+    return JSONResponse(_result(batch, stored))
+
+
+async def store_report(request: Request, caller: Actor, report: ingest.Report) -> JSONResponse:
+    """As `store_batch`, for a report: all of it is stored in one commit, or none of it."""
+    reported = await _committed(request, report, "上报")
+    answer: dict = {"logs": None, "metrics": None, "status": reported.status}
+    for batch, stored in zip(report.batches, reported.batches):
+        what = _WHAT[batch.kind]
+        if not stored.duplicate:
+            _ingested(request, caller, batch, what)
+        answer[batch.kind] = _result(batch, stored)
+    if report.progress:
+        changes = "，".join(f"{key}={value}" for key, value in report.progress.items())
+        record_intervention(request.app.state.db, caller, _run_of(report), "上报运行状态", changes)
+    return JSONResponse(answer)
+
+
+_WHAT = {ingest.LOGS: "日志", ingest.METRICS: "指标"}
+
+
+async def _committed(request: Request, item: ingest.Batch | ingest.Report, what: str):
     state = request.app.state
     try:
-        queued = state.group_commit.submit(batch)
+        queued = state.group_commit.submit(item)
     except Overloaded as exc:
         raise Refusal(
             503,
@@ -110,29 +181,40 @@ async def store_batch(request: Request, caller: Actor, batch: ingest.Batch, what
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
     try:
-        stored = await asyncio.wrap_future(queued)
+        return await asyncio.wrap_future(queued)
     except (ingest.UnknownRun, ingest.RunEnded, ingest.BatchConflict) as exc:
-        raise refusal(exc, state.db, batch, what) from None
-    if not stored.duplicate:
-        state.notifications.ingested(batch)  # thresholds crossed, non-finite values: judged off this request
-        run = {"project_id": batch.project_id, "id": batch.run_id}
-        record_intervention(state.db, caller, run, f"写入{what}", f"批次 {batch.batch_id}：{batch.rows.num_rows} 条")
-    # A Response skips FastAPI's validation of the answer against IngestResult: it is built right here.
-    return JSONResponse({"batch_id": batch.batch_id, "accepted": stored.accepted, "duplicate": stored.duplicate})
+        raise refusal(exc, state.db, item, what) from None
 
 
-def refusal(exc: Exception, db: Database, batch: ingest.Batch, what: str) -> Refusal:
-    """The store's refusal of a batch as an answer: 404 for a run (or project) that is not there, 409 for a run
-    that has ended or a reused batch id."""
+def _ingested(request: Request, caller: Actor, batch: ingest.Batch, what: str) -> None:
+    request.app.state.notifications.ingested(batch)  # thresholds crossed, non-finite values: judged off this request
+    details = f"批次 {batch.batch_id}：{batch.rows.num_rows} 条"
+    record_intervention(request.app.state.db, caller, _run_of(batch), f"写入{what}", details)
+
+
+def _run_of(item: ingest.Batch | ingest.Report) -> dict:
+    return {"project_id": item.project_id, "id": item.run_id}
+
+
+def _result(batch: ingest.Batch, stored: ingest.Stored) -> dict:
+    return {"batch_id": batch.batch_id, "accepted": stored.accepted, "duplicate": stored.duplicate}
+
+
+def refusal(exc: Exception, db: Database, item: ingest.Batch | ingest.Report, what: str) -> Refusal:
+    """The store's refusal as an answer: 404 for a run (or project) that is not there, 409 for a run that has
+    ended or a reused batch id."""
     if isinstance(exc, ingest.UnknownRun):
-        if project_store.get_row(db, batch.project_id) is None:
-            return not_found("项目", batch.project_id)
-        return not_found("运行", batch.run_id)
+        if project_store.get_row(db, item.project_id) is None:
+            return not_found("项目", item.project_id)
+        return not_found("运行", item.run_id)
     if isinstance(exc, ingest.RunEnded):
-        return conflict(f"运行 {batch.run_id} 已结束（{exc.status}），不再接受{what}")
+        return conflict(f"运行 {item.run_id} 已结束（{exc.status}），不再接受{what}")
     if isinstance(exc, ingest.BatchConflict):
+        (batch_id,) = exc.args
+        if isinstance(item, ingest.Report):
+            what = next(_WHAT[batch.kind] for batch in item.batches if batch.batch_id == batch_id)
         return conflict(
-            f"batch_id {shown(batch.batch_id)} 已用于运行 {batch.run_id} 的另一批{what}（内容不同），本批未写入；"
+            f"batch_id {shown(batch_id)} 已用于运行 {item.run_id} 的另一批{what}（内容不同），本批未写入；"
             "重试请发送完全相同的内容，新的数据请使用新的 batch_id"
         )
     raise exc
@@ -248,7 +330,7 @@ def document_ingest_models(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             schemas = generate().setdefault("components", {}).setdefault("schemas", {})
-            for model in (LogBatch, MetricBatch):
+            for model in (LogBatch, MetricBatch, RunReport):
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 for name, definition in schema.pop("$defs", {}).items():
                     schemas.setdefault(name, definition)

@@ -1,10 +1,10 @@
-"""POST …/logs and …/metrics served ahead of FastAPI's routing.
+"""POST …/logs, …/metrics and …/report served ahead of FastAPI's routing.
 
 At fleet rates FastAPI's exception, routing and dependency layers cost more than storing a small batch (issue 16).
 `IngestRoutes` is the innermost middleware: the guards before it (Host and Origin, encoded slashes, body size) still
 apply, and what it raises is answered by the app's own exception handlers. It makes the same checks through the
-same functions as the FastAPI declarations in routers/logs.py and routers/metrics.py, which remain for the OpenAPI
-document and call `ingest` too.
+same functions as the FastAPI declarations in routers/logs.py, routers/metrics.py and routers/reports.py, which
+remain for the OpenAPI document and call `ingest` too.
 """
 
 import re
@@ -15,10 +15,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ltm.api.auth import actor
-from ltm.api.ingest_payload import ingest_payload, log_rows, metric_rows, rows_of, store_batch
+from ltm.api.ingest_payload import (
+    ingest_payload,
+    log_rows,
+    metric_rows,
+    report_parts,
+    report_payload,
+    rows_of,
+    store_batch,
+    store_report,
+)
 from ltm.store import ingest as store
 
-_PATH = re.compile(r"/projects/(?P<project_id>[^/]+)/runs/(?P<run_id>[^/]+)/(?P<kind>logs|metrics)")
+_PATH = re.compile(r"/projects/(?P<project_id>[^/]+)/runs/(?P<run_id>[^/]+)/(?P<kind>logs|metrics|report)")
 _READERS = {store.LOGS: (log_rows, "日志"), store.METRICS: (metric_rows, "指标")}
 
 
@@ -27,10 +36,13 @@ class _Route:
     path: str  # what `auth.actor` reads of a route
 
 
-_ROUTES = {kind: _Route(f"/projects/{{project_id}}/runs/{{run_id}}/{kind}") for kind in _READERS}
+REPORT = "report"
+_ROUTES = {kind: _Route(f"/projects/{{project_id}}/runs/{{run_id}}/{kind}") for kind in (*_READERS, REPORT)}
 
 
 async def ingest(request: Request, kind: str) -> Response:
+    if kind == REPORT:
+        return await report(request)
     caller = await actor(request)
     payload = await ingest_payload(request)
     read, what = _READERS[kind]
@@ -38,6 +50,18 @@ async def ingest(request: Request, kind: str) -> Response:
     params = request.path_params
     batch = store.Batch(kind, params["run_id"], batch_id, rows, params["project_id"])
     return await store_batch(request, caller, batch, what)
+
+
+async def report(request: Request) -> Response:
+    caller = await actor(request)
+    parts = await rows_of(await report_payload(request), report_parts)
+    project_id, run_id = request.path_params["project_id"], request.path_params["run_id"]
+    batches = []
+    for kind, part in ((store.LOGS, parts.logs), (store.METRICS, parts.metrics)):
+        if part is not None:
+            batch_id, rows = part
+            batches.append(store.Batch(kind, run_id, batch_id, rows, project_id))
+    return await store_report(request, caller, store.Report(run_id, project_id, batches, parts.progress))
 
 
 class IngestRoutes:

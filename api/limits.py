@@ -8,11 +8,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ltm.limits import BODY_LIMIT, INGEST_BODY_LIMIT, MIB
 
-_INGEST_PATH = re.compile(r"^/projects/[^/]+/runs/[^/]+/(logs|metrics)/?$")
+_INGEST_PATH = re.compile(r"^/projects/[^/]+/runs/[^/]+/(logs|metrics|report)/?$")
 
 
 def body_limit(method: str, path: str) -> int:
-    """Log and metric batches may be large; every other body is a small JSON document."""
+    """Log and metric batches (and reports carrying them) may be large; every other body is a small JSON document."""
     return INGEST_BODY_LIMIT if method == "POST" and _INGEST_PATH.match(path) else BODY_LIMIT
 
 

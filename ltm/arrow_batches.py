@@ -4,12 +4,14 @@ A batch travels as one Arrow IPC stream (`MEDIA_TYPE`) whose schema metadata car
 neither side builds a Python object per line or point.
 """
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
 MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+REPORT_MEDIA_TYPE = "application/vnd.ltm.report"
 BATCH_ID_KEY = b"batch_id"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -86,3 +88,30 @@ def decode(body: bytes) -> tuple[str | None, pa.Table]:
     metadata = table.schema.metadata or {}
     batch_id = metadata.get(BATCH_ID_KEY)
     return (batch_id.decode("utf-8", errors="replace") if batch_id is not None else None), table
+
+
+def encode_report(progress: dict, logs: bytes | None = None, metrics: bytes | None = None) -> bytes:
+    """A report body (`REPORT_MEDIA_TYPE`): one JSON line with the progress and the byte length of each part, then
+    the log batch's and the metric batch's Arrow streams (each from `encode`)."""
+    logs, metrics = logs or b"", metrics or b""
+    head = json.dumps({"progress": progress, "logs": len(logs), "metrics": len(metrics)}, separators=(",", ":"))
+    return head.encode() + b"\n" + logs + metrics
+
+
+def decode_report(body: bytes) -> tuple[dict, bytes | None, bytes | None]:
+    """The progress and the two streams (None where absent); raises ValueError for a body not in this form."""
+    end = body.find(b"\n")
+    if end < 0:
+        raise ValueError("缺少首行")
+    try:
+        head = json.loads(body[:end])
+    except ValueError:
+        raise ValueError("首行不是有效的 JSON") from None
+    if not isinstance(head, dict) or set(head) - {"progress", "logs", "metrics"}:
+        raise ValueError("首行必须是只含 progress、logs、metrics 的 JSON 对象")
+    sizes = [head.get("logs", 0), head.get("metrics", 0)]
+    if not all(type(size) is int and size >= 0 for size in sizes) or end + 1 + sum(sizes) != len(body):
+        raise ValueError("首行的 logs、metrics 字节数与请求体长度不符")
+    start = end + 1
+    logs, metrics = body[start : start + sizes[0]], body[start + sizes[0] :]
+    return head.get("progress") or {}, logs or None, metrics or None

@@ -322,6 +322,19 @@ class Client:
         )
         return _parse(models.IngestResult, response.json())
 
+    def send_report(
+        self, project_id: str, run_id: str, progress: dict, logs: bytes | None = None, metrics: bytes | None = None
+    ) -> models.ReportResult:
+        """A log batch, a metric batch (Arrow streams from `arrow_batches.encode`, or None) and progress fields in
+        one request, stored together or not at all; the answer carries the run's status."""
+        response = self.request(
+            "POST",
+            f"/projects/{_segment(project_id)}/runs/{_segment(run_id)}/report",
+            content=arrow_batches.encode_report(progress, logs, metrics),
+            headers={**self.headers, "Content-Type": arrow_batches.REPORT_MEDIA_TYPE},
+        )
+        return _parse(models.ReportResult, response.json())
+
     # Artifacts
 
     def list_artifacts(self, project_id: str, run_id: str) -> list[models.Artifact]:

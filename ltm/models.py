@@ -606,6 +606,29 @@ class IngestResult(BaseModel):
     duplicate: bool
 
 
+class ProgressReport(Contract):
+    """Progress fields of a report; a field left out or null stays as it is."""
+
+    progress: Fraction | None = Field(None, description="进度（0–1）")
+    current_step: Count | None = None
+    total_steps: Count | None = None
+    gpu_utilization: Fraction | None = None
+
+
+class RunReport(Contract):
+    """One reporter flush: a log batch, a metric batch and progress, stored together or not at all."""
+
+    logs: LogBatch | None = None
+    metrics: MetricBatch | None = None
+    progress: ProgressReport | None = None
+
+
+class ReportResult(BaseModel):
+    logs: IngestResult | None = None
+    metrics: IngestResult | None = None
+    status: RunStatus = Field(description="写入后运行的状态（训练流程据此得知运行是否正在取消）")
+
+
 class MetricBucket(BaseModel):
     step: int
     min: float

@@ -1,4 +1,5 @@
-"""Buffers a run's logs, metrics and progress and sends them in batches from a background thread."""
+"""Buffers a run's logs, metrics and progress and sends them in batches from a background thread: one request
+per flush (`POST …/report`) carries a log batch, a metric batch and the progress."""
 
 import math
 import threading
@@ -12,11 +13,13 @@ import httpx
 
 from ltm import arrow_batches
 from ltm.client import ApiError, Client
-from ltm.models import MAX_LOG_MESSAGE, LogLevel, RunStatus
+from ltm.limits import INGEST_BODY_LIMIT, MIB
+from ltm.models import MAX_LOG_MESSAGE, LogLevel, ProgressReport, RunStatus
 
 MAX_BATCH_ROWS = 50_000
 TRUNCATED = "…（已截断）"
 MAX_BATCH_TEXT = 4 * 1024 * 1024  # characters of log text per batch: at most 12 MiB of UTF-8, under the API's 16 MiB
+MAX_REPORT_BYTES = INGEST_BODY_LIMIT - MIB  # a log and a metric batch larger together go in two reports
 
 
 class RunReporter:
@@ -71,21 +74,21 @@ class RunReporter:
             self._artifacts.append(fields)
 
     def progress(self, **values: Any) -> None:
+        """progress, current_step, total_steps, gpu_utilization; None leaves a field as it is."""
+        checked = ProgressReport(**values).model_dump(exclude_none=True)
         with self._buffer_lock:
-            self._progress.update(values)
+            self._progress.update(checked)
 
     def flush(self) -> None:
         """Send everything buffered so far; raises if the API cannot take it now."""
         with self._send_lock:
             self._package()
             while self._outbox:
-                kind, batch = self._outbox[0]
-                if kind in ("logs", "metrics"):
-                    self.client.send_table(self.project_id, self.run_id, kind, *batch)
-                elif kind == "artifact":
-                    self.client.register_artifact(self.project_id, self.run_id, **batch)
+                kind, item = self._outbox[0]
+                if kind == "report":
+                    self._send_report(*item)
                 else:
-                    self._send_progress(batch)
+                    self.client.register_artifact(self.project_id, self.run_id, **item)
                 self._outbox.popleft()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -108,32 +111,59 @@ class RunReporter:
         return wait
 
     def _package(self) -> None:
+        """Reports pair the log and metric batches in order (two batches over `MAX_REPORT_BYTES` go apart); the
+        last report carries the progress, then the artifacts follow."""
         with self._buffer_lock:
             lines, self._lines = self._lines, _Columns(3)
             points, self._points = self._points, _Columns(4)
             progress, self._progress = self._progress, {}
             artifacts, self._artifacts = self._artifacts, []
         timestamps, levels, messages = lines.columns
-        for start, end in _log_slices(messages):
-            table = arrow_batches.log_table(timestamps[start:end], levels[start:end], messages[start:end])
-            self._outbox.append(("logs", (uuid.uuid4().hex, table)))
+        logs = deque(
+            arrow_batches.encode(
+                arrow_batches.log_table(timestamps[start:end], levels[start:end], messages[start:end]),
+                uuid.uuid4().hex,
+            )
+            for start, end in _log_slices(messages)
+        )
         names, steps, values, times = points.columns
-        for start in range(0, len(names), MAX_BATCH_ROWS):
-            end = start + MAX_BATCH_ROWS
-            table = arrow_batches.metric_table(names[start:end], steps[start:end], values[start:end], times[start:end])
-            self._outbox.append(("metrics", (uuid.uuid4().hex, table)))
-        self._outbox.extend(("artifact", fields) for fields in artifacts)
+        metrics = deque(
+            arrow_batches.encode(
+                arrow_batches.metric_table(
+                    names[start : start + MAX_BATCH_ROWS],
+                    steps[start : start + MAX_BATCH_ROWS],
+                    values[start : start + MAX_BATCH_ROWS],
+                    times[start : start + MAX_BATCH_ROWS],
+                ),
+                uuid.uuid4().hex,
+            )
+            for start in range(0, len(names), MAX_BATCH_ROWS)
+        )
+        reports = []
+        while logs or metrics:
+            log_stream = logs.popleft() if logs else None
+            metric_stream = metrics.popleft() if metrics else None
+            if log_stream and metric_stream and len(log_stream) + len(metric_stream) > MAX_REPORT_BYTES:
+                metrics.appendleft(metric_stream)
+                metric_stream = None
+            reports.append([{}, log_stream, metric_stream])
         if progress:
-            self._outbox.append(("progress", progress))
+            if not reports:
+                reports.append([{}, None, None])
+            reports[-1][0] = progress
+        self._outbox.extend(("report", tuple(report)) for report in reports)
+        self._outbox.extend(("artifact", fields) for fields in artifacts)
 
-    def _send_progress(self, values: dict) -> None:
+    def _send_report(self, progress: dict, logs: bytes | None, metrics: bytes | None) -> None:
         try:
-            run = self.client.report(self.project_id, self.run_id, **values)
+            self.remote_status = self.client.send_report(self.project_id, self.run_id, progress, logs, metrics).status
         except ApiError as exc:
             if exc.status_code != 409:
                 raise
-            run = self.client.find_run(self.run_id)
-        self.remote_status = run.status
+            self.remote_status = self.client.find_run(self.run_id).status
+            if logs or metrics:
+                raise  # the run has ended: its batches cannot be stored
+            # progress of a run that has ended has nowhere to go
 
     def _loop(self) -> None:
         while not self._stop.wait(max(self.interval, self._quiet_until - time.monotonic())):

@@ -68,6 +68,28 @@ class Stored:
     duplicate: bool
 
 
+PROGRESS_FIELDS = ("progress", "current_step", "total_steps", "gpu_utilization")
+
+
+@dataclass
+class Report:
+    """One reporter flush of one run: up to one log and one metric batch, and new values of `PROGRESS_FIELDS`.
+    It is stored whole or not at all."""
+
+    run_id: str
+    project_id: str | None
+    batches: list[Batch]
+    progress: dict
+
+
+@dataclass
+class Reported:
+    """What became of a report: its batches in order, and the run's status once it was stored."""
+
+    batches: list[Stored]
+    status: str
+
+
 def digest(table: pa.Table) -> str:
     """Of a batch's content: the same whichever body (JSON or Arrow, however chunked) carried it."""
     table = table.combine_chunks().replace_schema_metadata(None)
@@ -77,25 +99,57 @@ def digest(table: pa.Table) -> str:
     return hashlib.blake2b(sink.getvalue(), digest_size=16).hexdigest()
 
 
-def append(db: Database, batches: list[Batch], terminal: frozenset[str] = frozenset()) -> list[Stored | Exception]:
-    """Store `batches` in one transaction; each gets a `Stored` or the exception that refused it (UnknownRun,
-    RunEnded for a run whose status is in `terminal`, BatchConflict). On an unexpected error nothing is stored."""
+def append(
+    db: Database, items: list[Batch | Report], terminal: frozenset[str] = frozenset()
+) -> list[Stored | Reported | Exception]:
+    """Store `items` in one transaction; each batch gets a `Stored`, each report a `Reported`, or the exception that
+    refused it (UnknownRun, RunEnded for a run whose status is in `terminal`, BatchConflict). A report refuses all
+    its parts when one is refused; one with nothing new for an ended run answers its status. On an unexpected error
+    nothing is stored."""
     with db.writing(transaction=True) as cur:
-        runs = _runs(cur, {batch.run_id for batch in batches})
-        claimed = _claimed(cur, batches)
-        outcomes: list[Stored | Exception] = []
+        runs = _runs(cur, {item.run_id for item in items})
+        claimed = _claimed(cur, [batch for item in items for batch in _batches_of(item)])
+        outcomes: list[Stored | Reported | Exception] = []
         accepted: list[Batch] = []
-        for batch in batches:
-            outcome = _check(batch, runs, claimed, terminal)
-            outcomes.append(outcome)
-            if isinstance(outcome, Stored) and not outcome.duplicate:
-                claimed[claim_of(batch)] = batch.content
-                accepted.append(batch)
+        progressed: list[Report] = []
+        for item in items:
+            parts = _batches_of(item)
+            results = [_check(batch, runs, claimed, terminal) for batch in parts]
+            refused = next((result for result in results if isinstance(result, Exception)), None)
+            if isinstance(item, Report) and refused is None:
+                refused = _check_report(item, runs, terminal, results)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
+            for batch, result in zip(parts, results):
+                if not result.duplicate:
+                    claimed[claim_of(batch)] = batch.content
+                    accepted.append(batch)
+            if isinstance(item, Report):
+                if item.progress:
+                    progressed.append(item)
+                outcomes.append(Reported(results, runs[item.run_id]["status"]))
+            else:
+                outcomes.append(results[0])
         if accepted:
             _claim(cur, accepted)
             _insert_logs(db, cur, [b for b in accepted if b.kind == LOGS])
-            _insert_metrics(cur, [b for b in accepted if b.kind == METRICS], runs)
+        summaries = _insert_metrics(cur, [b for b in accepted if b.kind == METRICS], runs)
+        _update_runs(cur, runs, summaries, progressed)
     return outcomes
+
+
+def _batches_of(item: Batch | Report) -> list[Batch]:
+    return item.batches if isinstance(item, Report) else [item]
+
+
+def _check_report(report: Report, runs: dict, terminal: frozenset[str], results: list[Stored]) -> Exception | None:
+    run = runs.get(report.run_id)
+    if run is None or (report.project_id is not None and run["project_id"] != report.project_id):
+        return UnknownRun(report.run_id)
+    if report.progress and run["status"] in terminal:
+        return RunEnded(run["status"])
+    return None
 
 
 def append_logs(db: Database, run_id: str, batch_id: str, lines: pa.Table) -> bool:
@@ -115,10 +169,13 @@ def _one(db: Database, batch: Batch) -> Stored:
     return outcome
 
 
-def _runs(cur, run_ids: set[str]) -> dict[str, tuple]:
-    """project_id, status, metrics and metric_steps of each run that exists."""
-    rows = _by_key(cur, "SELECT id, project_id, status, metrics, metric_steps FROM runs WHERE", "id", run_ids)
-    return {row[0]: row[1:] for row in rows}
+_RUN_COLUMNS = ("id", "project_id", "status", "metrics", "metric_steps", *PROGRESS_FIELDS, "progressed_at")
+
+
+def _runs(cur, run_ids: set[str]) -> dict[str, dict]:
+    """What a group reads and may change of each run that exists."""
+    rows = _by_key(cur, f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE", "id", run_ids)
+    return {row[0]: dict(zip(_RUN_COLUMNS, row)) for row in rows}
 
 
 def _by_key(cur, select: str, column: str, keys) -> list[tuple]:
@@ -141,7 +198,7 @@ def _claimed(cur, batches: list[Batch]) -> dict[str, str | None]:
 
 def _check(batch: Batch, runs: dict, claimed: dict, terminal: frozenset[str]) -> Stored | Exception:
     run = runs.get(batch.run_id)
-    if run is None or (batch.project_id is not None and run[0] != batch.project_id):
+    if run is None or (batch.project_id is not None and run["project_id"] != batch.project_id):
         return UnknownRun(batch.run_id)
     claim = claim_of(batch)
     if claim in claimed:
@@ -149,8 +206,8 @@ def _check(batch: Batch, runs: dict, claimed: dict, terminal: frozenset[str]) ->
         if stored not in (None, batch.content):  # a batch stored before digests were kept matches any content
             return BatchConflict(batch.batch_id)
         return Stored(0, True)
-    if run[1] in terminal:
-        return RunEnded(run[1])
+    if run["status"] in terminal:
+        return RunEnded(run["status"])
     return Stored(batch.rows.num_rows, False)
 
 
@@ -240,12 +297,12 @@ def _insert_logs(db: Database, cur, batches: list[Batch]) -> None:
         cur.execute("INSERT INTO log_runs (run_id, lines, last_ts, in_order) SELECT * FROM new_rows")
 
 
-def _insert_metrics(cur, batches: list[Batch], runs: dict) -> None:
-    """The points, their blocks, and on each run the value at the largest step of each series, whatever order
-    batches arrive in."""
+def _insert_metrics(cur, batches: list[Batch], runs: dict) -> dict[str, tuple[dict, dict]]:
+    """The points and their blocks; returns, for each run given points, its latest value and step of each series
+    (the value at the largest step, whatever order batches arrive in)."""
     batches = [b for b in batches if b.rows.num_rows]
     if not batches:
-        return
+        return {}
     incoming = pa.concat_tables(
         [
             b.rows.select(["name", "step", "value", "timestamp"]).add_column(
@@ -262,17 +319,46 @@ def _insert_metrics(cur, batches: list[Batch], runs: dict) -> None:
     merged: dict[str, tuple[dict, dict]] = {}
     for run_id, name, step, value in latest:
         if run_id not in merged:
-            _, _, metrics, steps = runs[run_id]
-            merged[run_id] = (json.loads(metrics), json.loads(steps))
+            merged[run_id] = (json.loads(runs[run_id]["metrics"]), json.loads(runs[run_id]["metric_steps"]))
         metrics, steps = merged[run_id]
         if step >= steps.get(name, -1):
             metrics[name], steps[name] = value, step
-    summary = pa.table(
-        {
-            "id": list(merged),
-            "metrics": [json.dumps(m, ensure_ascii=False) for m, _ in merged.values()],
-            "metric_steps": [json.dumps(s, ensure_ascii=False) for _, s in merged.values()],
-            "updated_at": pa.array([utc_now()] * len(merged), pa.timestamp("us")),
-        }
-    )
-    _update_by_id(cur, "runs", "id", ["metrics", "metric_steps", "updated_at"], summary)
+    return merged
+
+
+_RUN_UPDATE = pa.schema(
+    [
+        ("id", pa.string()),
+        ("metrics", pa.string()),
+        ("metric_steps", pa.string()),
+        ("progress", pa.float64()),
+        ("current_step", pa.int64()),
+        ("total_steps", pa.int64()),
+        ("gpu_utilization", pa.float64()),
+        ("progressed_at", pa.timestamp("us")),
+        ("updated_at", pa.timestamp("us")),
+    ]
+)
+
+
+def _update_runs(cur, runs: dict, summaries: dict[str, tuple[dict, dict]], progressed: list[Report]) -> None:
+    """One UPDATE of the runs that got points or progress: their latest metrics, and reported progress in order.
+    A step beyond the run's current one moves `progressed_at`, hang detection's clock."""
+    if not summaries and not progressed:
+        return
+    now = utc_now()
+    changed: dict[str, dict] = {}
+    for run_id, (metrics, steps) in summaries.items():
+        run = changed[run_id] = dict(runs[run_id])
+        run["metrics"] = json.dumps(metrics, ensure_ascii=False)
+        run["metric_steps"] = json.dumps(steps, ensure_ascii=False)
+    for report in progressed:
+        run = changed.setdefault(report.run_id, dict(runs[report.run_id]))
+        step = report.progress.get("current_step")
+        if step is not None and step > run["current_step"]:
+            run["progressed_at"] = now
+        run.update(report.progress)
+    rows = {name: [run[name] for run in changed.values()] for name in _RUN_UPDATE.names if name != "updated_at"}
+    rows["updated_at"] = [now] * len(changed)
+    table = pa.Table.from_pydict(rows, schema=_RUN_UPDATE)
+    _update_by_id(cur, "runs", "id", _RUN_UPDATE.names[1:], table)
