@@ -6,7 +6,10 @@
 17  N simulated live runs, each sending a 20-line log batch and a 10-point metric batch (Arrow, as the SDK does) once
     a second: requests acknowledged per second, acknowledgement p50/p99, GET run p50 during the load, and every
     acknowledged line and point counted in the store file afterwards (exactly once).
-17b during that load, the Streamlit console's page of one of those live runs in headless Chromium (as
+17c the same runs' data as one report per run and second (POST …/report: the log batch, the metric batch and the
+    progress together, as the SDK's RunReporter sends a flush), on runs of their own: requests/s, acknowledgement
+    p50/p99, GET run p50, and the stored counts checked the same way.
+17b during the figure 17 load, the Streamlit console's page of one of those live runs in headless Chromium (as
     bench_console's 10b), until its two charts are drawn; the browser shares the machine with the load.
 18  50 real RunReporters (SDK threads) driving the simulated trainer at 10 steps/s each: acknowledgement p99 and the
     most rows any reporter held buffered.
@@ -124,6 +127,20 @@ def templates(seconds: int) -> list[tuple[bytes, bytes]]:
 def named(body: bytes, run: int, second: int, kind: str) -> bytes:
     """`body` with its placeholder batch id replaced by one unique to the run, the second and the kind."""
     return body.replace(PLACEHOLDER.encode(), f"{kind}{run:09d}-{second:013d}".encode())
+
+
+def report_batches(project_ids: list[str], seconds: int):
+    """What one run sends in one second as a single report: its log and metric batch and its progress."""
+    bodies = templates(seconds)
+
+    def requests(shard: int, index: int, run_id: str, second: int) -> list[tuple[str, str, bytes, str]]:
+        logs, metrics = (named(body, index, second, kind[0]) for body, kind in zip(bodies[second], KINDS))
+        progress = {"progress": (second + 1) / seconds, "current_step": second * 5 + 4, "total_steps": seconds * 5}
+        body = arrow_batches.encode_report(progress, logs, metrics)
+        path = f"/projects/{project_ids[shard]}/runs/{run_id}/report"
+        return [("report", path, body, arrow_batches.REPORT_MEDIA_TYPE)]
+
+    return requests
 
 
 def prepare(client: Client, runs: int) -> tuple[str, list[str]]:
@@ -260,14 +277,16 @@ async def offered_load(
     seconds: int,
     connections: int,
     started: float | None = None,
+    reports: bool = False,
 ) -> dict:
-    """Figure 17: every run sends its log and metric batch once a second, while GET run is read beside them."""
+    """Figure 17 (17c with `reports`): every run sends its log and metric batch once a second, while GET run is
+    read beside them."""
     return await offered_requests(
         urls,
         run_ids,
         seconds,
         connections,
-        ltm_batches(project_ids, seconds),
+        (report_batches if reports else ltm_batches)(project_ids, seconds),
         read_path=lambda i: f"/projects/{project_ids[0]}/runs/{run_ids[0][i % len(run_ids[0])]}",
         started=started,
     )
@@ -322,6 +341,19 @@ def stored_counts(db_path: Path) -> dict[str, tuple[int, int]]:
     return {run_id: (lines.get(run_id, 0), points.get(run_id, 0)) for run_id in set(lines) | set(points)}
 
 
+def differing(acknowledged: dict[str, dict[str, int]], stored: dict[str, tuple[int, int]]) -> list[str]:
+    """Runs whose stored lines and points are not what their acknowledged batches and reports hold."""
+    return [
+        run_id
+        for run_id, acks in acknowledged.items()
+        if stored.get(run_id, (0, 0))
+        != (
+            (acks.get("logs", 0) + acks.get("report", 0)) * LINES,
+            (acks.get("metrics", 0) + acks.get("report", 0)) * POINTS,
+        )
+    ]
+
+
 def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -370,7 +402,7 @@ def sequential(url: str, project_id: str, run_id: str, requests: int) -> dict[st
     async def measure() -> dict[str, list[float]]:
         connection = Connection(*address(url))
         base = f"/projects/{project_id}/runs/{run_id}"
-        timings: dict[str, list[float]] = {"health": [], "logs": [], "metrics": [], "progress": []}
+        timings: dict[str, list[float]] = {"health": [], "logs": [], "metrics": [], "progress": [], "report": []}
         for second, (log_body, metric_body) in enumerate(bodies):
             for kind, method, path, body, media in (
                 ("health", "GET", "/health", b"", "application/json"),
@@ -394,6 +426,17 @@ def sequential(url: str, project_id: str, run_id: str, requests: int) -> dict[st
                     base,
                     f'{{"progress": {second / requests}, "current_step": {second}}}'.encode(),
                     "application/json",
+                ),
+                (
+                    "report",
+                    "POST",
+                    base + "/report",
+                    arrow_batches.encode_report(
+                        {"progress": second / requests, "current_step": second},
+                        named(log_body, 0, second, "u"),
+                        named(metric_body, 0, second, "v"),
+                    ),
+                    arrow_batches.REPORT_MEDIA_TYPE,
                 ),
             ):
                 sent = time.perf_counter()
@@ -487,10 +530,12 @@ def main() -> None:
             shards = [prepare(client, args.runs // args.shards) for client in clients]
             client_alone = trivial_rate(2 if args.smoke else 5, args.connections)
 
-            def load(started: float | None = None) -> dict:
-                urls, project_ids = [api.url for api in apis], [project for project, _ in shards]
-                run_ids = [ids for _, ids in shards]
-                return asyncio.run(offered_load(urls, project_ids, run_ids, args.seconds, args.connections, started))
+            def load(started: float | None = None, runs: list[tuple[str, list[str]]] = shards, **kind) -> dict:
+                urls, project_ids = [api.url for api in apis], [project for project, _ in runs]
+                run_ids = [ids for _, ids in runs]
+                return asyncio.run(
+                    offered_load(urls, project_ids, run_ids, args.seconds, args.connections, started, **kind)
+                )
 
             if console is None:
                 result = load()
@@ -499,6 +544,8 @@ def main() -> None:
                 result, pages, pages_within = with_run_pages(
                     load, console_url, project_id, run_ids[0], args.page_loads, page_after, args.seconds
                 )
+            report_shards = [prepare(client, args.runs // args.shards) for client in clients]
+            combined = load(runs=report_shards, reports=True)
             fleet = reporters(apis[0].url, args.reporters, 3 if args.smoke else 30)
             memory = [resident_mb(api.process.pid) for api in apis]
         finally:
@@ -515,11 +562,7 @@ def main() -> None:
     print(f"16 load client alone against a trivial server: {client_alone:,.0f} requests/s", flush=True)
     rate = result["requests"] / result["elapsed"]
     latencies = result["latencies"]
-    wrong = [
-        run_id
-        for run_id, acks in result["acknowledged"].items()
-        if stored.get(run_id, (0, 0)) != (acks.get("logs", 0) * LINES, acks.get("metrics", 0) * POINTS)
-    ]
+    wrong = differing(result["acknowledged"], stored)
     print(
         f"17 {args.runs} live runs × (log + metric batch)/s for {args.seconds} s on {args.shards} API node(s): "
         f"{rate:,.0f} requests/s acknowledged (offered {2 * args.runs:,}/s, target ≥ 2,000); ack p50 "
@@ -537,6 +580,19 @@ def main() -> None:
             pages,
             "≤ 3 s",
         )
+    combined_latencies, combined_wrong = combined["latencies"], differing(combined["acknowledged"], stored)
+    print(
+        f"17c {args.runs} live runs × one report (log + metric batch + progress)/s for {args.seconds} s on "
+        f"{args.shards} API node(s): {combined['requests'] / combined['elapsed']:,.0f} requests/s acknowledged "
+        f"(offered {args.runs:,}/s); ack p50 {percentile(combined_latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(combined_latencies, 0.99) * 1000:.1f} ms (target ≤ 250); "
+        f"client lateness p99 {percentile(combined['lateness'], 0.99) * 1000:.0f} ms; "
+        f"503 answers {combined['refused'] or 0}; "
+        f"runs whose stored counts differ from the acknowledged ones: {len(combined_wrong)} of {args.runs}",
+        flush=True,
+    )
+    figure("17c GET run during the report load", [r * 1000 for r in combined["reads"]], "≤ 10 ms", unit="ms")
+    wrong += combined_wrong
     print(
         f"18 {args.reporters} RunReporters at 10 steps/s: ack p50 {percentile(fleet['latencies'], 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(fleet['latencies'], 0.99) * 1000:.1f} ms (target ≤ 250), most rows buffered by one reporter "

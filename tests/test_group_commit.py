@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 
 from ltm import Client
 from ltm.reporter import RunReporter
@@ -127,7 +128,34 @@ def flush_together(url: str, project_id: str, run_id: str, reporters: int, lines
     return timelines
 
 
-def test_api_killed_mid_group_keeps_every_acknowledged_batch_exactly_once(tmp_path):
+def report(batch_id: str, first: int) -> dict:
+    """A reporter's flush: the log batch, a metric point per line, and progress."""
+    points = [
+        {"name": "loss", "step": first + i, "value": 1.0 / (1 + first + i), "timestamp": T0.isoformat()}
+        for i in range(LINES)
+    ]
+    return {
+        "logs": log_batch(batch_id, first),
+        "metrics": {"batch_id": batch_id, "points": points},
+        "progress": {"current_step": first + LINES},
+    }
+
+
+def post(http: httpx.Client, project_id: str, run_id: str, kind: str, batch_id: str, first: int) -> httpx.Response:
+    body = log_batch(batch_id, first) if kind == "logs" else report(batch_id, first)
+    return http.post(f"/projects/{project_id}/runs/{run_id}/{kind}", json=body)
+
+
+def was_stored(kind: str, answer: dict) -> bool:
+    """Whether a resent batch or report had been stored before; a report's parts must agree."""
+    if kind == "logs":
+        return answer["duplicate"]
+    assert answer["logs"]["duplicate"] == answer["metrics"]["duplicate"], f"a report stored in part: {answer}"
+    return answer["logs"]["duplicate"]
+
+
+@pytest.mark.parametrize("kind", ["logs", "report"])
+def test_api_killed_mid_group_keeps_every_acknowledged_batch_exactly_once(tmp_path, kind):
     api = ApiProcess(tmp_path / "home").start()
     client = Client(api.url)
     project_id, run_ids = live_runs(client, 6)
@@ -146,7 +174,7 @@ def test_api_killed_mid_group_keeps_every_acknowledged_batch_exactly_once(tmp_pa
                 with lock:
                     sent.append((run_id, batch_id, first))
                 try:
-                    answer = http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(batch_id, first))
+                    answer = post(http, project_id, run_id, kind, batch_id, first)
                 except httpx.HTTPError:
                     return
                 if answer.status_code == 200:
@@ -166,14 +194,20 @@ def test_api_killed_mid_group_keeps_every_acknowledged_batch_exactly_once(tmp_pa
     with httpx.Client(base_url=api.url, timeout=30) as http:
         resent = {}
         for run_id, batch_id, first in sent:
-            answer = http.post(f"/projects/{project_id}/runs/{run_id}/logs", json=log_batch(batch_id, first))
+            answer = post(http, project_id, run_id, kind, batch_id, first)
             assert answer.status_code == 200, answer.text
-            resent[(run_id, batch_id)] = answer.json()["duplicate"]
+            resent[(run_id, batch_id)] = was_stored(kind, answer.json())
         lost = [key for key in acknowledged if not resent[key]]
         assert not lost, f"acknowledged batches missing after SIGKILL: {lost[:5]}"
         for run_id in run_ids:
             batches = sum(1 for r, _, _ in sent if r == run_id)
             assert stored_lines(http, project_id, run_id) == batches * LINES
+            if kind == "report":
+                run = http.get(f"/projects/{project_id}/runs/{run_id}").json()
+                series = http.get(f"/projects/{project_id}/runs/{run_id}/metrics").json()["series"]
+                assert [s["total_points"] for s in series] == [batches * LINES]
+                last = [first for r, _, first in sent if r == run_id][-1]  # the resent reports' progress counts
+                assert run["current_step"] == last + LINES
     api.stop()
 
 
