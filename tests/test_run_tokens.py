@@ -78,6 +78,7 @@ def reports(site: Site, project_id: str, run_id: str, folder_name: str) -> dict:
         ("PATCH", ""): {"status": "已完成"},
         ("POST", "/logs"): {"batch_id": unique("logs"), "lines": [LINE]},
         ("POST", "/metrics"): {"batch_id": unique("metrics"), "points": [POINT]},
+        ("POST", "/report"): {"logs": {"batch_id": unique("report"), "lines": [LINE]}, "progress": {"current_step": 1}},
         ("POST", "/artifacts"): {"type": "checkpoint", "name": "c", "step": 1, "path": str(folder)},
     }
 
@@ -112,6 +113,9 @@ def test_a_run_token_reports_for_its_run_reads_its_project_and_can_do_nothing_el
         assert runner.get(path).status_code == 200, path
     assert runner.patch(run_url(project_id, run_id), json={"status": "运行中"}).status_code == 200
     assert runner.post(run_url(project_id, run_id, "/logs"), json={"batch_id": "b", "lines": [LINE]}).status_code == 200
+    assert (
+        runner.post(run_url(project_id, run_id, "/report"), json={"progress": {"current_step": 1}}).status_code == 200
+    )
     checkpoint = runner.post(
         run_url(project_id, run_id, "/artifacts"), json={"type": "checkpoint", "name": "c", "path": str(folder)}
     )
@@ -125,6 +129,7 @@ def test_a_run_token_reports_for_its_run_reads_its_project_and_can_do_nothing_el
         ("POST", run_url(project_id, run_id, "/cancel"), None),
         ("PATCH", run_url(project_id, sibling), {"status": "已完成"}),
         ("POST", run_url(project_id, sibling, "/logs"), {"batch_id": "b", "lines": [LINE]}),
+        ("POST", run_url(project_id, sibling, "/report"), {"progress": {"current_step": 5}}),
         ("POST", artifact + "/tag", {"tag": "发布"}),
         ("DELETE", artifact, None),
         ("DELETE", run_url(project_id, run_id), None),
@@ -203,6 +208,7 @@ def test_a_finished_run_accepts_nothing_with_auth_off_too(shared_http):
     for suffix, body in [
         ("/logs", {"batch_id": "b", "lines": [LINE]}),
         ("/metrics", {"batch_id": "m", "points": [POINT]}),
+        ("/report", {"metrics": {"batch_id": "r", "points": [POINT]}, "progress": {"current_step": 2}}),
         ("/artifacts", {"type": "config", "name": "c", "path": f"s3://artifacts/{project['id']}/{run['id']}/c.json"}),
     ]:
         late = shared_http.post(url + suffix, json=body)
