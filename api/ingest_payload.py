@@ -51,24 +51,17 @@ class Payload:
         return self.media_type == arrow_batches.MEDIA_TYPE
 
 
-async def ingest_payload(request: Request) -> Payload:
+_BINARY_BODIES = {arrow_batches.MEDIA_TYPE: "Arrow IPC 流", arrow_batches.REPORT_MEDIA_TYPE: "ltm 报告"}
+
+
+async def ingest_payload(request: Request, binary: str = arrow_batches.MEDIA_TYPE) -> Payload:
+    """The body, if it is JSON or the `binary` media type the endpoint reads (415 otherwise)."""
     media_type = media_types.media_type(request)
-    if media_type not in (media_types.JSON, arrow_batches.MEDIA_TYPE):
+    if media_type not in (media_types.JSON, binary):
         raise Refusal(
             415,
             f"请求体必须是 JSON，Content-Type 应为 application/json，"
-            f"或 Arrow IPC 流（{arrow_batches.MEDIA_TYPE}）{media_types.received(request)}",
-        )
-    return Payload(media_type, await request.body())
-
-
-async def report_payload(request: Request) -> Payload:
-    media_type = media_types.media_type(request)
-    if media_type not in (media_types.JSON, arrow_batches.REPORT_MEDIA_TYPE):
-        raise Refusal(
-            415,
-            f"请求体必须是 JSON，Content-Type 应为 application/json，"
-            f"或 ltm 报告（{arrow_batches.REPORT_MEDIA_TYPE}）{media_types.received(request)}",
+            f"或 {_BINARY_BODIES[binary]}（{binary}）{media_types.received(request)}",
         )
     return Payload(media_type, await request.body())
 

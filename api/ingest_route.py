@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ltm import arrow_batches
 from ltm.api.auth import actor
 from ltm.api.ingest_payload import (
     ingest_payload,
     log_rows,
     metric_rows,
     report_parts,
-    report_payload,
     rows_of,
     store_batch,
     store_report,
@@ -54,7 +54,7 @@ async def ingest(request: Request, kind: str) -> Response:
 
 async def report(request: Request) -> Response:
     caller = await actor(request)
-    parts = await rows_of(await report_payload(request), report_parts)
+    parts = await rows_of(await ingest_payload(request, arrow_batches.REPORT_MEDIA_TYPE), report_parts)
     project_id, run_id = request.path_params["project_id"], request.path_params["run_id"]
     batches = []
     for kind, part in ((store.LOGS, parts.logs), (store.METRICS, parts.metrics)):

@@ -354,6 +354,20 @@ def differing(acknowledged: dict[str, dict[str, int]], stored: dict[str, tuple[i
     ]
 
 
+def print_load(label: str, result: dict, stored: dict[str, tuple[int, int]], offered: str) -> list[str]:
+    """Figure 17's line for one load; returns the runs whose stored counts differ from the acknowledged ones."""
+    latencies, wrong = result["latencies"], differing(result["acknowledged"], stored)
+    print(
+        f"{label}: {result['requests'] / result['elapsed']:,.0f} requests/s acknowledged ({offered}); "
+        f"ack p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms "
+        f"(target ≤ 250); client lateness p99 {percentile(result['lateness'], 0.99) * 1000:.0f} ms; "
+        f"503 answers {result['refused'] or 0}; "
+        f"runs whose stored counts differ from the acknowledged ones: {len(wrong)} of {len(result['acknowledged'])}",
+        flush=True,
+    )
+    return wrong
+
+
 def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -560,17 +574,11 @@ def main() -> None:
     for kind, samples in timings.items():
         figure(f"15 sequential {kind} round trip", [s * 1000 for s in samples], "≤ 2 ms (ingest)", unit="ms")
     print(f"16 load client alone against a trivial server: {client_alone:,.0f} requests/s", flush=True)
-    rate = result["requests"] / result["elapsed"]
-    latencies = result["latencies"]
-    wrong = differing(result["acknowledged"], stored)
-    print(
-        f"17 {args.runs} live runs × (log + metric batch)/s for {args.seconds} s on {args.shards} API node(s): "
-        f"{rate:,.0f} requests/s acknowledged (offered {2 * args.runs:,}/s, target ≥ 2,000); ack p50 "
-        f"{percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms (target ≤ 250); "
-        f"client lateness p99 {percentile(result['lateness'], 0.99) * 1000:.0f} ms; "
-        f"503 answers {result['refused'] or 0}; "
-        f"runs whose stored counts differ from the acknowledged ones: {len(wrong)} of {args.runs}",
-        flush=True,
+    wrong = print_load(
+        f"17 {args.runs} live runs × (log + metric batch)/s for {args.seconds} s on {args.shards} API node(s)",
+        result,
+        stored,
+        f"offered {2 * args.runs:,}/s, target ≥ 2,000",
     )
     figure("17 GET run during the load", [r * 1000 for r in result["reads"]], "≤ 10 ms", unit="ms")
     if console is not None:
@@ -580,19 +588,14 @@ def main() -> None:
             pages,
             "≤ 3 s",
         )
-    combined_latencies, combined_wrong = combined["latencies"], differing(combined["acknowledged"], stored)
-    print(
+    wrong += print_load(
         f"17c {args.runs} live runs × one report (log + metric batch + progress)/s for {args.seconds} s on "
-        f"{args.shards} API node(s): {combined['requests'] / combined['elapsed']:,.0f} requests/s acknowledged "
-        f"(offered {args.runs:,}/s); ack p50 {percentile(combined_latencies, 0.5) * 1000:.1f} ms, "
-        f"p99 {percentile(combined_latencies, 0.99) * 1000:.1f} ms (target ≤ 250); "
-        f"client lateness p99 {percentile(combined['lateness'], 0.99) * 1000:.0f} ms; "
-        f"503 answers {combined['refused'] or 0}; "
-        f"runs whose stored counts differ from the acknowledged ones: {len(combined_wrong)} of {args.runs}",
-        flush=True,
+        f"{args.shards} API node(s)",
+        combined,
+        stored,
+        f"offered {args.runs:,}/s",
     )
     figure("17c GET run during the report load", [r * 1000 for r in combined["reads"]], "≤ 10 ms", unit="ms")
-    wrong += combined_wrong
     print(
         f"18 {args.reporters} RunReporters at 10 steps/s: ack p50 {percentile(fleet['latencies'], 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(fleet['latencies'], 0.99) * 1000:.1f} ms (target ≤ 250), most rows buffered by one reporter "
