@@ -112,7 +112,8 @@ class RunReporter:
 
     def _package(self) -> None:
         """Reports pair the log and metric batches in order (two batches over `MAX_REPORT_BYTES` go apart); the
-        last report carries the progress, then the artifacts follow."""
+        artifacts follow them, and the progress comes last, so whoever sees a step sees the checkpoints before it:
+        in the last report, or in a report of its own after the artifacts when there are any."""
         with self._buffer_lock:
             lines, self._lines = self._lines, _Columns(3)
             points, self._points = self._points, _Columns(4)
@@ -147,12 +148,12 @@ class RunReporter:
                 metrics.appendleft(metric_stream)
                 metric_stream = None
             reports.append([{}, log_stream, metric_stream])
-        if progress:
-            if not reports:
-                reports.append([{}, None, None])
+        if progress and reports and not artifacts:
             reports[-1][0] = progress
         self._outbox.extend(("report", tuple(report)) for report in reports)
         self._outbox.extend(("artifact", fields) for fields in artifacts)
+        if progress and (artifacts or not reports):
+            self._outbox.append(("report", (progress, None, None)))
 
     def _send_report(self, progress: dict, logs: bytes | None, metrics: bytes | None) -> None:
         try:

@@ -232,3 +232,30 @@ def test_the_reporter_sends_log_and_metric_batches_too_large_together_in_separat
         reporter.close()
         assert len(sizes) == 2 and all(size <= MAX_REPORT_BYTES for size in sizes)
         assert client.get_logs(run["project_id"], run["id"], page_size=1).total == count
+
+
+def test_progress_comes_after_the_checkpoints_registered_in_the_same_flush(shared_api, shared_http, run):
+    """Whoever sees a run at step N sees the artifacts registered before it: a flush with artifacts sends its
+    batches, then the artifacts, then the progress."""
+    sent: list[tuple[str, dict]] = []
+
+    def record(request: httpx.Request) -> None:
+        body = request.read()
+        progress = arrow_batches.decode_report(body)[0] if request.url.path.endswith("/report") else {}
+        sent.append((request.url.path.rsplit("/", 1)[-1], progress))
+
+    http = httpx.Client(base_url=shared_api.url, event_hooks={"request": [record]})
+    path = f"s3://artifacts/{run['project_id']}/{run['id']}/config.json"
+    with Client(http=http) as client:
+        reporter = RunReporter(client, run["project_id"], run["id"], interval=3600)
+        reporter.metrics(20, {"loss": 1.0})
+        reporter.artifact(type="config", name="第 20 步的配置", path=path, step=20)
+        reporter.progress(current_step=20)
+        reporter.flush()
+        assert sent == [("report", {}), ("artifacts", {}), ("report", {"current_step": 20})]
+        sent.clear()
+        reporter.metrics(21, {"loss": 0.9})
+        reporter.progress(current_step=21)
+        reporter.flush()
+        assert sent == [("report", {"current_step": 21})]
+    assert [a["step"] for a in shared_http.get(url(run, "/artifacts")).json()["items"]] == [20]
