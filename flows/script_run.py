@@ -304,7 +304,11 @@ class ScriptRun:
             self.reporter.log(ending.message, level="ERROR" if ending.status == RunStatus.FAILED else "WARNING")
         else:
             self.reporter.log("脚本运行完成")
-        self.reporter.close()
+        try:
+            self.reporter.close()
+        except ApiError as exc:
+            if self.ended_elsewhere is None or exc.status_code != 409:
+                raise  # a run ended elsewhere has a final record: its last lines have nowhere to go
         shutil.rmtree(self.scratch, ignore_errors=True)
         if self.ended_elsewhere is not None:
             return
@@ -514,7 +518,9 @@ def train_script(client: Client, run: Run, settings: Settings, flow_run_id: str 
     finally:
         script.cleanup()
     logger.info("脚本运行结束：%s %s", ending.status.value, ending.message or "")
-    if ending.status == RunStatus.CANCELLED:
+    if ending.status == RunStatus.CANCELLED or script.ended_elsewhere is not None:
+        # A run ended elsewhere (the API ended it hung, or it was deleted) cancels its orchestrator run too: end it
+        # Cancelled here rather than race that cancel's signal to a Failed or Crashed state.
         forget(flow_run_id)
         return Cancelled(message=ending.message)
     if ending.signalled:
