@@ -111,5 +111,4 @@ class GroupCommit:
 
 
 def _rows(item: ingest.Batch | ingest.Report) -> int:
-    batches = item.batches if isinstance(item, ingest.Report) else [item]
-    return max(1, sum(batch.rows.num_rows for batch in batches))
+    return max(1, sum(batch.rows.num_rows for batch in ingest.batches_of(item)))

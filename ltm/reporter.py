@@ -130,15 +130,11 @@ class RunReporter:
         names, steps, values, times = points.columns
         metrics = deque(
             arrow_batches.encode(
-                arrow_batches.metric_table(
-                    names[start : start + MAX_BATCH_ROWS],
-                    steps[start : start + MAX_BATCH_ROWS],
-                    values[start : start + MAX_BATCH_ROWS],
-                    times[start : start + MAX_BATCH_ROWS],
-                ),
+                arrow_batches.metric_table(names[start:end], steps[start:end], values[start:end], times[start:end]),
                 uuid.uuid4().hex,
             )
             for start in range(0, len(names), MAX_BATCH_ROWS)
+            for end in [start + MAX_BATCH_ROWS]
         )
         reports = []
         while logs or metrics:

@@ -112,16 +112,16 @@ def append(
     nothing is stored."""
     with db.writing(transaction=True) as cur:
         runs = _runs(cur, {item.run_id for item in items})
-        claimed = _claimed(cur, [batch for item in items for batch in _batches_of(item)])
+        claimed = _claimed(cur, [batch for item in items for batch in batches_of(item)])
         outcomes: list[Stored | Reported | Exception] = []
         accepted: list[Batch] = []
         progressed: list[Report] = []
         for item in items:
-            parts = _batches_of(item)
+            parts = batches_of(item)
             results = [_check(batch, runs, claimed, terminal) for batch in parts]
             refused = next((result for result in results if isinstance(result, Exception)), None)
             if isinstance(item, Report) and refused is None:
-                refused = _check_report(item, runs, terminal, results)
+                refused = _check_report(item, runs, terminal)
             if refused is not None:
                 outcomes.append(refused)
                 continue
@@ -143,11 +143,12 @@ def append(
     return outcomes
 
 
-def _batches_of(item: Batch | Report) -> list[Batch]:
+def batches_of(item: Batch | Report) -> list[Batch]:
+    """A report's batches, or the batch itself."""
     return item.batches if isinstance(item, Report) else [item]
 
 
-def _check_report(report: Report, runs: dict, terminal: frozenset[str], results: list[Stored]) -> Exception | None:
+def _check_report(report: Report, runs: dict, terminal: frozenset[str]) -> Exception | None:
     run = runs.get(report.run_id)
     if run is None or (report.project_id is not None and run["project_id"] != report.project_id):
         return UnknownRun(report.run_id)
