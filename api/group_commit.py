@@ -1,7 +1,8 @@
 """Group commit: log and metric batches and reports from many requests share one store transaction.
 
-One thread drains the queue: it takes every batch waiting (up to a group's worth of rows), stores them with
-`store.ingest.append` in one transaction, and only then resolves each request's future, so a request is
+One thread drains the queue: it takes every batch waiting (up to a group's worth of rows), checks all their rows
+together (`row_checks`, refusing only the items holding a bad row), stores the rest with `store.ingest.append` in one
+transaction, and only then resolves each request's future, so a request is
 acknowledged after the commit that holds its batch. While one group commits, the next one gathers. A full queue
 refuses new batches at once (`Overloaded`, answered 503 with Retry-After) instead of letting waits grow.
 """
@@ -11,6 +12,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 
+from ltm.api import row_checks
 from ltm.store import Database, ingest
 
 log = logging.getLogger("ltm.api")
@@ -92,6 +94,12 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[tuple[ingest.Batch | ingest.Report, Future]]) -> None:
+        refusals = row_checks.refused([item for item, _ in group])
+        for index, refusal in refusals.items():
+            group[index][1].set_exception(refusal)
+        group = [entry for index, entry in enumerate(group) if index not in refusals]
+        if not group:
+            return
         try:
             outcomes = ingest.append(self.db, [item for item, _ in group], self.terminal)
         except Exception as exc:

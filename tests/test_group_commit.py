@@ -1,6 +1,7 @@
 """Group commit: concurrent ingest shares store transactions, a full queue answers 503 with Retry-After that the
 SDK's reporter honours, and an API killed mid-group keeps every batch it acknowledged, exactly once."""
 
+import math
 import signal
 import threading
 import time
@@ -9,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pyarrow as pa
 import pytest
 
-from ltm import Client
+from ltm import Client, arrow_batches
+from ltm.api.group_commit import GroupCommit
 from ltm.reporter import RunReporter
-from ltm.store import Database
+from ltm.store import Database, ingest
 from tests.conftest import ApiProcess, wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -227,3 +230,54 @@ def test_the_duplicate_check_index_survives_compaction(tmp_path):
         assert "Type: Index Scan" in plan[0][1]
     finally:
         db.close()
+
+
+def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_commits(tmp_path):
+    api = ApiProcess(tmp_path / "home").start()
+    project_id, (run_id,) = live_runs(Client(api.url), 1)
+    api.stop()
+    db = Database(tmp_path / "home" / "ltm.duckdb")
+    writer = GroupCommit(db, frozenset())
+    try:
+        good_lines = ingest.Batch(ingest.LOGS, run_id, "good-lines", lines_table(["INFO", "WARNING"]), project_id)
+        bad_lines = ingest.Batch(ingest.LOGS, run_id, "bad-lines", lines_table(["INFO", "LOUD"]), project_id)
+        report = ingest.Report(
+            run_id,
+            project_id,
+            [
+                ingest.Batch(ingest.LOGS, run_id, "report-lines", lines_table(["INFO"]), project_id),
+                ingest.Batch(ingest.METRICS, run_id, "report-points", points_table([1.0, math.nan]), project_id),
+            ],
+            {"current_step": 7},
+        )
+        good_points = ingest.Batch(ingest.METRICS, run_id, "good-points", points_table([0.5]), project_id)
+        with writer._changed:  # the writer waits for this lock, so all four are taken as one group
+            futures = [writer.submit(item) for item in (good_lines, bad_lines, report, good_points)]
+        stored_lines_, refused_lines, refused_report, stored_points = (f.exception(timeout=30) for f in futures)
+        assert stored_lines_ is None and stored_points is None
+        assert (refused_lines.status_code, refused_lines.detail) == (
+            422,
+            "level：第 1 行必须是 DEBUG、INFO、WARNING、ERROR、CRITICAL 之一",
+        )
+        assert (refused_report.status_code, refused_report.detail) == (422, "value：第 1 行必须是有限数值")
+        assert writer.groups == 1
+        assert futures[0].result().accepted == 2 and futures[3].result().accepted == 1
+        assert db.fetch_one("SELECT count(*) FROM logs WHERE run_id = ?", [run_id]) == (2,)
+        assert db.fetch_one("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == (1,)
+        assert db.fetch_one("SELECT current_step FROM runs WHERE id = ?", [run_id]) != (7,)
+    finally:
+        writer.stop()
+        db.close()
+
+
+def lines_table(levels: list[str]) -> pa.Table:
+    times = [arrow_batches.micros(T0) + i for i in range(len(levels))]
+    table = arrow_batches.log_table(times, levels, [f"行 {i}" for i in range(len(levels))])
+    return table.cast(pa.schema([("timestamp", pa.timestamp("us")), ("level", pa.string()), ("message", pa.string())]))
+
+
+def points_table(values: list[float]) -> pa.Table:
+    count = len(values)
+    times = [arrow_batches.micros(T0) + i for i in range(count)]
+    table = arrow_batches.metric_table(["loss"] * count, list(range(count)), values, times)
+    return table.set_column(3, "timestamp", table["timestamp"].cast(pa.timestamp("us")))
