@@ -11,7 +11,6 @@ import functools
 import ipaddress
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -67,6 +66,19 @@ def _origin(value: str) -> tuple[str, str, int] | None:
     return parts.scheme, name.rstrip("."), port or DEFAULT_PORTS[parts.scheme]
 
 
+_READ = {b"host": "host", b"origin": "origin", b"referer": "referer"}
+
+
+def _read_headers(scope: Scope) -> dict[str, str]:
+    """The first Host, Origin and Referer, in one pass: Starlette's `Headers.get` decodes every header per lookup."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = _READ.get(name)
+        if key is not None and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
+
+
 class OriginGuard:
     """421 for a `Host` the API does not serve; 403 for a state-changing request from another site's page.
 
@@ -84,14 +96,14 @@ class OriginGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refusal = self._refusal(scope, Headers(scope=scope))
+            refusal = self._refusal(scope, _read_headers(scope))
             if refusal is not None:
                 status, detail = refusal
                 await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         raw_host = headers.get("host", "")
         host = _host(raw_host)
         if not self._serves(host, scope):
