@@ -2,15 +2,15 @@
 
 One thread drains the queue: it takes every batch waiting (up to a group's worth of rows), checks all their rows
 together (`row_checks`, refusing only the items holding a bad row), stores the rest with `store.ingest.append` in one
-transaction, and only then resolves each request's future, so a request is
-acknowledged after the commit that holds its batch. While one group commits, the next one gathers. A full queue
+transaction, and only then resolves the requests' futures (one hand-over to the event loop per group), so a request
+is acknowledged after the commit that holds its batch. While one group commits, the next one gathers. A full queue
 refuses new batches at once (`Overloaded`, answered 503 with Retry-After) instead of letting waits grow.
 """
 
+import asyncio
 import logging
 import threading
 from collections import deque
-from concurrent.futures import Future
 
 from ltm.api import row_checks
 from ltm.store import Database, ingest
@@ -19,6 +19,8 @@ log = logging.getLogger("ltm.api")
 
 GROUP_ROWS = 200_000  # rows per transaction: bounds a group's memory and its commit time
 RETRY_AFTER_SECONDS = 1
+
+_Entry = tuple[ingest.Batch | ingest.Report, asyncio.Future]
 
 
 class Overloaded(Exception):
@@ -37,7 +39,7 @@ class GroupCommit:
         self.terminal = terminal
         self.group_rows = group_rows
         self.queued_rows = queued_rows
-        self._pending: deque[tuple[ingest.Batch | ingest.Report, Future]] = deque()
+        self._pending: deque[_Entry] = deque()
         self._rows = 0
         self._changed = threading.Condition()
         self._stopping = False
@@ -50,11 +52,11 @@ class GroupCommit:
     def queued_batches(self) -> int:
         return len(self._pending)
 
-    def submit(self, item: ingest.Batch | ingest.Report) -> Future:
-        """A future that resolves to what `ingest.append` makes of the item once committed, or to the exception
-        refusing it. Raises Overloaded when the queue is full (an item larger than the whole queue is taken when it
-        is empty)."""
-        future: Future = Future()
+    def submit(self, item: ingest.Batch | ingest.Report) -> asyncio.Future:
+        """A future of the running event loop that resolves to what `ingest.append` makes of the item once
+        committed, or to the exception refusing it. Raises Overloaded when the queue is full (an item larger than the
+        whole queue is taken when it is empty)."""
+        future = asyncio.get_running_loop().create_future()
         rows = _rows(item)
         with self._changed:
             if self._stopping:
@@ -73,7 +75,7 @@ class GroupCommit:
             self._changed.notify()
         self._thread.join(timeout)
 
-    def _take(self) -> list[tuple[ingest.Batch | ingest.Report, Future]]:
+    def _take(self) -> list[_Entry]:
         with self._changed:
             while not self._pending and not self._stopping:
                 self._changed.wait()
@@ -93,10 +95,9 @@ class GroupCommit:
                 return  # stopping, and nothing is left
             self._commit(group)
 
-    def _commit(self, group: list[tuple[ingest.Batch | ingest.Report, Future]]) -> None:
+    def _commit(self, group: list[_Entry]) -> None:
         refusals = row_checks.refused([item for item, _ in group])
-        for index, refusal in refusals.items():
-            group[index][1].set_exception(refusal)
+        _resolve([(group[index][1], refusal) for index, refusal in refusals.items()])
         group = [entry for index, entry in enumerate(group) if index not in refusals]
         if not group:
             return
@@ -105,17 +106,33 @@ class GroupCommit:
         except Exception as exc:
             if len(group) > 1:
                 log.warning("一组 %d 个批次写入失败，逐个重试：%s", len(group), exc)
-                for item in group:
-                    self._commit([item])
+                for entry in group:
+                    self._commit([entry])
                 return
             outcomes = [exc]
         self.groups += 1
         self.batches += len(group)
-        for (_, future), outcome in zip(group, outcomes):
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        _resolve([(future, outcome) for (_, future), outcome in zip(group, outcomes)])
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future, object]]) -> None:
+    """Hands the outcomes to their event loop in one call: a wake-up per group rather than per request."""
+    if not outcomes:
+        return
+    try:
+        outcomes[0][0].get_loop().call_soon_threadsafe(_settle, outcomes)
+    except RuntimeError:  # the loop has closed: no request is left to answer
+        log.warning("事件循环已关闭，%d 个写入结果无人接收", len(outcomes))
+
+
+def _settle(outcomes: list[tuple[asyncio.Future, object]]) -> None:
+    for future, outcome in outcomes:
+        if future.done():  # its request went away (the client disconnected) and cancelled it
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _rows(item: ingest.Batch | ingest.Report) -> int:

@@ -3,7 +3,6 @@
 Both become one validated Arrow table with naive-UTC timestamps, ready for `store.ingest`.
 """
 
-import asyncio
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -148,7 +147,7 @@ async def _committed(request: Request, item: ingest.Batch | ingest.Report, what:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ) from None
     try:
-        return await asyncio.wrap_future(queued)
+        return await queued
     except (ingest.UnknownRun, ingest.RunEnded, ingest.BatchConflict) as exc:
         raise refusal(exc, state.db, item, what) from None
 
@@ -251,11 +250,12 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
 
 
 def _stored(table: pa.Table) -> pa.Table:
-    """Timestamps as the store keeps them: naive UTC."""
-    timestamps = table["timestamp"]
-    if timestamps.type == STORED_TIMESTAMP:
-        return table
-    return table.set_column(table.schema.get_field_index("timestamp"), "timestamp", timestamps.cast(STORED_TIMESTAMP))
+    """Timestamps as the store keeps them: naive UTC. Every table here has UTC microseconds (`arrow_batches`
+    schemas), so a view of the same values does, and costs a third of a cast."""
+    index = table.schema.get_field_index("timestamp")
+    chunks = table.column(index).chunks
+    naive = pa.chunked_array([chunk.view(STORED_TIMESTAMP) for chunk in chunks], STORED_TIMESTAMP)
+    return table.set_column(index, "timestamp", naive)
 
 
 def ingest_body(model: type[BaseModel]) -> dict:

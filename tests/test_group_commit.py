@@ -1,6 +1,7 @@
 """Group commit: concurrent ingest shares store transactions, a full queue answers 503 with Retry-After that the
 SDK's reporter honours, and an API killed mid-group keeps every batch it acknowledged, exactly once."""
 
+import asyncio
 import math
 import signal
 import threading
@@ -251,17 +252,18 @@ def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_c
             {"current_step": 7},
         )
         good_points = ingest.Batch(ingest.METRICS, run_id, "good-points", points_table([0.5]), project_id)
-        with writer._changed:  # the writer waits for this lock, so all four are taken as one group
-            futures = [writer.submit(item) for item in (good_lines, bad_lines, report, good_points)]
-        stored_lines_, refused_lines, refused_report, stored_points = (f.exception(timeout=30) for f in futures)
-        assert stored_lines_ is None and stored_points is None
-        assert (refused_lines.status_code, refused_lines.detail) == (
-            422,
-            "level：第 1 行必须是 DEBUG、INFO、WARNING、ERROR、CRITICAL 之一",
-        )
+
+        async def one_group() -> list:
+            with writer._changed:  # the writer waits for this lock, so all four are taken as one group
+                futures = [writer.submit(item) for item in (good_lines, bad_lines, report, good_points)]
+            return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+
+        lines, refused_lines, refused_report, points = asyncio.run(one_group())
+        assert (lines.accepted, points.accepted) == (2, 1)
+        levels = "DEBUG、INFO、WARNING、ERROR、CRITICAL"
+        assert (refused_lines.status_code, refused_lines.detail) == (422, f"level：第 1 行必须是 {levels} 之一")
         assert (refused_report.status_code, refused_report.detail) == (422, "value：第 1 行必须是有限数值")
         assert writer.groups == 1
-        assert futures[0].result().accepted == 2 and futures[3].result().accepted == 1
         assert db.fetch_one("SELECT count(*) FROM logs WHERE run_id = ?", [run_id]) == (2,)
         assert db.fetch_one("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == (1,)
         assert db.fetch_one("SELECT current_step FROM runs WHERE id = ?", [run_id]) != (7,)
