@@ -96,7 +96,11 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[_Entry]) -> None:
-        refusals = row_checks.refused([item for item, _ in group])
+        try:
+            refusals = row_checks.refused([item for item, _ in group])
+        except Exception as exc:  # the writer thread must live on: each request of the group answers 500 instead
+            log.exception("检查一组 %d 个批次的行时出错", len(group))
+            refusals = dict.fromkeys(range(len(group)), exc)
         _resolve([(group[index][1], refusal) for index, refusal in refusals.items()])
         group = [entry for index, entry in enumerate(group) if index not in refusals]
         if not group:

@@ -35,7 +35,7 @@ def refused(items: list[ingest.Batch | ingest.Report]) -> dict[int, Refusal]:
             if rows:
                 check(kind, pa.concat_tables(rows))
         return {}
-    except Refusal:
+    except (Refusal, pa.ArrowInvalid, pa.ArrowTypeError):  # a bad row, or tables that do not stack: one at a time
         pass
     refusals = {}
     for index, item in enumerate(items):

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from ltm import Client, arrow_batches
+from ltm.api import row_checks
 from ltm.api.group_commit import GroupCommit
 from ltm.reporter import RunReporter
 from ltm.store import Database, ingest
@@ -283,3 +284,12 @@ def points_table(values: list[float]) -> pa.Table:
     times = [arrow_batches.micros(T0) + i for i in range(count)]
     table = arrow_batches.metric_table(["loss"] * count, list(range(count)), values, times)
     return table.set_column(3, "timestamp", table["timestamp"].cast(pa.timestamp("us")))
+
+
+def test_rows_whose_tables_do_not_stack_are_checked_one_batch_at_a_time():
+    good = ingest.Batch(ingest.LOGS, "run", "good", lines_table(["INFO"]))
+    strict = lines_table(["LOUD"])
+    strict = strict.cast(pa.schema([field.with_nullable(False) for field in strict.schema]))  # concat refuses the mix
+    refusals = row_checks.refused([good, ingest.Batch(ingest.LOGS, "run", "strict", strict)])
+    assert list(refusals) == [1]
+    assert refusals[1].detail.startswith("level：第 0 行必须是")
