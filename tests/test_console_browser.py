@@ -100,7 +100,10 @@ def resume_through_the_page(page, overrides: str = "") -> None:
     settled(page)
     page.get_by_role("tab", name="从检查点恢复").click()
     if overrides:
-        page.get_by_label("覆盖的超参数（JSON 对象，可选，只填写要修改的键）").fill(overrides)
+        field = page.get_by_label("覆盖的超参数（JSON 对象，可选，只填写要修改的键）")
+        field.fill(overrides)
+        field.blur()  # the text area hands its value to the form on blur; a submit racing it once sent none (CI)
+        expect(field).to_have_value(overrides)
     page.get_by_role("button", name="从检查点恢复").click()
     settled(page)
     page.get_by_role("link", name=re.compile("查看新运行")).click()
@@ -222,6 +225,7 @@ def test_a_user_trains_a_real_model_from_the_console_and_releases_it(ltm_system,
 
     resume_through_the_page(page, f'{{"steps_per_epoch": {checkpoint.step + 20}}}')
     resumed = next(r for r in api.list_runs(project.id) if r.resumed_from == checkpoint.id)
+    assert resumed.hyperparameters["steps_per_epoch"] == checkpoint.step + 20, resumed.hyperparameters
     expect(page.get_by_role("heading", name=f"运行 {resumed.name}")).to_be_visible()
     expect(page).to_have_url(re.compile(f"run_id={resumed.id}"))
     expect(page.get_by_text(re.compile("^已完成$")).first).to_be_visible(timeout=180_000)
