@@ -1,6 +1,7 @@
 """Bodies of the ingest endpoints: a JSON batch (for curl and any language) or an Arrow IPC stream (the SDK's).
 
-Both become one validated Arrow table with naive-UTC timestamps, ready for `store.ingest`.
+Both become one Arrow table in the batch's schema with naive-UTC timestamps, ready for `store.ingest`; what each row
+must satisfy is checked with its commit group (`row_checks`).
 """
 
 from dataclasses import dataclass
