@@ -7,10 +7,14 @@ admin, audited) and stops when the run ends; Prefect, whose API needs no login, 
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import duckdb
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolUpdate
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ltm import Client
 from ltm.models import RunStatus
@@ -291,9 +295,8 @@ def strings_in(value) -> list[str]:
 
 
 def prefect_flow_run(system: LtmSystem, flow_run_id: str) -> dict:
-    response = httpx.get(f"{system.prefect_api_url}/flow_runs/{flow_run_id}", timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
+    with prefect_client(system) as prefect:  # Prefect's client retries the 503s its server answers when busy
+        return prefect.read_flow_run(flow_run_id).model_dump(mode="json")
 
 
 def assert_nothing_authenticates(system: LtmSystem, run_id: str, values: list[str], refusals=(401,)) -> None:
@@ -305,8 +308,15 @@ def assert_nothing_authenticates(system: LtmSystem, run_id: str, values: list[st
 
 
 def set_pool_paused(system: LtmSystem, paused: bool) -> None:
-    response = httpx.patch(f"{system.prefect_api_url}/work_pools/ltm-process", json={"is_paused": paused}, timeout=30)
-    assert response.status_code == 204, response.text
+    with prefect_client(system) as prefect:  # a bare PATCH once met a busy server's 503 in CI
+        prefect.update_work_pool("ltm-process", WorkPoolUpdate(is_paused=paused))
+        assert prefect.read_work_pool("ltm-process").is_paused is paused
+
+
+@contextmanager
+def prefect_client(system: LtmSystem):
+    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as client:
+        yield client
 
 
 def test_prefect_shows_no_usable_secret_and_runs_still_train_with_a_revoked_run_token(secured_system):
