@@ -33,7 +33,7 @@ def refused(items: list[ingest.Batch | ingest.Report]) -> dict[int, Refusal]:
     try:
         for kind, rows in tables.items():
             if rows:
-                check(kind, pa.concat_tables(rows))
+                _check(kind, pa.concat_tables(rows))
         return {}
     except (Refusal, pa.ArrowInvalid, pa.ArrowTypeError):  # a bad row, or tables that do not stack: one at a time
         pass
@@ -41,13 +41,13 @@ def refused(items: list[ingest.Batch | ingest.Report]) -> dict[int, Refusal]:
     for index, item in enumerate(items):
         try:
             for batch in ingest.batches_of(item):
-                check(batch.kind, batch.rows)
+                _check(batch.kind, batch.rows)
         except Refusal as exc:
             refusals[index] = exc
     return refusals
 
 
-def check(kind: str, rows: pa.Table) -> None:
+def _check(kind: str, rows: pa.Table) -> None:
     """Raises the 422 for the first row of a log or metric table (timestamps naive UTC) that breaks a check."""
     if not rows.num_rows:
         return

@@ -127,14 +127,12 @@ class RunReporter:
             )
             for start, end in _log_slices(messages)
         )
-        names, steps, values, times = points.columns
-        metrics = deque(
+        metrics = deque(  # points.columns are metric_table's arguments, in order
             arrow_batches.encode(
-                arrow_batches.metric_table(names[start:end], steps[start:end], values[start:end], times[start:end]),
+                arrow_batches.metric_table(*(column[start : start + MAX_BATCH_ROWS] for column in points.columns)),
                 uuid.uuid4().hex,
             )
-            for start in range(0, len(names), MAX_BATCH_ROWS)
-            for end in [start + MAX_BATCH_ROWS]
+            for start in range(0, len(points.columns[0]), MAX_BATCH_ROWS)
         )
         reports = []
         while logs or metrics:
