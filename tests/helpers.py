@@ -8,11 +8,29 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import UUID
 
 import httpx
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ltm.flows.artifact_io import ArtifactWriter
 from ltm.testing import ROOT
+
+
+@contextmanager
+def prefect_client(api_url: str) -> Iterator[SyncPrefectClient]:
+    """Prefect's own client for the server at `api_url`; it retries the 503s a busy server answers."""
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        yield client
+
+
+def prefect_flow_run(api_url: str, flow_run_id: str) -> FlowRun:
+    with prefect_client(api_url) as client:
+        return client.read_flow_run(UUID(flow_run_id))
 
 
 def unique(prefix: str = "项目") -> str:

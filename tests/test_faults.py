@@ -17,6 +17,7 @@ from ltm import ApiError, Client
 from ltm.gpus import parse_declared
 from ltm.models import LogBatch, LogLine, RunStatus
 from tests.conftest import ROOT, ApiProcess, LtmSystem, answers, free_port, wait_until
+from tests.helpers import prefect_client
 
 TRAIN = """
 import sys
@@ -285,8 +286,6 @@ class PrefectServer:
 def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_it_returns(tmp_path):
     from uuid import UUID
 
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Crashed
 
     prefect = PrefectServer(tmp_path / "prefect").start().deployed()
@@ -315,7 +314,7 @@ def test_while_prefect_is_down_reads_and_ingest_work_and_statuses_catch_up_when_
         assert refused.value.status_code == 503
 
         prefect.start()
-        with temporary_settings({PREFECT_API_URL: prefect.url}), get_client(sync_client=True) as orchestrator:
+        with prefect_client(prefect.url) as orchestrator:
             orchestrator.set_flow_run_state(UUID(run.flow_run_id), Crashed(message="节点在中断期间丢失"), force=True)
         failed = wait_until(
             lambda: (r := client.get_run(project.id, run.id)).status.is_terminal and r,

@@ -6,21 +6,18 @@ import re
 import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelling
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ltm import ApiError, Client
 from ltm.models import RunStatus
 from tests.conftest import ROOT, wait_until
-from tests.helpers import unique
+from tests.helpers import prefect_client, prefect_flow_run, unique
 
 FAST = {"num_epochs": 2, "steps_per_epoch": 10, "step_seconds": 0.02, "seed": 7}
 SLOW = {"num_epochs": 3, "steps_per_epoch": 200, "step_seconds": 0.05, "seed": 11}
@@ -35,17 +32,6 @@ def api(ltm_system):
 @pytest.fixture(scope="module")
 def project(api):
     return api.create_project(name=unique("流程测试项目"), owner="测试", task_type="文本摘要")
-
-
-@contextmanager
-def prefect_client(system):
-    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as client:
-        yield client
-
-
-def prefect_flow_run(system, flow_run_id: str):
-    with prefect_client(system) as client:
-        return client.read_flow_run(UUID(flow_run_id))
 
 
 def wait_status(api, run, statuses, timeout=90):
@@ -107,7 +93,7 @@ def test_run_goes_from_queued_to_completed_with_everything_recorded(ltm_system, 
     events.Reload()
     assert [e.step for e in events.Scalars("train_loss")] == list(range(1, 21))
 
-    flow_run = prefect_flow_run(ltm_system, done.flow_run_id)
+    flow_run = prefect_flow_run(ltm_system.prefect_api_url, done.flow_run_id)
     assert flow_run.state.type == StateType.COMPLETED
     assert f"project:{project.id}" in flow_run.tags and "model:llama-2-7b" in flow_run.tags
     assert flow_run.name == f"{run.name} · {run.id}"
@@ -121,19 +107,23 @@ def test_cancel_through_the_api_keeps_a_checkpoint_at_the_stopping_step(ltm_syst
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
     assert checkpoint.step == cancelled.current_step == max(all_points(api, run, "train_loss"))
     assert json.loads((Path(checkpoint.path) / "state.json").read_text())["step"] == checkpoint.step
-    flow_run = wait_until(lambda: (f := prefect_flow_run(ltm_system, run.flow_run_id)).state.is_final() and f)
+    flow_run = wait_until(
+        lambda: (f := prefect_flow_run(ltm_system.prefect_api_url, run.flow_run_id)).state.is_final() and f
+    )
     assert flow_run.state.type == StateType.CANCELLED
 
 
 def test_cancel_from_prefect_ends_the_same_way(ltm_system, api, project):
     run = api.create_run(project.id, model="m", dataset="d", hyperparameters=SLOW)
     wait_step(api, run, 5)
-    with prefect_client(ltm_system) as client:
+    with prefect_client(ltm_system.prefect_api_url) as client:
         client.set_flow_run_state(UUID(run.flow_run_id), Cancelling(message="在 Prefect 中取消"))
     cancelled = wait_status(api, run, ["已取消"])
     checkpoint = next(a for a in cancelled.artifacts if a.name == "取消前的检查点")
     assert checkpoint.step == cancelled.current_step > 0
-    flow_run = wait_until(lambda: (f := prefect_flow_run(ltm_system, run.flow_run_id)).state.is_final() and f)
+    flow_run = wait_until(
+        lambda: (f := prefect_flow_run(ltm_system.prefect_api_url, run.flow_run_id)).state.is_final() and f
+    )
     assert flow_run.state.type == StateType.CANCELLED
 
 
@@ -183,7 +173,7 @@ def test_a_silent_process_is_declared_lost_by_the_reconciler(ltm_system, api, pr
     finally:
         os.kill(pid, signal.SIGKILL)
     assert "失联" in failed.message
-    flow_run = prefect_flow_run(ltm_system, run.flow_run_id)
+    flow_run = prefect_flow_run(ltm_system.prefect_api_url, run.flow_run_id)
     assert flow_run.state.type == StateType.CRASHED
 
 
@@ -222,7 +212,7 @@ def test_prefect_yaml_deploys_without_prompts(ltm_system, tmp_path):
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    with prefect_client(ltm_system) as client:
+    with prefect_client(ltm_system.prefect_api_url) as client:
         deployment = client.read_deployment_by_name("training-run/ltm-training")
     assert deployment.work_pool_name == "ltm-process"
     assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)

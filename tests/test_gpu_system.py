@@ -9,13 +9,12 @@ from uuid import UUID
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ltm import ApiError, Client
 from ltm.gpus import parse_declared
 from ltm.models import RunStatus
 from tests.conftest import ApiProcess, LtmSystem, wait_until
+from tests.helpers import prefect_client
 from tests.test_faults import PrefectServer, worker_pid
 
 STEADY = {"num_epochs": 1, "steps_per_epoch": 40, "step_seconds": 0.1, "seed": 3}
@@ -44,7 +43,7 @@ def _leases(client: Client) -> dict[str, str]:
 
 
 def _job_env(system, flow_run_id: str) -> dict:
-    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as prefect:
+    with prefect_client(system.prefect_api_url) as prefect:
         return (prefect.read_flow_run(UUID(flow_run_id)).job_variables or {}).get("env", {})
 
 

@@ -22,8 +22,7 @@ from ltm.models import MetricBatch, MetricPoint, RunStatus
 from ltm.reporter import RunReporter
 from tests.conftest import ApiProcess, free_port, wait_until
 from tests.console_helpers import open_console
-from tests.helpers import cli_token, stored_checkpoint, unique
-from tests.test_flows_e2e import prefect_client
+from tests.helpers import cli_token, prefect_client, stored_checkpoint, unique
 
 CONSOLE = "http://console.example:8501"
 OK = (200, {"errcode": 0, "errmsg": "ok"})  # what DingTalk and WeCom robots answer; JSON receivers ignore the body
@@ -520,7 +519,7 @@ def test_with_ltm_up_an_event_reaches_prefect_and_the_ready_automation_reacts(lt
         wait_until(lambda: client.get_run(project.id, run.id).status == RunStatus.FAILED, timeout=120, message="fail")
 
     def ltm_event():
-        with prefect_client(ltm_system) as prefect:
+        with prefect_client(ltm_system.prefect_api_url) as prefect:
             events = prefect.read_events(
                 EventFilter(
                     event=EventNameFilter(name=["ltm.run.failed"]),
@@ -536,13 +535,13 @@ def test_with_ltm_up_an_event_reaches_prefect_and_the_ready_automation_reacts(lt
     assert event.payload["run_id"] == run.id and event.payload["status"] == "失败"
     assert event.payload["link"].startswith(f"{ltm_system.console_url}/run?")
 
-    with prefect_client(ltm_system) as prefect:
+    with prefect_client(ltm_system.prefect_api_url) as prefect:
         automations = {name: prefect.read_automations_by_name(name) for name in map(automation_name, READY)}
     assert all(len(found) == 1 for found in automations.values()), automations
     failed = automations["ltm：运行失败"][0]
 
     def triggered():
-        with prefect_client(ltm_system) as prefect:
+        with prefect_client(ltm_system.prefect_api_url) as prefect:
             return prefect.read_events(
                 EventFilter(
                     event=EventNameFilter(name=["prefect.automation.triggered"]),

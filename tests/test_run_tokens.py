@@ -7,19 +7,16 @@ admin, audited) and stops when the run ends; Prefect, whose API needs no login, 
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import duckdb
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolUpdate
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ltm import Client
 from ltm.models import RunStatus
 from tests.conftest import ROOT, ApiProcess, LtmSystem, wait_until
-from tests.helpers import cli_token, unique
+from tests.helpers import cli_token, prefect_client, prefect_flow_run, unique
 
 LINE = {"timestamp": "2026-01-01T00:00:00Z", "level": "INFO", "message": "一行"}
 POINT = {"name": "train_loss", "step": 1, "value": 0.5, "timestamp": "2026-01-01T00:00:00Z"}
@@ -294,11 +291,6 @@ def strings_in(value) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def prefect_flow_run(system: LtmSystem, flow_run_id: str) -> dict:
-    with prefect_client(system) as prefect:  # Prefect's client retries the 503s its server answers when busy
-        return prefect.read_flow_run(flow_run_id).model_dump(mode="json")
-
-
 def assert_nothing_authenticates(system: LtmSystem, run_id: str, values: list[str], refusals=(401,)) -> None:
     for value in values:
         as_token = httpx.get(f"{system.api_url}/whoami", headers={"Authorization": f"Bearer {value}"}, timeout=30)
@@ -308,15 +300,9 @@ def assert_nothing_authenticates(system: LtmSystem, run_id: str, values: list[st
 
 
 def set_pool_paused(system: LtmSystem, paused: bool) -> None:
-    with prefect_client(system) as prefect:  # a bare PATCH once met a busy server's 503 in CI
+    with prefect_client(system.prefect_api_url) as prefect:  # a bare PATCH once met a busy server's 503 in CI
         prefect.update_work_pool("ltm-process", WorkPoolUpdate(is_paused=paused))
         assert prefect.read_work_pool("ltm-process").is_paused is paused
-
-
-@contextmanager
-def prefect_client(system: LtmSystem):
-    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as client:
-        yield client
 
 
 def test_prefect_shows_no_usable_secret_and_runs_still_train_with_a_revoked_run_token(secured_system):
@@ -329,7 +315,7 @@ def test_prefect_shows_no_usable_secret_and_runs_still_train_with_a_revoked_run_
     wait_until(
         lambda: admin.get_run(project.id, run.id).status != RunStatus.QUEUED, timeout=90, message="the run to start"
     )
-    flow_run = prefect_flow_run(system, run.flow_run_id)
+    flow_run = prefect_flow_run(system.prefect_api_url, run.flow_run_id).model_dump(mode="json")
     values = strings_in(flow_run["job_variables"]) + strings_in(flow_run["parameters"])
     assert run.id in values and len(values) > 1
     assert_nothing_authenticates(system, run.id, values)
@@ -344,7 +330,7 @@ def test_prefect_shows_no_usable_secret_and_runs_still_train_with_a_revoked_run_
     set_pool_paused(system, True)
     try:
         waiting = admin.create_run(project.id, model="m", dataset="d", hyperparameters=hyperparameters)
-        job = prefect_flow_run(system, waiting.flow_run_id)
+        job = prefect_flow_run(system.prefect_api_url, waiting.flow_run_id).model_dump(mode="json")
         assert job["state"]["type"] == "SCHEDULED"
         code = job["job_variables"]["env"]["LTM_LAUNCH_CODE"]
         assert_nothing_authenticates(system, waiting.id, [code], refusals=(409,))

@@ -17,8 +17,7 @@ from ltm.flows.script_source import ScriptConfigError, resolve_source
 from ltm.models import RunStatus
 from ltm.testing import processes_with_env
 from tests.conftest import ROOT, LtmSystem, wait_until
-from tests.helpers import new_project, unique
-from tests.test_flows_e2e import prefect_client
+from tests.helpers import new_project, prefect_client, unique
 
 SOURCE = "tests/scripts"
 STEPS = 60
@@ -39,7 +38,7 @@ def project(api):
 
 def final_flow_state(system, flow_run_id: str) -> StateType:
     def final():
-        with prefect_client(system) as client:
+        with prefect_client(system.prefect_api_url) as client:
             state = client.read_flow_run(UUID(flow_run_id)).state
         return state.type if state.is_final() else None
 
@@ -171,7 +170,7 @@ def one_process_run(api, project):
 
 def test_cancel_from_prefect_stops_the_script_the_same_way(ltm_system, api, project):
     run = one_process_run(api, project)
-    with prefect_client(ltm_system) as client:
+    with prefect_client(ltm_system.prefect_api_url) as client:
         client.set_flow_run_state(UUID(run.flow_run_id), Cancelling(message="在 Prefect 中取消"))
     stopped = wait_status(api, run, ["已取消"])
     checkpoint = next(a for a in stopped.artifacts if a.name == "取消前的检查点")

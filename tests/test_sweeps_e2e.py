@@ -7,9 +7,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ltm import Client
 from ltm.models import RunStatus, SweepStatus, TrialState
@@ -17,7 +15,7 @@ from ltm.testing import processes_with_env
 from ltm.trainers import TrainerConfig
 from ltm.trainers.simulated import SimulatedTrainer
 from tests.conftest import wait_until
-from tests.helpers import unique
+from tests.helpers import prefect_client, unique
 
 TEMPLATE = {
     "model": "m-7b",
@@ -52,7 +50,7 @@ def wait_sweep(api, sweep, timeout=240):
 
 
 def flow_run_state(system, flow_run_id: str):
-    with temporary_settings({PREFECT_API_URL: system.prefect_api_url}), get_client(sync_client=True) as client:
+    with prefect_client(system.prefect_api_url) as client:
         return client.read_flow_run(UUID(flow_run_id)).state
 
 
