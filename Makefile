@@ -30,7 +30,7 @@ api: $(STAMP)
 clean:
 	rm -rf $(VENV) .ltm test-output
 
-BENCHES := bench.bench_ingest bench.bench_store bench.bench_flows bench.bench_console bench.bench_gpus bench.bench_runs \
+BENCHES := bench.bench_ingest bench.bench_history bench.bench_store bench.bench_flows bench.bench_console bench.bench_gpus bench.bench_runs \
 	bench.bench_fleet bench.bench_sweeps
 
 bench: $(STAMP)

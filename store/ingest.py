@@ -23,6 +23,7 @@ from ltm.store.db import Database, utc_now
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 
+INDEX_SCAN_KEYS = 2048  # DuckDB's index_scan_max_count: a lookup of more keys scans the table
 BLOCK_STEPS = 128  # migration 6 fills metric_blocks with the same block size
 LOGS, METRICS = "logs", "metrics"
 _BLOCKS_OF_INCOMING = f"""
@@ -184,12 +185,14 @@ def _runs(cur, run_ids: set[str]) -> dict[str, dict]:
 
 
 def _by_key(cur, select: str, column: str, keys) -> list[tuple]:
-    """Rows whose `column` is one of `keys`, found through the column's index (DuckDB uses it for an equality or
-    an IN over a list, not for a join)."""
+    """Rows whose `column` is one of `keys`, found through the column's index: DuckDB uses it for `list_contains`
+    over a list of up to INDEX_SCAN_KEYS, while `IN (SELECT unnest(?))` is planned as a join that scans the whole
+    table (a group's duplicate check then grew with every batch ever stored: 60 ms at 2M, 2 ms by the index)."""
     keys = sorted(keys)
-    if len(keys) == 1:
-        return cur.execute(f"{select} {column} = ?", keys).fetchall()
-    return cur.execute(f"{select} {column} IN (SELECT unnest(?))", [keys]).fetchall()
+    rows = []
+    for start in range(0, len(keys), INDEX_SCAN_KEYS):
+        rows += cur.execute(f"{select} list_contains(?, {column})", [keys[start : start + INDEX_SCAN_KEYS]]).fetchall()
+    return rows
 
 
 def claim_of(batch: "Batch") -> str:

@@ -234,6 +234,28 @@ def test_the_duplicate_check_index_survives_compaction(tmp_path):
         db.close()
 
 
+@pytest.mark.parametrize("keys", [1, 100, 3000])
+def test_a_groups_lookups_go_through_the_indexes_whatever_the_stores_history(tmp_path, keys):
+    """A scan would make every group's duplicate check grow with every batch ever stored."""
+    db = Database(tmp_path / "ltm.duckdb")
+    try:
+        with db.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ingest_batches SELECT 'run_' || i, 'logs', 'b', 1, now(), 'd', 'logs:run_' || i || ':b' "
+                "FROM range(20000) t(i)"
+            )
+            cur.execute("INSERT INTO log_runs SELECT 'run_' || i, 1, now(), true FROM range(20000) t(i)")
+            for select, column, key in [
+                ("SELECT claim, digest FROM ingest_batches WHERE", "claim", "logs:run_{}:b"),
+                ("SELECT run_id, lines FROM log_runs WHERE", "run_id", "run_{}"),
+            ]:
+                wanted = {key.format(i * 7) for i in range(keys)}
+                for _, plan in ingest._by_key(cur, f"EXPLAIN ANALYZE {select}", column, wanted):
+                    assert "Index Scan" in plan and "Sequential Scan" not in plan, plan
+    finally:
+        db.close()
+
+
 def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_commits(tmp_path):
     api = ApiProcess(tmp_path / "home").start()
     project_id, (run_id,) = live_runs(Client(api.url), 1)
