@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None, launcher: Launcher | None = Non
                 "queued_batches": queue.queued_batches,
                 "committed_batches": queue.batches,
                 "commits": queue.groups,
+                "last_minute": queue.window(),
             },
         }
 

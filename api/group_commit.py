@@ -10,6 +10,7 @@ refuses new batches at once (`Overloaded`, answered 503 with Retry-After) instea
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 
 from ltm.api import row_checks
@@ -19,8 +20,9 @@ log = logging.getLogger("ltm.api")
 
 GROUP_ROWS = 200_000  # rows per transaction: bounds a group's memory and its commit time
 RETRY_AFTER_SECONDS = 1
+WINDOW_SECONDS = 60  # what `window()` reports on
 
-_Entry = tuple[ingest.Batch | ingest.Report, asyncio.Future]
+_Entry = tuple[ingest.Batch | ingest.Report, asyncio.Future, float]  # the item, its request's future, submitted at
 
 
 class Overloaded(Exception):
@@ -41,6 +43,8 @@ class GroupCommit:
         self.queued_rows = queued_rows
         self._pending: deque[_Entry] = deque()
         self._rows = 0
+        self._recent: deque[tuple[float, int, float, float]] = deque()  # ended, batches, commit and wait seconds
+        self._recent_lock = threading.Lock()
         self._changed = threading.Condition()
         self._stopping = False
         self.groups = 0
@@ -51,6 +55,34 @@ class GroupCommit:
     @property
     def queued_batches(self) -> int:
         return len(self._pending)
+
+    def window(self) -> dict:
+        """The groups committed in the last WINDOW_SECONDS: how many, their batches, and the p50/p99 of a commit's
+        duration and of the wait of each group's oldest batch (from submit to its commit's start), in ms."""
+        with self._recent_lock:
+            self._forget(time.monotonic())
+            recent = list(self._recent)
+        commits = sorted(seconds * 1000 for _, _, seconds, _ in recent)
+        waits = sorted(waited * 1000 for _, _, _, waited in recent)
+        return {
+            "seconds": WINDOW_SECONDS,
+            "commits": len(recent),
+            "batches": sum(batches for _, batches, _, _ in recent),
+            "commit_ms_p50": _percentile(commits, 0.5),
+            "commit_ms_p99": _percentile(commits, 0.99),
+            "wait_ms_p50": _percentile(waits, 0.5),
+            "wait_ms_p99": _percentile(waits, 0.99),
+        }
+
+    def _forget(self, now: float) -> None:
+        while self._recent and self._recent[0][0] < now - WINDOW_SECONDS:
+            self._recent.popleft()
+
+    def _record(self, batches: int, started: float, oldest: float) -> None:
+        ended = time.monotonic()
+        with self._recent_lock:
+            self._recent.append((ended, batches, ended - started, started - oldest))
+            self._forget(ended)
 
     def submit(self, item: ingest.Batch | ingest.Report) -> asyncio.Future:
         """A future of the running event loop that resolves to what `ingest.append` makes of the item once
@@ -63,7 +95,7 @@ class GroupCommit:
                 raise Overloaded("API 正在停止")
             if self._pending and self._rows + rows > self.queued_rows:
                 raise Overloaded(f"写入队列已满（{self._rows} 行待写入）")
-            self._pending.append((item, future))
+            self._pending.append((item, future, time.monotonic()))
             self._rows += rows
             self._changed.notify()
         return future
@@ -81,11 +113,11 @@ class GroupCommit:
                 self._changed.wait()
             group, rows = [], 0
             while self._pending and (not group or rows + _rows(self._pending[0][0]) <= self.group_rows):
-                item, future = self._pending.popleft()
-                size = _rows(item)
+                entry = self._pending.popleft()
+                size = _rows(entry[0])
                 rows += size
                 self._rows -= size
-                group.append((item, future))
+                group.append(entry)
             return group
 
     def _drain(self) -> None:
@@ -96,8 +128,9 @@ class GroupCommit:
             self._commit(group)
 
     def _commit(self, group: list[_Entry]) -> None:
+        started = time.monotonic()
         try:
-            refusals = row_checks.refused([item for item, _ in group])
+            refusals = row_checks.refused([item for item, _, _ in group])
         except Exception as exc:  # the writer thread must live on: each request of the group answers 500 instead
             log.exception("检查一组 %d 个批次的行时出错", len(group))
             refusals = dict.fromkeys(range(len(group)), exc)
@@ -106,7 +139,7 @@ class GroupCommit:
         if not group:
             return
         try:
-            outcomes = ingest.append(self.db, [item for item, _ in group], self.terminal)
+            outcomes = ingest.append(self.db, [item for item, _, _ in group], self.terminal)
         except Exception as exc:
             if len(group) > 1:
                 log.warning("一组 %d 个批次写入失败，逐个重试：%s", len(group), exc)
@@ -116,7 +149,8 @@ class GroupCommit:
             outcomes = [exc]
         self.groups += 1
         self.batches += len(group)
-        _resolve([(future, outcome) for (_, future), outcome in zip(group, outcomes)])
+        self._record(len(group), started, min(submitted for _, _, submitted in group))
+        _resolve([(future, outcome) for (_, future, _), outcome in zip(group, outcomes)])
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future, object]]) -> None:
@@ -137,6 +171,13 @@ def _settle(outcomes: list[tuple[asyncio.Future, object]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+def _percentile(ordered: list[float], share: float) -> float | None:
+    """Nearest rank; None when there is nothing to rank."""
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
 
 def _rows(item: ingest.Batch | ingest.Report) -> int:

@@ -8,7 +8,8 @@
     acknowledged line and point counted in the store file afterwards (exactly once).
 17c the same runs' data as one report per run and second (POST …/report: the log batch, the metric batch and the
     progress together, as the SDK's RunReporter sends a flush), on runs of their own: requests/s, acknowledgement
-    p50/p99, GET run p50, and the stored counts checked the same way.
+    p50/p99, GET run p50, and the stored counts checked the same way. 17 and 17c also print the group commits of
+    the load's last minute as the API's /health reports them (duration, and how long each group's oldest batch waited).
 17b during the figure 17 load, the Streamlit console's page of one of those live runs in headless Chromium (as
     bench_console's 10b), until its two charts are drawn; the browser shares the machine with the load.
 18  50 real RunReporters (SDK threads) driving the simulated trainer at 10 steps/s each: acknowledgement p99 and the
@@ -368,6 +369,22 @@ def print_load(label: str, result: dict, stored: dict[str, tuple[int, int]], off
     return wrong
 
 
+def last_minute(apis: list[ApiProcess]) -> list[dict]:
+    """Each API's group commits of the last minute, as its /health reports them."""
+    return [httpx.get(f"{api.url}/health", timeout=60).json()["ingest"]["last_minute"] for api in apis]
+
+
+def print_commits(number: str, windows: list[dict]) -> None:
+    for shard, window in enumerate(windows):
+        print(
+            f"{number} group commits in the load's last minute, API {shard + 1} (/health): {window['commits']:,} "
+            f"commits of {window['batches']:,} batches; a commit p50 {window['commit_ms_p50']} ms, p99 "
+            f"{window['commit_ms_p99']} ms; its oldest batch waited p50 {window['wait_ms_p50']} ms, p99 "
+            f"{window['wait_ms_p99']} ms",
+            flush=True,
+        )
+
+
 def percentile(samples: list[float], share: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -558,8 +575,10 @@ def main() -> None:
                 result, pages, pages_within = with_run_pages(
                     load, console_url, project_id, run_ids[0], args.page_loads, page_after, args.seconds
                 )
+            commits = last_minute(apis)
             report_shards = [prepare(client, args.runs // args.shards) for client in clients]
             combined = load(runs=report_shards, reports=True)
+            report_commits = last_minute(apis)
             fleet = reporters(apis[0].url, args.reporters, 3 if args.smoke else 30)
             memory = [resident_mb(api.process.pid) for api in apis]
         finally:
@@ -581,6 +600,7 @@ def main() -> None:
         f"offered {2 * args.runs:,}/s, target ≥ 2,000",
     )
     figure("17 GET run during the load", [r * 1000 for r in result["reads"]], "≤ 10 ms", unit="ms")
+    print_commits("17", commits)
     if console is not None:
         figure(
             f"17b console run page (运行) of one live run during the load, headless Chromium, 2 charts drawn "
@@ -596,6 +616,7 @@ def main() -> None:
         f"offered {args.runs:,}/s",
     )
     figure("17c GET run during the report load", [r * 1000 for r in combined["reads"]], "≤ 10 ms", unit="ms")
+    print_commits("17c", report_commits)
     print(
         f"18 {args.reporters} RunReporters at 10 steps/s: ack p50 {percentile(fleet['latencies'], 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(fleet['latencies'], 0.99) * 1000:.1f} ms (target ≤ 250), most rows buffered by one reporter "

@@ -822,10 +822,27 @@ class AuditEvent(BaseModel):
 # Data lifecycle
 
 
+class IngestWindow(BaseModel):
+    seconds: int = Field(description="统计最近多少秒内完成的组提交")
+    commits: int = Field(description="这段时间的组提交次数")
+    batches: int = Field(description="这些组提交写入的批次与报告")
+    commit_ms_p50: float | None = Field(
+        description="一次组提交（检查、写入、落盘）耗时的中位数，毫秒；没有提交时为 null"
+    )
+    commit_ms_p99: float | None = Field(description="一次组提交耗时的 99 分位，毫秒")
+    wait_ms_p50: float | None = Field(
+        description="每组里等得最久的批次从进入队列到开始写入的时间的中位数，毫秒；应答时间约为它加上组提交耗时"
+    )
+    wait_ms_p99: float | None = Field(description="同上，99 分位，毫秒")
+
+
 class IngestQueue(BaseModel):
     queued_batches: int = Field(description="等待写入的日志与指标批次")
     committed_batches: int = Field(description="本进程启动以来写入的批次")
     commits: int = Field(description="这些批次用了多少次存储事务（组提交：并发的批次共用一次）")
+    last_minute: IngestWindow | None = Field(
+        None, description="最近一分钟的组提交：次数与耗时。组提交耗时或等待持续上升说明 API 跟不上写入"
+    )
 
 
 class Health(BaseModel):

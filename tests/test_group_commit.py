@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from ltm import Client, arrow_batches
-from ltm.api import row_checks
+from ltm.api import group_commit, row_checks
 from ltm.api.group_commit import GroupCommit
 from ltm.reporter import RunReporter
 from ltm.store import Database, ingest
@@ -65,6 +65,12 @@ def test_concurrent_batches_share_commits_and_each_is_stored_once(fresh_api):
     committed = after.committed_batches - before.committed_batches
     assert committed == len(batches) + 16
     assert after.commits - before.commits < committed, "concurrent batches never shared a commit"
+    window, earlier = after.last_minute, before.last_minute
+    assert (window.batches - earlier.batches, window.commits - earlier.commits) == (
+        committed,
+        after.commits - before.commits,
+    )
+    assert 0 < window.commit_ms_p50 <= window.commit_ms_p99
     with httpx.Client(base_url=fresh_api.url) as http:
         assert {stored_lines(http, project_id, run_id) for run_id in run_ids} == {12 * LINES}
 
@@ -290,6 +296,40 @@ def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_c
         assert db.fetch_one("SELECT count(*) FROM logs WHERE run_id = ?", [run_id]) == (2,)
         assert db.fetch_one("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == (1,)
         assert db.fetch_one("SELECT current_step FROM runs WHERE id = ?", [run_id]) != (7,)
+    finally:
+        writer.stop()
+        db.close()
+
+
+def test_the_last_minute_reports_each_commits_duration_and_how_long_its_oldest_batch_waited(tmp_path, monkeypatch):
+    api = ApiProcess(tmp_path / "home").start()
+    project_id, (run_id,) = live_runs(Client(api.url), 1)
+    api.stop()
+    db = Database(tmp_path / "home" / "ltm.duckdb")
+    writer = GroupCommit(db, frozenset())
+    try:
+        assert writer.window()["commits"] == 0 and writer.window()["commit_ms_p50"] is None
+
+        async def held_group() -> list:
+            with writer._changed:  # the writer cannot take the batches while this is held
+                futures = [
+                    writer.submit(ingest.Batch(ingest.LOGS, run_id, f"held-{i}", lines_table(["INFO"]), project_id))
+                    for i in range(3)
+                ]
+                time.sleep(0.3)  # the wait being measured
+            return await asyncio.wait_for(asyncio.gather(*futures), 30)
+
+        held = time.monotonic()
+        asyncio.run(held_group())
+        elapsed = (time.monotonic() - held) * 1000
+        window = writer.window()
+        assert (window["commits"], window["batches"]) == (1, 3)
+        assert 300 <= window["wait_ms_p50"] <= elapsed
+        assert 0 < window["commit_ms_p50"] <= elapsed - window["wait_ms_p50"]
+
+        monkeypatch.setattr(group_commit, "WINDOW_SECONDS", 0.2)
+        wait_until(lambda: writer.window()["commits"] == 0, timeout=5, message="the group leaves the window")
+        assert writer.window()["wait_ms_p99"] is None
     finally:
         writer.stop()
         db.close()
