@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from ltm import Client
 from ltm.gpus import parse_declared
-from ltm.models import MetricBatch, MetricPoint
+from ltm.models import LogBatch, LogLine, MetricBatch, MetricPoint
 from tests.conftest import ApiProcess, wait_until
 from tests.console_helpers import labelled, open_console, open_tab, texts
 from tests.helpers import unique
@@ -173,6 +173,25 @@ def test_resources_page_explains_an_empty_inventory_and_offline_hosts(start_api,
     assert not at.info
     assert "#### gpu-old :red-badge[离线]" in texts(at.markdown)
     assert any(text.startswith("超过 1 秒未上报") for text in texts(at.caption))
+
+
+def test_resources_page_shows_whether_the_api_keeps_up_with_the_runs_logs_and_metrics(start_api, tmp_path, monkeypatch):
+    api = start_api(tmp_path / "home")
+    monkeypatch.setenv("LTM_API_URL", api.url)
+    at = open_console("resources")
+    assert "最近一分钟没有写入 · 排队中 0 个批次" in texts(at.caption)
+
+    with Client(api.url) as client:
+        project = client.create_project(name=unique("写入状态"), owner="运维")
+        run = client.create_run(project.id, model="m", dataset="d")
+        for index in range(3):
+            lines = [LogLine(timestamp=START + timedelta(seconds=index), message=f"第 {index} 行")]
+            client.send_logs(project.id, run.id, LogBatch(batch_id=f"b{index}", lines=lines))
+        window = client.health().ingest.last_minute
+    at.run()
+    [summary] = [text for text in texts(at.caption) if text.startswith("最近 60 秒")]
+    assert f"{window.commits} 次组提交，写入 3 个批次或报告" in summary
+    assert f"一次组提交耗时中位数 {window.commit_ms_p50:g} ms" in summary and "排队中 0 个批次" in summary
 
 
 # 运行详情

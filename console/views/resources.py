@@ -1,4 +1,5 @@
-"""资源: GPU hosts and who holds each device, the runs waiting for GPUs, and GPU-hours per project, user or type."""
+"""资源: GPU hosts and who holds each device, the runs waiting for GPUs, whether the API keeps up with the runs'
+logs and metrics, and GPU-hours per project, user or type."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -8,7 +9,7 @@ from ltm import Client
 from ltm.console import ui
 from ltm.console.client import call
 from ltm.console.gpu_inventory import GROUPING_LABELS, devices_frame, host_summary, queue_frame, usage_frame
-from ltm.models import GpuHost, ResourceOverview, UsageGrouping
+from ltm.models import GpuHost, IngestQueue, ResourceOverview, UsageGrouping
 
 REFRESH_SECONDS = 5
 PERIODS = {
@@ -57,6 +58,27 @@ def inventory_and_queue() -> None:
     st.dataframe(queue_frame(overview.queue), hide_index=True, column_config=LINK_COLUMN)
 
 
+def ingest_section() -> None:
+    health = call(Client.health)
+    if health is None or health.ingest is None:
+        return
+    st.subheader("日志与指标写入")
+    st.caption(ingest_summary(health.ingest))
+
+
+def ingest_summary(ingest: IngestQueue) -> str:
+    waiting = f"排队中 {ingest.queued_batches} 个批次"
+    window = ingest.last_minute
+    if window is None or not window.commits:
+        return f"最近一分钟没有写入 · {waiting}"
+    return (
+        f"最近 {window.seconds} 秒：{window.commits} 次组提交，写入 {window.batches} 个批次或报告 · "
+        f"一次组提交耗时中位数 {window.commit_ms_p50:g} ms、99 分位 {window.commit_ms_p99:g} ms · "
+        f"批次等待写入中位数 {window.wait_ms_p50:g} ms、99 分位 {window.wait_ms_p99:g} ms · {waiting}。"
+        "应答时间约为等待加一次组提交；等待持续上升说明 API 跟不上写入。"
+    )
+
+
 def usage_section() -> None:
     st.subheader("GPU 使用量")
     grouping_column, period_column = st.columns(2)
@@ -92,5 +114,6 @@ def usage_section() -> None:
 
 st.title("资源")
 st.fragment(inventory_and_queue, run_every=REFRESH_SECONDS)()
+st.fragment(ingest_section, run_every=REFRESH_SECONDS)()
 st.divider()
 usage_section()
