@@ -1,9 +1,9 @@
 """Group commit against the store's history: does a group's cost grow with the batches stored before it?
 
-20  a group of 100 reports (each a 20-line log batch, a 10-point metric batch and progress, one per live run)
+21  a group of 100 reports (each a 20-line log batch, a 10-point metric batch and progress, one per live run)
     committed by `store.ingest.append` on a store that already holds N ingested batches: the median over the
     groups at each N. Every group's duplicate check looks up its 200 batch ids among all N.
-20b the same groups on a store that already holds N earlier finished runs (each with its log bookkeeping): a group
+21b the same groups on a store that already holds N earlier finished runs (each with its log bookkeeping): a group
     updates its 100 runs' rows and their log bookkeeping among all N.
 
 Run with `python -m bench.bench_history [--smoke]`; it starts an API process only to create the runs, then works on
@@ -100,8 +100,8 @@ def main() -> None:
     args = parser.parse_args()
     groups = 3 if args.smoke else 30
     axes = [
-        ("20", "earlier batches", add_history, [0, 10_000] if args.smoke else [0, 1_000_000, 4_000_000]),
-        ("20b", "earlier finished runs", add_runs, [0, 1_000] if args.smoke else [0, 10_000, 100_000]),
+        ("21", "earlier batches", add_history, [0, 10_000] if args.smoke else [0, 1_000_000, 4_000_000]),
+        ("21b", "earlier finished runs", add_runs, [0, 1_000] if args.smoke else [0, 10_000, 100_000]),
     ]
     for number, held, add, sizes in axes:
         with tempfile.TemporaryDirectory() as tmp:
