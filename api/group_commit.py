@@ -5,6 +5,7 @@ together (`row_checks`, refusing only the items holding a bad row), stores the r
 transaction, and only then resolves the requests' futures (one hand-over to the event loop per group), so a request
 is acknowledged after the commit that holds its batch. While one group commits, the next one gathers. A full queue
 refuses new batches at once (`Overloaded`, answered 503 with Retry-After) instead of letting waits grow.
+`window()` tells how long the last minute's commits took and how long their batches waited (`GET /health`).
 """
 
 import asyncio

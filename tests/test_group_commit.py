@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 import httpx
 import pyarrow as pa
@@ -262,77 +263,81 @@ def test_a_groups_lookups_go_through_the_indexes_whatever_the_stores_history(tmp
         db.close()
 
 
-def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_commits(tmp_path):
+class OneRun(NamedTuple):
+    writer: GroupCommit
+    db: Database
+    project_id: str
+    run_id: str
+
+
+@pytest.fixture
+def one_run(tmp_path):
+    """A group-commit writer of the test's own on the store file of an API that made one live run, then stopped."""
     api = ApiProcess(tmp_path / "home").start()
     project_id, (run_id,) = live_runs(Client(api.url), 1)
     api.stop()
     db = Database(tmp_path / "home" / "ltm.duckdb")
     writer = GroupCommit(db, frozenset())
-    try:
-        good_lines = ingest.Batch(ingest.LOGS, run_id, "good-lines", lines_table(["INFO", "WARNING"]), project_id)
-        bad_lines = ingest.Batch(ingest.LOGS, run_id, "bad-lines", lines_table(["INFO", "LOUD"]), project_id)
-        report = ingest.Report(
-            run_id,
-            project_id,
-            [
-                ingest.Batch(ingest.LOGS, run_id, "report-lines", lines_table(["INFO"]), project_id),
-                ingest.Batch(ingest.METRICS, run_id, "report-points", points_table([1.0, math.nan]), project_id),
-            ],
-            {"current_step": 7},
-        )
-        good_points = ingest.Batch(ingest.METRICS, run_id, "good-points", points_table([0.5]), project_id)
-
-        async def one_group() -> list:
-            with writer._changed:  # the writer waits for this lock, so all four are taken as one group
-                futures = [writer.submit(item) for item in (good_lines, bad_lines, report, good_points)]
-            return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
-
-        lines, refused_lines, refused_report, points = asyncio.run(one_group())
-        assert (lines.accepted, points.accepted) == (2, 1)
-        levels = "DEBUG、INFO、WARNING、ERROR、CRITICAL"
-        assert (refused_lines.status_code, refused_lines.detail) == (422, f"level：第 1 行必须是 {levels} 之一")
-        assert (refused_report.status_code, refused_report.detail) == (422, "value：第 1 行必须是有限数值")
-        assert writer.groups == 1
-        assert db.fetch_one("SELECT count(*) FROM logs WHERE run_id = ?", [run_id]) == (2,)
-        assert db.fetch_one("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == (1,)
-        assert db.fetch_one("SELECT current_step FROM runs WHERE id = ?", [run_id]) != (7,)
-    finally:
-        writer.stop()
-        db.close()
+    yield OneRun(writer, db, project_id, run_id)
+    writer.stop()
+    db.close()
 
 
-def test_the_last_minute_reports_each_commits_duration_and_how_long_its_oldest_batch_waited(tmp_path, monkeypatch):
-    api = ApiProcess(tmp_path / "home").start()
-    project_id, (run_id,) = live_runs(Client(api.url), 1)
-    api.stop()
-    db = Database(tmp_path / "home" / "ltm.duckdb")
-    writer = GroupCommit(db, frozenset())
-    try:
-        assert writer.window()["commits"] == 0 and writer.window()["commit_ms_p50"] is None
+def test_a_bad_row_refuses_only_the_items_holding_it_and_the_rest_of_its_group_commits(one_run):
+    writer, db, project_id, run_id = one_run
+    good_lines = ingest.Batch(ingest.LOGS, run_id, "good-lines", lines_table(["INFO", "WARNING"]), project_id)
+    bad_lines = ingest.Batch(ingest.LOGS, run_id, "bad-lines", lines_table(["INFO", "LOUD"]), project_id)
+    report = ingest.Report(
+        run_id,
+        project_id,
+        [
+            ingest.Batch(ingest.LOGS, run_id, "report-lines", lines_table(["INFO"]), project_id),
+            ingest.Batch(ingest.METRICS, run_id, "report-points", points_table([1.0, math.nan]), project_id),
+        ],
+        {"current_step": 7},
+    )
+    good_points = ingest.Batch(ingest.METRICS, run_id, "good-points", points_table([0.5]), project_id)
 
-        async def held_group() -> list:
-            with writer._changed:  # the writer cannot take the batches while this is held
-                futures = [
-                    writer.submit(ingest.Batch(ingest.LOGS, run_id, f"held-{i}", lines_table(["INFO"]), project_id))
-                    for i in range(3)
-                ]
-                time.sleep(0.3)  # the wait being measured
-            return await asyncio.wait_for(asyncio.gather(*futures), 30)
+    async def one_group() -> list:
+        with writer._changed:  # the writer waits for this lock, so all four are taken as one group
+            futures = [writer.submit(item) for item in (good_lines, bad_lines, report, good_points)]
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
 
-        held = time.monotonic()
-        asyncio.run(held_group())
-        elapsed = (time.monotonic() - held) * 1000
-        window = writer.window()
-        assert (window["commits"], window["batches"]) == (1, 3)
-        assert 300 <= window["wait_ms_p50"] <= elapsed
-        assert 0 < window["commit_ms_p50"] <= elapsed - window["wait_ms_p50"]
+    lines, refused_lines, refused_report, points = asyncio.run(one_group())
+    assert (lines.accepted, points.accepted) == (2, 1)
+    levels = "DEBUG、INFO、WARNING、ERROR、CRITICAL"
+    assert (refused_lines.status_code, refused_lines.detail) == (422, f"level：第 1 行必须是 {levels} 之一")
+    assert (refused_report.status_code, refused_report.detail) == (422, "value：第 1 行必须是有限数值")
+    assert writer.groups == 1
+    assert db.fetch_one("SELECT count(*) FROM logs WHERE run_id = ?", [run_id]) == (2,)
+    assert db.fetch_one("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]) == (1,)
+    assert db.fetch_one("SELECT current_step FROM runs WHERE id = ?", [run_id]) != (7,)
 
-        monkeypatch.setattr(group_commit, "WINDOW_SECONDS", 0.2)
-        wait_until(lambda: writer.window()["commits"] == 0, timeout=5, message="the group leaves the window")
-        assert writer.window()["wait_ms_p99"] is None
-    finally:
-        writer.stop()
-        db.close()
+
+def test_the_last_minute_reports_each_commits_duration_and_how_long_its_oldest_batch_waited(one_run, monkeypatch):
+    writer, _, project_id, run_id = one_run
+    assert writer.window()["commits"] == 0 and writer.window()["commit_ms_p50"] is None
+
+    async def held_group() -> list:
+        with writer._changed:  # the writer cannot take the batches while this is held
+            futures = [
+                writer.submit(ingest.Batch(ingest.LOGS, run_id, f"held-{i}", lines_table(["INFO"]), project_id))
+                for i in range(3)
+            ]
+            time.sleep(0.3)  # the wait being measured
+        return await asyncio.wait_for(asyncio.gather(*futures), 30)
+
+    held = time.monotonic()
+    asyncio.run(held_group())
+    elapsed = (time.monotonic() - held) * 1000
+    window = writer.window()
+    assert (window["commits"], window["batches"]) == (1, 3)
+    assert 300 <= window["wait_ms_p50"] <= elapsed
+    assert 0 < window["commit_ms_p50"] <= elapsed - window["wait_ms_p50"]
+
+    monkeypatch.setattr(group_commit, "WINDOW_SECONDS", 0.2)
+    wait_until(lambda: writer.window()["commits"] == 0, timeout=5, message="the group leaves the window")
+    assert writer.window()["wait_ms_p99"] is None
 
 
 def lines_table(levels: list[str]) -> pa.Table:
