@@ -32,10 +32,10 @@ def tables() -> tuple[pa.Table, pa.Table]:
     times = [T0 + i for i in range(LINES)]
     lines = arrow_batches.log_table(times, ["INFO"] * LINES, [f"step {i} loss={1 / (1 + i):.4f}" for i in range(LINES)])
     points = arrow_batches.metric_table(["train_loss"] * POINTS, list(range(POINTS)), [0.5] * POINTS, times[:POINTS])
-    naive = pa.timestamp("us")
-    return lines.set_column(0, "timestamp", lines["timestamp"].cast(naive)), points.set_column(
-        3, "timestamp", points["timestamp"].cast(naive)
-    )
+    naive = pa.timestamp("us")  # as the API hands tables to the store
+    lines = lines.set_column(0, "timestamp", lines["timestamp"].cast(naive))
+    points = points.set_column(3, "timestamp", points["timestamp"].cast(naive))
+    return lines, points
 
 
 def add_history(db: Database, project_id: str, first: int, end: int) -> None:

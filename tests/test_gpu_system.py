@@ -5,7 +5,6 @@ import contextlib
 import os
 import signal
 import threading
-from uuid import UUID
 
 import httpx
 import pytest
@@ -14,7 +13,7 @@ from ltm import ApiError, Client
 from ltm.gpus import parse_declared
 from ltm.models import RunStatus
 from tests.conftest import ApiProcess, LtmSystem, wait_until
-from tests.helpers import prefect_client
+from tests.helpers import prefect_flow_run
 from tests.test_faults import PrefectServer, worker_pid
 
 STEADY = {"num_epochs": 1, "steps_per_epoch": 40, "step_seconds": 0.1, "seed": 3}
@@ -43,8 +42,7 @@ def _leases(client: Client) -> dict[str, str]:
 
 
 def _job_env(system, flow_run_id: str) -> dict:
-    with prefect_client(system.prefect_api_url) as prefect:
-        return (prefect.read_flow_run(UUID(flow_run_id)).job_variables or {}).get("env", {})
+    return (prefect_flow_run(system.prefect_api_url, flow_run_id).job_variables or {}).get("env", {})
 
 
 def test_flow_runs_get_distinct_devices_wait_their_turn_and_cpu_runs_are_not_held(gpu_system):

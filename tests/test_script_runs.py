@@ -17,7 +17,7 @@ from ltm.flows.script_source import ScriptConfigError, resolve_source
 from ltm.models import RunStatus
 from ltm.testing import processes_with_env
 from tests.conftest import ROOT, LtmSystem, wait_until
-from tests.helpers import new_project, prefect_client, unique
+from tests.helpers import new_project, prefect_client, prefect_flow_run, unique
 
 SOURCE = "tests/scripts"
 STEPS = 60
@@ -38,8 +38,7 @@ def project(api):
 
 def final_flow_state(system, flow_run_id: str) -> StateType:
     def final():
-        with prefect_client(system.prefect_api_url) as client:
-            state = client.read_flow_run(UUID(flow_run_id)).state
+        state = prefect_flow_run(system.prefect_api_url, flow_run_id).state
         return state.type if state.is_final() else None
 
     return wait_until(final, timeout=60, message=f"flow run {flow_run_id} to end")

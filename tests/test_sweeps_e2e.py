@@ -4,7 +4,6 @@ import json
 import os
 import signal
 from pathlib import Path
-from uuid import UUID
 
 import pytest
 from prefect.client.schemas.objects import StateType
@@ -15,7 +14,7 @@ from ltm.testing import processes_with_env
 from ltm.trainers import TrainerConfig
 from ltm.trainers.simulated import SimulatedTrainer
 from tests.conftest import wait_until
-from tests.helpers import prefect_client, unique
+from tests.helpers import prefect_flow_run, unique
 
 TEMPLATE = {
     "model": "m-7b",
@@ -50,8 +49,7 @@ def wait_sweep(api, sweep, timeout=240):
 
 
 def flow_run_state(system, flow_run_id: str):
-    with prefect_client(system.prefect_api_url) as client:
-        return client.read_flow_run(UUID(flow_run_id)).state
+    return prefect_flow_run(system.prefect_api_url, flow_run_id).state
 
 
 def final_eval_loss(params: dict, task_type: str = "文本摘要") -> float:
