@@ -114,10 +114,11 @@ def corruption_notes(artifacts: list[Artifact]) -> None:
 
 def _default_newest(key: str, newest: Artifact) -> None:
     """A selectbox keeps its choice across reruns even when a newer checkpoint arrives: start again from the newest
-    whenever the newest changes."""
+    whenever the newest changes. The choice is set, not dropped: the browser keeps a dropped choice and sends it back
+    with the next submit."""
     marker = f"{key}_newest"
     if st.session_state.get(marker) != newest.id:
-        st.session_state.pop(key, None)
+        st.session_state[key] = newest.id
         st.session_state[marker] = newest.id
 
 
