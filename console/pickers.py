@@ -4,6 +4,7 @@ Writing back an id that came from the query parameters is not a no-op: a st.page
 run's page shows the new run but leaves the browser's address at the old one, so a reload or a later st.rerun()
 would show the old run again. Setting the parameter sends the address to the browser."""
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -11,10 +12,12 @@ import streamlit as st
 
 from ltm import ApiError, Client
 from ltm.console import links
-from ltm.console.client import FAILURES, error_text, get_client, require
+from ltm.console.client import FAILURES, call, error_text, get_client, require
 from ltm.models import Project, Run
 
 T = TypeVar("T")
+FRESH_SECONDS = 1.0
+_RUN_READ = "run_read"
 
 
 def project_id() -> str:
@@ -60,8 +63,24 @@ def existing_project(project_id: str) -> Project:
 
 
 def existing_run(project_id: str, run_id: str) -> Run:
-    """The run the address names; an unknown project or run ends the page with a way back."""
-    return _existing(Client.get_run, project_id, run_id, missing=f"找不到运行 {run_id}", project_id=project_id)
+    """The run the address names, read afresh; an unknown project or run ends the page with a way back."""
+    run = _existing(Client.get_run, project_id, run_id, missing=f"找不到运行 {run_id}", project_id=project_id)
+    return _remember(run)
+
+
+def fresh_run(project_id: str, run_id: str) -> Run | None:
+    """The run as this session read it within the last second, else read now: a run page's sections, drawn together
+    on a page load or a refresh, read the run once between them, not once each."""
+    read_at, run = st.session_state.get(_RUN_READ, (0.0, None))
+    if run is not None and run.id == run_id and time.monotonic() - read_at < FRESH_SECONDS:
+        return run
+    run = call(Client.get_run, project_id, run_id)
+    return None if run is None else _remember(run)
+
+
+def _remember(run: Run) -> Run:
+    st.session_state[_RUN_READ] = (time.monotonic(), run)
+    return run
 
 
 def _existing(action: Callable[..., T], *args, missing: str, project_id: str | None = None) -> T:

@@ -5,7 +5,7 @@ Refreshed while the run is active."""
 import streamlit as st
 
 from ltm import Client
-from ltm.console import charts, run_actions, run_gpus, ui
+from ltm.console import charts, pickers, run_actions, run_gpus, ui
 from ltm.console.client import call
 from ltm.models import Run, RunStatus
 
@@ -20,7 +20,7 @@ def live_section(project_id: str, run_id: str, active: bool) -> None:
 
 
 def _live(project_id: str, run_id: str, active: bool) -> None:
-    run = call(Client.get_run, project_id, run_id)
+    run = pickers.fresh_run(project_id, run_id)
     if run is None:
         return
     if active and run.status.is_terminal:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ltm import Client
-from ltm.console import ui
+from ltm.console import pickers, ui
 from ltm.console.client import call
 from ltm.models import LogLevel, LogPage
 
@@ -24,7 +24,7 @@ FOLLOW_HELP = f"跟随时显示最新的日志，每 {FOLLOW_SECONDS} 秒刷新�
 
 @st.fragment
 def logs_section(project_id: str, run_id: str) -> None:
-    run = call(Client.get_run, project_id, run_id)
+    run = pickers.fresh_run(project_id, run_id)
     active = run is not None and not run.status.is_terminal
     level, search, size = st.columns([1, 3, 1])
     minimum = level.selectbox("最低级别", [ALL_LEVELS, *(lv.value for lv in LogLevel)], key="log_level")

@@ -8,8 +8,11 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
@@ -295,6 +298,62 @@ def test_a_finished_run_shows_no_stale_gpu_utilisation(sdk):
     sdk.report(run.project_id, run.id, status="已完成")
     at = open_console("run", project_id=run.project_id, run_id=run.id)
     assert {m.label: m.value for m in at.metric}["GPU 利用率"] == "—", "no stale reading once the run has ended"
+
+
+# What the page asks the API
+
+
+class _Forward(BaseHTTPRequestHandler):
+    """Passes each request on to the real API and notes its method and path."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, urlsplit(self.path).path))
+        skip = {"host", "content-length", "connection", "accept-encoding"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        answer = httpx.request(self.command, self.server.target + self.path, headers=headers, content=body, timeout=30)
+        self.send_response(answer.status_code)
+        for name, value in answer.headers.items():
+            if name.lower() not in {"content-length", "transfer-encoding", "connection", "content-encoding"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def counted(shared_api, monkeypatch):
+    """The console's requests, counted on their way to the shared API."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Forward)
+    server.target, server.seen = shared_api.url, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LTM_API_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield server.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_run_page_reads_the_run_once_for_all_its_sections(sdk, counted):
+    """The page, its live section and its logs section are drawn together and share one read of the run; under a
+    loaded API each read costs a round trip of the page load."""
+    run = new_live_run(sdk, lines=3)
+    send_points(sdk, run, "loss", range(1, 20))
+    at = open_console("run", project_id=run.project_id, run_id=run.id)
+    assert "运行中" in at.markdown[0].value  # the live section's status badge
+    assert counted.count(("GET", f"/projects/{run.project_id}/runs/{run.id}")) == 1, counted
+
+    sdk.report(run.project_id, run.id, status="已完成", progress=1.0, current_step=100)
+    counted.clear()
+    at = rerun(at)
+    assert counted.count(("GET", f"/projects/{run.project_id}/runs/{run.id}")) == 1, counted
+    assert "已完成" in at.markdown[0].value, "read afresh at the next draw"
 
 
 # Prefect progress
