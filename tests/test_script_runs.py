@@ -201,6 +201,7 @@ def test_a_failing_rank_fails_the_run_with_its_last_error_lines(ltm_system, api,
     failed = wait_status(api, run, ["失败"])
     assert failed.message.startswith("脚本运行失败，脚本退出码 1；rank 1 的最后输出：")
     assert "Traceback" in failed.message and "RuntimeError: 读取第 4 批数据失败：样本文件损坏" in failed.message
+    assert "[rank1]" not in failed.message, "PyTorch's own rank prefix is dropped: the rank is named once"
     assert sorted(losses(api, failed)) == [1, 2, 3]
     errors = api.get_logs(project.id, run.id, level="ERROR", q="样本文件损坏").items
     assert any(line.message.startswith("[rank 1] RuntimeError") for line in errors)
