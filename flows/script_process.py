@@ -16,7 +16,6 @@ from ltm.reporter import RunReporter
 TAIL_LINES = 12
 RANK_PREFIX = "[rank${rank}]:"  # torchrun's per-line prefix template (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE)
 _RANK_LINE = re.compile(r"^\[rank(\d+)\]:(.*)$", re.DOTALL)
-_TORCH_RANK_PREFIX = re.compile(r"^\[rank(\d+)\]: ?")  # PyTorch's own, on a traceback once a process group is up
 _ERROR_LINE = re.compile(r"Traceback|Error|Exception|CUDA out of memory")
 _OUT_OF_MEMORY = re.compile(r"CUDA out of memory|OutOfMemoryError")
 
@@ -77,9 +76,9 @@ class ScriptOutput:
                 source, text = f"rank {matched.group(1)}", matched.group(2)
             else:
                 source = "torchrun"
-            own = _TORCH_RANK_PREFIX.match(text)
+            own = _RANK_LINE.match(text)  # PyTorch's own prefix, on a traceback once a process group is up
             if own and source == f"rank {own.group(1)}":
-                text = text[own.end() :]
+                text = own.group(2).removeprefix(" ")
             self._line(source, text.rsplit("\r", 1)[-1], is_stderr)  # a progress bar redraws with \r: its last state
         stream.close()
 
